@@ -1,0 +1,17 @@
+import {Command} from '@oclif/core'
+
+export default class Version extends Command {
+  static override description = 'print the version of mooncake and of its native engine'
+  static override enableJsonFlag = true
+
+  async run(): Promise<{version: string; node: string; nativeAbi: number | null}> {
+    const {loadNative} = await import('../lib/transfer/native.js')
+    let nativeAbi: number | null = null
+    try {
+      nativeAbi = loadNative().abiVersion()
+    } catch {}
+    const result = {version: this.config.version, node: process.version, nativeAbi}
+    this.log(`mooncake ${result.version} (node ${result.node}, native ABI ${nativeAbi ?? 'missing'})`)
+    return result
+  }
+}
