@@ -1,17 +1,494 @@
-// Module entry: a flat table of functions; each subsystem registers its own.
+// Module entry: a flat table of functions over the engine. Arguments are validated by the
+// TypeScript layer first; the checks here only keep a wrong call from touching bad memory.
+// Completions come back through one thread-safe function per environment, referenced only
+// while batches are in flight so an idle engine never keeps the process alive.
 #include <napi.h>
 
-namespace mooncake {
-constexpr uint32_t kNativeAbiVersion = 1;
-}  // namespace mooncake
+#include <functional>
+#include <map>
+#include <memory>
 
-static Napi::Value AbiVersion(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), mooncake::kNativeAbiVersion);
+#include "crc32c.h"
+#include "engine.h"
+#include "grant.h"
+#include "local_memory.h"
+#include "segment.h"
+
+namespace mooncake {
+constexpr uint32_t kNativeAbiVersion = 2;
+
+namespace {
+
+using Job = std::function<void(Napi::Env)>;
+
+void CallJs(Napi::Env env, Napi::Function, std::nullptr_t*, Job* job) {
+  if (env != nullptr) (*job)(env);
+  delete job;
 }
 
-static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+using Tsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, Job, CallJs>;
+
+struct SegmentHandle {
+  uint32_t engine = 0;
+  std::shared_ptr<Segment> seg;
+};
+
+struct Instance {
+  Tsfn tsfn;
+  int pending = 0;
+  std::map<uint32_t, std::unique_ptr<Engine>> engines;
+  uint32_t nextEngine = 1;
+  std::map<uint32_t, SegmentHandle> segments;
+  uint32_t nextSegment = 1;
+  LocalMemory memory;
+};
+
+Instance* Inst(Napi::Env env) { return env.GetInstanceData<Instance>(); }
+
+Napi::Value Throw(Napi::Env env, int32_t status, const std::string& message) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("status", Napi::Number::New(env, status));
+  e.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+Napi::Value ThrowResult(Napi::Env env, const Result& r) { return Throw(env, r.status, r.message); }
+
+bool GetBytes(Napi::Value v, uint8_t** data, size_t* len) {
+  if (!v.IsTypedArray()) return false;
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  if (ta.TypedArrayType() != napi_uint8_array) return false;
+  Napi::Uint8Array u = v.As<Napi::Uint8Array>();
+  *data = u.Data();
+  *len = u.ByteLength();
+  return true;
+}
+
+int64_t Int(Napi::Value v, int64_t fallback = 0) {
+  return v.IsNumber() ? v.As<Napi::Number>().Int64Value() : fallback;
+}
+
+Engine* EngineOf(const Napi::CallbackInfo& info) {
+  auto& engines = Inst(info.Env())->engines;
+  auto it = engines.find(uint32_t(Int(info[0])));
+  return it == engines.end() ? nullptr : it->second.get();
+}
+
+// Runs `job` on the JS thread later; safe from any thread.
+void Post(Tsfn tsfn, Job job) {
+  Job* heap = new Job(std::move(job));
+  if (tsfn.NonBlockingCall(heap) != napi_ok) delete heap;
+}
+
+void BeginPending(Napi::Env env) {
+  Instance* in = Inst(env);
+  if (in->pending++ == 0) in->tsfn.Ref(env);
+}
+
+void EndPending(Napi::Env env) {
+  Instance* in = Inst(env);
+  if (--in->pending == 0) in->tsfn.Unref(env);
+}
+
+// ---- checksums and grants (pure functions) ----
+
+Napi::Value Crc32cFn(const Napi::CallbackInfo& info) {
+  uint8_t* data;
+  size_t len;
+  if (!GetBytes(info[0], &data, &len)) return Throw(info.Env(), kInvalidParams, "crc32c: expected a Uint8Array");
+  uint64_t off = uint64_t(Int(info[1])), n = uint64_t(Int(info[2]));
+  if (off > len || n > len - off) return Throw(info.Env(), kBufferOverflow, "crc32c: range outside the buffer");
+  uint32_t seed = uint32_t(Int(info[3]));
+  return Napi::Number::New(info.Env(), Crc32c(seed, data + off, size_t(n)));
+}
+
+Napi::Value Crc32cHardwareFn(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), Crc32cHardware());
+}
+
+// Checksums a large region off the JS thread (libuv pool); the region stays alive through
+// the shared_ptr or the buffer reference.
+class CrcWorker : public Napi::AsyncWorker {
+ public:
+  CrcWorker(Napi::Env env, std::shared_ptr<Segment> seg, Napi::Value holder, const uint8_t* data, size_t len,
+            uint32_t seed)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), seg_(std::move(seg)), data_(data),
+        len_(len), seed_(seed) {
+    if (!holder.IsUndefined()) ref_ = Napi::Persistent(holder);
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override { crc_ = Crc32c(seed_, data_, len_); }
+  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), crc_)); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<Segment> seg_;
+  Napi::Reference<Napi::Value> ref_;
+  const uint8_t* data_;
+  size_t len_;
+  uint32_t seed_;
+  uint32_t crc_ = 0;
+};
+
+// crc32cAsync(target: Uint8Array | segmentHandle, offset, length, seed) -> Promise<number>
+Napi::Value Crc32cAsyncFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t off = uint64_t(Int(info[1])), n = uint64_t(Int(info[2]));
+  uint32_t seed = uint32_t(Int(info[3]));
+  CrcWorker* w;
+  if (info[0].IsNumber()) {
+    auto& segs = Inst(env)->segments;
+    auto it = segs.find(uint32_t(Int(info[0])));
+    if (it == segs.end()) return Throw(env, kSegmentNotFound, "crc32c: the segment is closed");
+    if (!it->second.seg->Contains(off, n)) return Throw(env, kBufferOverflow, "crc32c: range outside the segment");
+    w = new CrcWorker(env, it->second.seg, env.Undefined(), it->second.seg->data() + off, size_t(n), seed);
+  } else {
+    uint8_t* data;
+    size_t len;
+    if (!GetBytes(info[0], &data, &len)) return Throw(env, kInvalidParams, "crc32c: expected a Uint8Array");
+    if (off > len || n > len - off) return Throw(env, kBufferOverflow, "crc32c: range outside the buffer");
+    w = new CrcWorker(env, nullptr, info[0], data + off, size_t(n), seed);
+  }
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+// grantMac(key, segment, offset, length, opMask, expiryUnixMs) -> Buffer(16): lets tests prove
+// that the TypeScript minter and the native verifier agree.
+Napi::Value GrantMacFn(const Napi::CallbackInfo& info) {
+  uint8_t* key;
+  size_t keyLen;
+  if (!GetBytes(info[0], &key, &keyLen) || keyLen != kGrantKeySize)
+    return Throw(info.Env(), kInvalidParams, "grant key must be 32 bytes");
+  Grant g;
+  g.offset = uint64_t(Int(info[2]));
+  g.length = uint64_t(Int(info[3]));
+  g.opMask = uint32_t(Int(info[4]));
+  g.expiryUnixMs = uint64_t(Int(info[5]));
+  uint8_t mac[kGrantMacSize];
+  GrantMac(key, info[1].As<Napi::String>().Utf8Value(), g, mac);
+  return Napi::Buffer<uint8_t>::Copy(info.Env(), mac, sizeof mac);
+}
+
+Napi::Value SweepFn(const Napi::CallbackInfo& info) {
+  std::string why;
+  return Napi::Number::New(info.Env(), SweepStaleSegments(&why));
+}
+
+// ---- engines ----
+
+Napi::Value EngineCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsObject()) return Throw(env, kInvalidParams, "engineCreate: options object expected");
+  Napi::Object o = info[0].As<Napi::Object>();
+  EngineOptions eo;
+  Napi::Value hosts = o.Get("listenHosts");
+  if (hosts.IsArray()) {
+    Napi::Array a = hosts.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) eo.server.hosts.push_back(a.Get(i).As<Napi::String>().Utf8Value());
+  }
+  std::string token = o.Get("token").IsString() ? o.Get("token").As<Napi::String>().Utf8Value() : "";
+  eo.server.port = int(Int(o.Get("port"), 0));
+  eo.server.token = token;
+  eo.server.maxConnections = int(Int(o.Get("maxConnections"), 1024));
+  eo.server.idleTimeoutMs = int(Int(o.Get("idleTimeoutMs"), 60000));
+  eo.server.threads = int(Int(o.Get("serverThreads"), 4));
+  eo.server.ioTimeoutMs = int(Int(o.Get("ioTimeoutMs"), 30000));
+  eo.client.token = token;
+  eo.client.lanesPerPeer = int(Int(o.Get("lanesPerPeer"), 4));
+  eo.client.threads = int(Int(o.Get("clientThreads"), 4));
+  eo.client.connectTimeoutMs = int(Int(o.Get("connectTimeoutMs"), 5000));
+  eo.client.cooldownMs = int(Int(o.Get("cooldownMs"), 1000));
+  eo.client.idleTimeoutMs = int(Int(o.Get("idleTimeoutMs"), 60000)) / 2;
+  Instance* in = Inst(env);
+  uint32_t id = in->nextEngine++;
+  in->engines[id] = std::make_unique<Engine>(std::move(eo));
+  return Napi::Number::New(env, id);
+}
+
+Napi::Value EngineStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Engine* e = EngineOf(info);
+  if (!e) return Throw(env, kInvalidParams, "no such engine");
+  std::vector<std::string> endpoints;
+  Result r = e->Start(&endpoints);
+  if (!r.ok()) return ThrowResult(env, r);
+  Napi::Array out = Napi::Array::New(env, endpoints.size());
+  for (uint32_t i = 0; i < endpoints.size(); i++) out.Set(i, endpoints[i]);
+  return out;
+}
+
+Napi::Value EngineClose(const Napi::CallbackInfo& info) {
+  Instance* in = Inst(info.Env());
+  uint32_t id = uint32_t(Int(info[0]));
+  auto it = in->engines.find(id);
+  if (it == in->engines.end()) return info.Env().Undefined();
+  it->second->Close();
+  for (auto s = in->segments.begin(); s != in->segments.end();)
+    s = s->second.engine == id ? in->segments.erase(s) : std::next(s);
+  in->engines.erase(it);
+  return info.Env().Undefined();
+}
+
+Napi::Value EngineCloseListener(const Napi::CallbackInfo& info) {
+  Engine* e = EngineOf(info);
+  if (!e || !e->server()) return Napi::Boolean::New(info.Env(), false);
+  return Napi::Boolean::New(info.Env(), e->server()->CloseListener(info[1].As<Napi::String>().Utf8Value()));
+}
+
+Napi::Value EngineStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Engine* e = EngineOf(info);
+  if (!e) return Throw(env, kInvalidParams, "no such engine");
+  Napi::Object out = Napi::Object::New(env);
+  if (Client* c = e->client()) {
+    ClientStats s = c->Stats();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("transferredBytes", double(s.transferredBytes));
+    o.Set("memcpyBytes", double(s.memcpyBytes));
+    o.Set("retries", double(s.retries));
+    o.Set("connectionsOpened", double(s.connectsOpened));
+    o.Set("batchesInFlight", double(s.batchesInFlight));
+    out.Set("client", o);
+  }
+  if (Server* sv = e->server()) {
+    ServerStats s = sv->Stats();
+    Napi::Object o = Napi::Object::New(env);
+    Napi::Array ls = Napi::Array::New(env, s.listeners.size());
+    for (uint32_t i = 0; i < s.listeners.size(); i++) {
+      Napi::Object l = Napi::Object::New(env);
+      l.Set("endpoint", s.listeners[i].endpoint);
+      l.Set("open", s.listeners[i].open);
+      l.Set("accepted", double(s.listeners[i].accepted));
+      l.Set("requests", double(s.listeners[i].requests));
+      l.Set("bytesRead", double(s.listeners[i].bytesRead));
+      l.Set("bytesWritten", double(s.listeners[i].bytesWritten));
+      ls.Set(i, l);
+    }
+    o.Set("listeners", ls);
+    o.Set("connections", double(s.connections));
+    o.Set("refusedConnections", double(s.refusedConnections));
+    o.Set("malformedFrames", double(s.malformedFrames));
+    o.Set("authFailures", double(s.authFailures));
+    o.Set("deniedRequests", double(s.deniedRequests));
+    o.Set("idleClosed", double(s.idleClosed));
+    out.Set("server", o);
+  }
+  return out;
+}
+
+// ---- segments ----
+
+void ReleaseWindow(Napi::Env, uint8_t*, std::shared_ptr<Segment>* hold) { delete hold; }
+
+Napi::Value SegmentCreate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Engine* e = EngineOf(info);
+  if (!e) return Throw(env, kInvalidParams, "no such engine");
+  std::string name = info[1].As<Napi::String>().Utf8Value();
+  uint64_t size = uint64_t(Int(info[2]));
+  bool grants = info[3].ToBoolean();
+  if (name.empty() || name.size() > kMaxSegmentName) return Throw(env, kInvalidParams, "segment name must be 1-255 bytes");
+  if (size == 0) return Throw(env, kInvalidParams, "segment size must be positive");
+  if (e->segments().Find(name)) return Throw(env, -102, "segment '" + name + "' already exists");
+  Result r;
+  auto seg = Segment::Create(name, size, grants, &r);
+  if (!seg) return ThrowResult(env, r);
+  e->segments().Add(seg);
+  Instance* in = Inst(env);
+  uint32_t handle = in->nextSegment++;
+  in->segments[handle] = SegmentHandle{uint32_t(Int(info[0])), seg};
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("handle", handle);
+  out.Set("path", seg->path());
+  if (seg->hasGrantKey()) out.Set("grantKey", Napi::Buffer<uint8_t>::Copy(env, seg->grantKey(), kGrantKeySize));
+  return out;
+}
+
+Napi::Value SegmentClose(const Napi::CallbackInfo& info) {
+  Instance* in = Inst(info.Env());
+  auto it = in->segments.find(uint32_t(Int(info[0])));
+  if (it == in->segments.end()) return info.Env().Undefined();
+  auto eng = in->engines.find(it->second.engine);
+  if (eng != in->engines.end()) eng->second->segments().Remove(it->second.seg->name());
+  it->second.seg->Retire();
+  in->segments.erase(it);
+  return info.Env().Undefined();
+}
+
+Napi::Value SegmentWindow(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto& segs = Inst(env)->segments;
+  auto it = segs.find(uint32_t(Int(info[0])));
+  if (it == segs.end()) return Throw(env, kSegmentNotFound, "the segment is closed");
+  uint64_t off = uint64_t(Int(info[1])), n = uint64_t(Int(info[2]));
+  if (n == 0 || n > (1ull << 30) || !it->second.seg->Contains(off, n))
+    return Throw(env, kBufferOverflow, "window outside the segment or larger than 1 GiB");
+  auto* hold = new std::shared_ptr<Segment>(it->second.seg);
+  return Napi::Buffer<uint8_t>::New(env, it->second.seg->data() + off, size_t(n), ReleaseWindow, hold);
+}
+
+// ---- registered memory ----
+
+Napi::Value MemoryRegister(const Napi::CallbackInfo& info) {
+  uint8_t* data;
+  size_t len;
+  if (!GetBytes(info[0], &data, &len)) return Throw(info.Env(), kInvalidParams, "expected a Uint8Array");
+  Result r = Inst(info.Env())->memory.Register(info[0], data, len);
+  if (!r.ok()) return ThrowResult(info.Env(), r);
+  return info.Env().Undefined();
+}
+
+Napi::Value MemoryUnregister(const Napi::CallbackInfo& info) {
+  uint8_t* data;
+  size_t len;
+  if (!GetBytes(info[0], &data, &len)) return Throw(info.Env(), kInvalidParams, "expected a Uint8Array");
+  bool busy = false;
+  Result r = Inst(info.Env())->memory.Unregister(data, len, &busy);
+  if (!r.ok()) return ThrowResult(info.Env(), r);
+  return Napi::Boolean::New(info.Env(), !busy);
+}
+
+// ---- transfers ----
+
+// submit(engine, peers: string[][], requests: object[], sliceSize, timeoutMs, transport)
+//   -> Promise<Array<[status, message, viaMemcpy]>>
+Napi::Value Submit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Instance* in = Inst(env);
+  Engine* e = EngineOf(info);
+  if (!e || !e->client()) return Throw(env, kTransferFail, "the transfer engine is not running");
+  if (!info[1].IsArray() || !info[2].IsArray()) return Throw(env, kInvalidParams, "submit: arrays expected");
+  Napi::Array jp = info[1].As<Napi::Array>();
+  std::vector<std::vector<std::string>> peers(jp.Length());
+  for (uint32_t i = 0; i < jp.Length(); i++) {
+    Napi::Array eps = jp.Get(i).As<Napi::Array>();
+    for (uint32_t j = 0; j < eps.Length(); j++) peers[i].push_back(eps.Get(j).As<Napi::String>().Utf8Value());
+  }
+  Napi::Array jr = info[2].As<Napi::Array>();
+  std::vector<RequestSpec> reqs(jr.Length());
+  std::vector<uintptr_t> pinned;
+  std::vector<std::shared_ptr<void>> pins;
+  auto unpinAll = [&] {
+    for (uintptr_t k : pinned) in->memory.Unpin(k);
+  };
+  for (uint32_t i = 0; i < jr.Length(); i++) {
+    Napi::Object o = jr.Get(i).As<Napi::Object>();
+    RequestSpec& r = reqs[i];
+    r.op = uint8_t(Int(o.Get("op")));
+    r.length = uint64_t(Int(o.Get("length")));
+    r.offset = uint64_t(Int(o.Get("offset")));
+    r.peer = uint32_t(Int(o.Get("peer")));
+    r.segment = o.Get("segment").As<Napi::String>().Utf8Value();
+    uint64_t localOffset = uint64_t(Int(o.Get("localOffset")));
+    Napi::Value seg = o.Get("localSegment");
+    if (seg.IsNumber()) {
+      auto it = in->segments.find(uint32_t(Int(seg)));
+      if (it == in->segments.end()) return unpinAll(), Throw(env, kSegmentNotFound, "the local segment is closed");
+      if (!it->second.seg->Contains(localOffset, r.length))
+        return unpinAll(), Throw(env, kBufferOverflow, "local range outside the local segment");
+      r.local = it->second.seg->data() + localOffset;
+      pins.push_back(it->second.seg);
+    } else {
+      uint8_t* data;
+      size_t len;
+      if (!GetBytes(o.Get("local"), &data, &len)) return unpinAll(), Throw(env, kInvalidParams, "local buffer expected");
+      if (localOffset > len || r.length > len - localOffset)
+        return unpinAll(), Throw(env, kBufferOverflow, "local range outside the local buffer");
+      uintptr_t key;
+      Result pr = in->memory.Pin(data + localOffset, size_t(r.length), &key);
+      if (!pr.ok()) return unpinAll(), ThrowResult(env, pr);
+      pinned.push_back(key);
+      r.local = data + localOffset;
+    }
+    Napi::Value g = o.Get("grant");
+    if (!g.IsUndefined() && !g.IsNull()) {
+      uint8_t* gb;
+      size_t gl;
+      if (!GetBytes(g, &gb, &gl) || gl != kGrantWireSize || !DecodeGrant(gb, &r.grant))
+        return unpinAll(), Throw(env, kInvalidParams, "malformed grant");
+      r.hasGrant = true;
+    }
+  }
+  uint64_t sliceSize = uint64_t(Int(info[3]));
+  int64_t timeoutMs = Int(info[4]);
+  uint8_t transport = uint8_t(Int(info[5]));
+
+  auto deferred = std::make_shared<Napi::Promise::Deferred>(Napi::Promise::Deferred::New(env));
+  Tsfn tsfn = in->tsfn;
+  Client::Done done = [tsfn, deferred, pinned](std::vector<RequestResult>&& results) {
+    auto shared = std::make_shared<std::vector<RequestResult>>(std::move(results));
+    Post(tsfn, [deferred, pinned, shared](Napi::Env env) {
+      Instance* in = Inst(env);
+      for (uintptr_t k : pinned) in->memory.Unpin(k);
+      Napi::Array out = Napi::Array::New(env, shared->size());
+      for (uint32_t i = 0; i < shared->size(); i++) {
+        const RequestResult& r = (*shared)[i];
+        Napi::Array row = Napi::Array::New(env, 3);
+        row.Set(0u, r.status);
+        row.Set(1u, r.message);
+        row.Set(2u, r.viaMemcpy);
+        out.Set(i, row);
+      }
+      EndPending(env);
+      deferred->Resolve(out);
+    });
+  };
+  BeginPending(env);
+  Result r = e->client()->Submit(peers, std::move(reqs), sliceSize, timeoutMs, transport, std::move(done), std::move(pins));
+  if (!r.ok()) {
+    EndPending(env);
+    unpinAll();
+    return ThrowResult(env, r);
+  }
+  return deferred->Promise();
+}
+
+Napi::Value AbiVersion(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), kNativeAbiVersion); }
+
+void Cleanup(void* arg) {
+  Instance* in = static_cast<Instance*>(arg);
+  for (auto& kv : in->engines) kv.second->Close();
+  in->engines.clear();
+  in->segments.clear();
+  UnlinkOwnedSegmentFiles();
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* in = new Instance();
+  env.SetInstanceData<Instance>(in);
+  in->tsfn = Tsfn::New(env, "mooncake-transfer", 0, 1);
+  in->tsfn.Unref(env);
+  // Registered after the thread-safe function, so it runs before its teardown (hooks run in
+  // reverse order): engine threads are joined while completions can still be posted.
+  napi_add_env_cleanup_hook(env, Cleanup, in);
+
   exports.Set("abiVersion", Napi::Function::New(env, AbiVersion));
+  exports.Set("crc32c", Napi::Function::New(env, Crc32cFn));
+  exports.Set("crc32cHardware", Napi::Function::New(env, Crc32cHardwareFn));
+  exports.Set("crc32cAsync", Napi::Function::New(env, Crc32cAsyncFn));
+  exports.Set("grantMac", Napi::Function::New(env, GrantMacFn));
+  exports.Set("sweepSegments", Napi::Function::New(env, SweepFn));
+  exports.Set("engineCreate", Napi::Function::New(env, EngineCreate));
+  exports.Set("engineStart", Napi::Function::New(env, EngineStart));
+  exports.Set("engineClose", Napi::Function::New(env, EngineClose));
+  exports.Set("engineCloseListener", Napi::Function::New(env, EngineCloseListener));
+  exports.Set("engineStats", Napi::Function::New(env, EngineStats));
+  exports.Set("segmentCreate", Napi::Function::New(env, SegmentCreate));
+  exports.Set("segmentClose", Napi::Function::New(env, SegmentClose));
+  exports.Set("segmentWindow", Napi::Function::New(env, SegmentWindow));
+  exports.Set("memoryRegister", Napi::Function::New(env, MemoryRegister));
+  exports.Set("memoryUnregister", Napi::Function::New(env, MemoryUnregister));
+  exports.Set("submit", Napi::Function::New(env, Submit));
   return exports;
 }
 
-NODE_API_MODULE(mooncake_native, Init)
+}  // namespace mooncake
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return mooncake::Init(env, exports); }
+
+NODE_API_MODULE(mooncake_native, InitModule)

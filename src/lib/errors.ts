@@ -71,6 +71,10 @@ export enum ErrorCode {
   PAYLOAD_NOT_FOUND = -2100,
   PAYLOAD_ALREADY_EXISTS = -2101,
   PAYLOAD_SIZE_MISMATCH = -2102,
+  /** A P2P peer name is held by another live peer. */
+  PEER_ALREADY_EXISTS = -2103,
+  /** A transfer without a valid access grant (missing, expired, forged, or not covering the range). */
+  ACCESS_DENIED = -2300,
 }
 
 export type ErrorCodeName = keyof typeof ErrorCode

@@ -6,12 +6,93 @@ import {fileURLToPath} from 'node:url'
 import {MooncakeError} from '../errors.js'
 
 /** Bumped whenever the native function table changes, so a stale build is detected. */
-export const EXPECTED_NATIVE_ABI = 1
+export const EXPECTED_NATIVE_ABI = 2
 
-/** The flat function table exported by native/addon.cc. */
+/** Options object passed to `engineCreate` (already validated and defaulted by options.ts). */
+export interface NativeEngineOptions {
+  listenHosts: string[]
+  port: number
+  token: string
+  lanesPerPeer: number
+  clientThreads: number
+  serverThreads: number
+  maxConnections: number
+  idleTimeoutMs: number
+  ioTimeoutMs: number
+  connectTimeoutMs: number
+  cooldownMs: number
+}
+
+/** One request row of `submit`; `op` 1 = read (peer to local), 2 = write (local to peer). */
+export interface NativeRequest {
+  op: 1 | 2
+  local?: Uint8Array
+  localSegment?: number
+  localOffset: number
+  peer: number
+  segment: string
+  offset: number
+  length: number
+  /** 48-byte wire form of the grant (grant.ts encodeGrant). */
+  grant?: Uint8Array
+}
+
+/** [status, message, viaMemcpy] per request; status 0 is success, otherwise an ErrorCode value. */
+export type NativeResult = [number, string, boolean]
+
+export interface NativeListenerStats {
+  endpoint: string
+  open: boolean
+  accepted: number
+  requests: number
+  bytesRead: number
+  bytesWritten: number
+}
+
+export interface NativeEngineStats {
+  client?: {transferredBytes: number; memcpyBytes: number; retries: number; connectionsOpened: number; batchesInFlight: number}
+  server?: {
+    listeners: NativeListenerStats[]
+    connections: number
+    refusedConnections: number
+    malformedFrames: number
+    authFailures: number
+    deniedRequests: number
+    idleClosed: number
+  }
+}
+
+/**
+ * The flat function table exported by native/addon.cc. Failures throw an Error carrying a
+ * numeric `status` (an ErrorCode value); native-call.ts turns it into a MooncakeError.
+ */
 export interface NativeBinding {
   abiVersion(): number
-  [fn: string]: unknown
+  crc32c(data: Uint8Array, offset: number, length: number, seed: number): number
+  crc32cHardware(): boolean
+  /** `target` is a Uint8Array or a segment handle. */
+  crc32cAsync(target: Uint8Array | number, offset: number, length: number, seed: number): Promise<number>
+  grantMac(key: Uint8Array, segment: string, offset: number, length: number, opMask: number, expiryUnixMs: number): Buffer
+  sweepSegments(): number
+  engineCreate(options: NativeEngineOptions): number
+  engineStart(engine: number): string[]
+  engineClose(engine: number): void
+  engineCloseListener(engine: number, host: string): boolean
+  engineStats(engine: number): NativeEngineStats
+  segmentCreate(engine: number, name: string, size: number, grants: boolean): {handle: number; path: string; grantKey?: Buffer}
+  segmentClose(handle: number): void
+  segmentWindow(handle: number, offset: number, length: number): Buffer
+  memoryRegister(buffer: Uint8Array): void
+  /** true = removed; false = still used by batches in flight (now refused for new ones). */
+  memoryUnregister(buffer: Uint8Array): boolean
+  submit(
+    engine: number,
+    peers: string[][],
+    requests: NativeRequest[],
+    sliceSize: number,
+    timeoutMs: number,
+    transport: number,
+  ): Promise<NativeResult[]>
 }
 
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..')

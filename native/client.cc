@@ -1,0 +1,603 @@
+#include "client.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "auth.h"
+
+namespace mooncake {
+
+namespace {
+constexpr size_t kMaxErrorMessage = 64 * 1024;
+constexpr int64_t kAttachRetryMs = 10000;
+}  // namespace
+
+Client::Client(ClientOptions options) : opt_(std::move(options)) {}
+
+Client::~Client() { Stop(); }
+
+void Client::Start() {
+  started_ = true;
+  for (int i = 0; i < opt_.threads; i++) workers_.emplace_back([this] { WorkerLoop(); });
+}
+
+void Client::Stop() {
+  if (stopping_.exchange(true)) return;
+  std::vector<SliceTask> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (Peer* p : peerList_) {
+      for (SliceTask& t : p->queue) dropped.push_back(std::move(t));
+      p->queue.clear();
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(fdMu_);
+    for (int fd : activeFds_) shutdown(fd, SHUT_RDWR);
+  }
+  cv_.notify_all();
+  for (SliceTask& t : dropped) {
+    Fail(*t.batch, t.req, kTransferFail, "the transfer engine was closed");
+    FinishSlice(t);
+  }
+  for (auto& w : workers_) w.join();
+  workers_.clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (Peer* p : peerList_)
+    for (Endpoint& e : p->eps) {
+      for (IdleConn& c : e.idle) close(c.fd);
+      e.idle.clear();
+    }
+}
+
+ClientStats Client::Stats() {
+  ClientStats s;
+  s.transferredBytes = transferred_;
+  s.memcpyBytes = memcpyBytes_;
+  s.retries = retries_;
+  s.connectsOpened = connects_;
+  s.batchesInFlight = batches_;
+  return s;
+}
+
+void Client::Fail(Batch& b, uint32_t req, int32_t status, const std::string& message) {
+  ReqState& st = b.st[req];
+  // The first failure of a request is its answer; later slices only add noise.
+  if (st.failed.exchange(true)) return;
+  st.status = status;
+  st.message = message;
+}
+
+Result Client::Submit(const std::vector<std::vector<std::string>>& peers, std::vector<RequestSpec>&& requests,
+                      uint64_t sliceSize, int64_t timeoutMs, uint8_t transport, Done done,
+                      std::vector<std::shared_ptr<void>>&& pins) {
+  if (stopping_ || !started_) return Result::Fail(kTransferFail, "the transfer engine is not running");
+  if (sliceSize == 0 || sliceSize > kMaxRequestLength) return Result::Fail(kInvalidParams, "bad slice size");
+  std::vector<std::vector<SockAddr>> addrs(peers.size());
+  for (size_t i = 0; i < peers.size(); i++) {
+    if (peers[i].empty() || peers[i].size() > 64) return Result::Fail(kInvalidParams, "a peer needs 1 to 64 endpoints");
+    for (const std::string& e : peers[i]) {
+      SockAddr sa;
+      std::string why;
+      if (!ParseEndpoint(e, &sa, &why)) return Result::Fail(kInvalidParams, why);
+      addrs[i].push_back(sa);
+    }
+  }
+  for (const RequestSpec& r : requests) {
+    if (r.length == 0) return Result::Fail(kInvalidParams, "zero-length request");
+    if (r.peer >= peers.size()) return Result::Fail(kInvalidParams, "bad peer index");
+    if (r.segment.empty() || r.segment.size() > kMaxSegmentName) return Result::Fail(kInvalidParams, "bad segment name");
+    if (r.op != kOpcodeRead && r.op != kOpcodeWrite) return Result::Fail(kInvalidParams, "bad op");
+  }
+
+  auto b = std::make_shared<Batch>();
+  b->reqs = std::move(requests);
+  b->st.reset(new ReqState[b->reqs.size()]);
+  b->deadline = MonoMs() + timeoutMs;
+  b->transport = transport;
+  b->done = std::move(done);
+  b->pins = std::move(pins);
+  int64_t slices = 0;
+  for (const RequestSpec& r : b->reqs) slices += int64_t((r.length + sliceSize - 1) / sliceSize);
+  b->slicesLeft = slices;
+  batches_++;
+
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < peers.size(); i++) {
+      std::string key;
+      for (const std::string& e : peers[i]) key += e + ",";
+      auto it = peers_.find(key);
+      if (it == peers_.end()) {
+        auto p = std::make_unique<Peer>();
+        p->key = key;
+        for (size_t j = 0; j < peers[i].size(); j++) {
+          Endpoint e;
+          e.text = peers[i][j];
+          e.addr = addrs[i][j];
+          p->eps.push_back(std::move(e));
+        }
+        peerList_.push_back(p.get());
+        it = peers_.emplace(key, std::move(p)).first;
+      }
+      b->peers.push_back(it->second.get());
+    }
+    for (uint32_t i = 0; i < b->reqs.size(); i++) {
+      const RequestSpec& r = b->reqs[i];
+      Peer* p = b->peers[r.peer];
+      for (uint64_t off = 0; off < r.length; off += sliceSize)
+        p->queue.push_back(SliceTask{b, i, off, std::min<uint64_t>(sliceSize, r.length - off)});
+    }
+  }
+  cv_.notify_all();
+  return Result::Ok();
+}
+
+Client::Peer* Client::PickPeerLocked() {
+  const size_t n = peerList_.size();
+  for (size_t k = 0; k < n; k++) {
+    Peer* p = peerList_[(peerRr_ + k) % n];
+    if (!p->queue.empty() && p->active < opt_.lanesPerPeer) {
+      peerRr_ = (peerRr_ + k + 1) % n;
+      return p;
+    }
+  }
+  return nullptr;
+}
+
+void Client::WorkerLoop() {
+  while (true) {
+    Peer* p = nullptr;
+    SliceTask t;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || (p = PickPeerLocked()) != nullptr; });
+      if (stopping_) return;
+      t = std::move(p->queue.front());
+      p->queue.pop_front();
+      p->active++;
+    }
+    RunSlice(p, t);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      p->active--;
+    }
+    cv_.notify_one();
+    FinishSlice(t);
+  }
+}
+
+void Client::FinishSlice(const SliceTask& t) {
+  if (t.batch->slicesLeft.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  Batch& b = *t.batch;
+  std::vector<RequestResult> results(b.reqs.size());
+  for (size_t i = 0; i < b.reqs.size(); i++) {
+    results[i].status = b.st[i].failed ? b.st[i].status : kOk;
+    results[i].message = b.st[i].message;
+    results[i].viaMemcpy = b.st[i].viaMemcpy;
+  }
+  batches_--;
+  b.done(std::move(results));
+}
+
+void Client::RunSlice(Peer* p, const SliceTask& t) {
+  Batch& b = *t.batch;
+  const RequestSpec& rq = b.reqs[t.req];
+  if (b.st[t.req].failed) return;
+  if (stopping_) return Fail(b, t.req, kTransferFail, "the transfer engine was closed");
+  if (MonoMs() >= b.deadline) return Fail(b, t.req, kDeadlineExceeded, "the request deadline passed before it was sent");
+  if (b.transport != kTransportTcp) {
+    std::shared_ptr<Segment> seg;
+    auto a = AttachFor(p, rq.segment, b.deadline, &seg);
+    if (seg) {
+      if (RunMemcpySlice(p, seg, a, t)) return;
+      // The owner closed the segment or went away: with 'auto', TCP gives the authoritative answer.
+      if (b.transport == kTransportMemcpy)
+        return Fail(b, t.req, kTransferFail, "the owner of segment '" + rq.segment + "' closed it or exited");
+    } else if (b.transport == kTransportMemcpy) {
+      std::string why;
+      int32_t status = kNotSupported;
+      if (a) {
+        std::lock_guard<std::mutex> lock(a->mu);
+        why = a->failure;
+        status = a->failureStatus;
+      }
+      return Fail(b, t.req, status, "the same-host memcpy path is not available for segment '" + rq.segment + "'" +
+                                        (why.empty() ? "" : ": " + why));
+    }
+  }
+  RunTcpSlice(p, t);
+}
+
+std::shared_ptr<Client::ShmAttach> Client::AttachFor(Peer* p, const std::string& segment, int64_t deadline,
+                                                     std::shared_ptr<Segment>* seg) {
+  std::shared_ptr<ShmAttach> a;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& slot = p->attaches[segment];
+    if (!slot) slot = std::make_shared<ShmAttach>();
+    a = slot;
+  }
+  std::lock_guard<std::mutex> lock(a->mu);
+  if (a->seg && a->seg->Live()) {
+    *seg = a->seg;
+    return a;
+  }
+  if (a->seg) {
+    a->seg.reset();
+    a->verifiedGrants.clear();
+    a->failure = "the segment's owner closed it or exited";
+    a->retryAfter = MonoMs() + opt_.cooldownMs;
+  }
+  if (MonoMs() < a->retryAfter) return a;
+  RequestHeader h;
+  h.op = kOpcodeShmInfo;
+  h.segment = segment;
+  std::string payload;
+  Outcome o = Control(p, h, deadline, &payload);
+  if (o.kind != Kind::kOk || payload.size() < 33 || payload.size() > 32 + 4096) {
+    a->failure = o.kind == Kind::kOk ? "bad shared-memory description from the peer" : o.result.message;
+    // Authentication and missing-segment answers are the real reason; anything else means
+    // "not mappable from here".
+    a->failureStatus = o.kind == Kind::kServer && (o.result.status == kUnauthenticated || o.result.status == kSegmentNotFound)
+                           ? o.result.status
+                           : kNotSupported;
+    a->retryAfter = MonoMs() + kAttachRetryMs;
+    return a;
+  }
+  const uint8_t* q = reinterpret_cast<const uint8_t*>(payload.data());
+  ShmInfo info;
+  info.ino = GetU64(q);
+  info.dev = GetU64(q + 8);
+  info.size = GetU64(q + 16);
+  info.ownerPid = int32_t(GetU32(q + 24));
+  info.grantRequired = GetU32(q + 28) & 1;
+  info.path = payload.substr(32);
+  Result err;
+  a->seg = Segment::Attach(info, &err);
+  if (!a->seg) {
+    a->failure = err.message;
+    a->failureStatus = kNotSupported;
+    a->retryAfter = MonoMs() + kAttachRetryMs;
+    return a;
+  }
+  a->failure.clear();
+  *seg = a->seg;
+  return a;
+}
+
+bool Client::RunMemcpySlice(Peer* p, const std::shared_ptr<Segment>& seg, const std::shared_ptr<ShmAttach>& a,
+                            const SliceTask& t) {
+  Batch& b = *t.batch;
+  const RequestSpec& rq = b.reqs[t.req];
+  const uint64_t remote = rq.offset + t.off;
+  if (rq.offset > UINT64_MAX - t.off || !seg->Contains(remote, t.len)) {
+    Fail(b, t.req, kBufferOverflow, "[" + std::to_string(remote) + ", +" + std::to_string(t.len) +
+                                        ") is outside segment '" + rq.segment + "' of " + std::to_string(seg->size()) +
+                                        " bytes");
+    return true;
+  }
+  if (seg->hasGrantKey()) {
+    // Same checks as the server's, in this process: the key stays with the owner, so the
+    // grant's signature is confirmed once over the data connection, then cached.
+    if (!rq.hasGrant) {
+      Fail(b, t.req, kAccessDenied, "segment '" + rq.segment + "' requires a grant");
+      return true;
+    }
+    std::array<uint8_t, kGrantWireSize> mac;
+    EncodeGrant(rq.grant, mac.data());
+    bool known;
+    {
+      std::lock_guard<std::mutex> lock(a->mu);
+      known = a->verifiedGrants.count(mac) > 0;
+    }
+    if (!known) {
+      RequestHeader h;
+      h.op = kOpcodeGrantCheck;
+      h.flags = kFlagHasGrant;
+      h.segment = rq.segment;
+      h.grant = rq.grant;
+      h.offset = remote;
+      h.length = t.len;
+      std::string payload;
+      Outcome o = Control(p, h, b.deadline, &payload);
+      if (o.kind != Kind::kOk) {
+        Fail(b, t.req, o.result.status, o.result.message);
+        return true;
+      }
+      std::lock_guard<std::mutex> lock(a->mu);
+      if (a->verifiedGrants.size() > 65536) a->verifiedGrants.clear();
+      a->verifiedGrants.insert(mac);
+    }
+    Result cover = GrantCovers(rq.grant, rq.op == kOpcodeRead ? kOpRead : kOpWrite, remote, t.len, WallMs());
+    if (!cover.ok()) {
+      Fail(b, t.req, cover.status, cover.message);
+      return true;
+    }
+  }
+  if (!seg->Live()) return false;
+  uint8_t* mine = rq.local + t.off;
+  uint8_t* theirs = seg->data() + remote;
+  if (rq.op == kOpcodeRead) memcpy(mine, theirs, t.len);
+  else memcpy(theirs, mine, t.len);
+  // An owner that vanished during the copy may not have seen a write: report it.
+  if (!seg->Live()) {
+    Fail(b, t.req, kTransferFail, "the segment's owner went away during the copy");
+    return true;
+  }
+  b.st[t.req].viaMemcpy = true;
+  transferred_ += t.len;
+  memcpyBytes_ += t.len;
+  return true;
+}
+
+void Client::RunTcpSlice(Peer* p, const SliceTask& t) {
+  Batch& b = *t.batch;
+  const RequestSpec& rq = b.reqs[t.req];
+  const int maxAttempts = int(2 * p->eps.size() + 1);
+  uint64_t excluded = 0;
+  Result last = Result::Fail(kTransferFail, "no path to the peer");
+  for (int attempt = 0; attempt < maxAttempts; attempt++) {
+    if (stopping_) return Fail(b, t.req, kTransferFail, "the transfer engine was closed");
+    if (MonoMs() >= b.deadline) return Fail(b, t.req, kDeadlineExceeded, "the request deadline passed");
+    if (attempt > 0) retries_++;
+    int ei = PickEndpoint(p, excluded);
+    bool reused = false;
+    Result err;
+    int fd = AcquireConn(p, ei, b.deadline, &reused, &err);
+    if (fd < 0) {
+      ReleaseConn(p, ei, -1, false);
+      if (err.status == kUnauthenticated || err.status == kDeadlineExceeded) return Fail(b, t.req, err.status, err.message);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        p->eps[ei].cooldownUntil = MonoMs() + opt_.cooldownMs;
+      }
+      excluded |= 1ull << (ei % 64);
+      last = err;
+      continue;
+    }
+    RequestHeader h;
+    h.op = rq.op;
+    h.flags = rq.hasGrant ? kFlagHasGrant : 0;
+    h.offset = rq.offset + t.off;
+    h.length = t.len;
+    h.segment = rq.segment;
+    h.grant = rq.grant;
+    Outcome o = Exchange(fd, h, rq.local + t.off, b.deadline, nullptr);
+    if (o.kind == Kind::kOk || o.kind == Kind::kServer) {
+      ReleaseConn(p, ei, fd, true);
+      if (o.kind == Kind::kServer) return Fail(b, t.req, o.result.status, o.result.message);
+      transferred_ += t.len;
+      return;
+    }
+    ReleaseConn(p, ei, fd, false);
+    if (o.kind == Kind::kDeadline) return Fail(b, t.req, kDeadlineExceeded, o.result.message);
+    last = o.result;
+    // A pooled connection may simply have been closed by the server while idle: retry on a
+    // fresh one before blaming the path.
+    if (!reused) {
+      std::lock_guard<std::mutex> lock(mu_);
+      p->eps[ei].cooldownUntil = MonoMs() + opt_.cooldownMs;
+      excluded |= 1ull << (ei % 64);
+    }
+  }
+  Fail(b, t.req, kTransferFail, "every path to the peer failed; last error: " + last.message);
+}
+
+Client::Outcome Client::Control(Peer* p, RequestHeader& h, int64_t deadline, std::string* payload) {
+  uint64_t excluded = 0;
+  Outcome last{Kind::kPath, Result::Fail(kTransferFail, "no path to the peer")};
+  for (size_t attempt = 0; attempt < 2 * p->eps.size() + 1; attempt++) {
+    if (MonoMs() >= deadline) return {Kind::kDeadline, Result::Fail(kDeadlineExceeded, "the request deadline passed")};
+    int ei = PickEndpoint(p, excluded);
+    bool reused = false;
+    Result err;
+    int fd = AcquireConn(p, ei, deadline, &reused, &err);
+    if (fd < 0) {
+      ReleaseConn(p, ei, -1, false);
+      if (err.status == kUnauthenticated) return {Kind::kServer, err};
+      excluded |= 1ull << (ei % 64);
+      last = {Kind::kPath, err};
+      continue;
+    }
+    Outcome o = Exchange(fd, h, nullptr, deadline, payload);
+    ReleaseConn(p, ei, fd, o.kind == Kind::kOk || o.kind == Kind::kServer);
+    if (o.kind != Kind::kPath) return o;
+    last = o;
+    if (!reused) excluded |= 1ull << (ei % 64);
+  }
+  return last;
+}
+
+int Client::PickEndpoint(Peer* p, uint64_t excluded) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t now = MonoMs();
+  const int n = int(p->eps.size());
+  int best = -1;
+  // Healthy and not yet failed for this slice: the least busy, ties broken round-robin so
+  // consecutive slices alternate between addresses.
+  for (int k = 0; k < n; k++) {
+    int i = int((p->rr + k) % n);
+    const Endpoint& e = p->eps[i];
+    if ((excluded >> (i % 64)) & 1 || e.cooldownUntil > now) continue;
+    if (best < 0 || e.active < p->eps[best].active) best = i;
+  }
+  // Otherwise the one that failed longest ago, preferring those not yet tried by this slice.
+  for (int pass = 0; best < 0 && pass < 2; pass++)
+    for (int i = 0; i < n; i++) {
+      if (pass == 0 && ((excluded >> (i % 64)) & 1)) continue;
+      if (best < 0 || p->eps[i].cooldownUntil < p->eps[best].cooldownUntil) best = i;
+    }
+  p->rr++;
+  p->eps[best].active++;
+  return best;
+}
+
+int Client::AcquireConn(Peer* p, int ei, int64_t deadline, bool* reused, Result* err) {
+  SockAddr addr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Endpoint& e = p->eps[ei];
+    const int64_t now = MonoMs();
+    while (!e.idle.empty()) {
+      IdleConn c = e.idle.back();
+      e.idle.pop_back();
+      if (now - c.since > opt_.idleTimeoutMs || IdleConnectionBroken(c.fd)) {
+        close(c.fd);
+        continue;
+      }
+      *reused = true;
+      TrackFd(c.fd, true);
+      return c.fd;
+    }
+    addr = e.addr;
+  }
+  *reused = false;
+  const int64_t connectDeadline = std::min(deadline, MonoMs() + opt_.connectTimeoutMs);
+  int fd = ConnectWithDeadline(addr, connectDeadline, err);
+  if (fd < 0) return -1;
+  connects_++;
+  TrackFd(fd, true);
+  if (Handshake(fd, deadline, err) < 0) {
+    TrackFd(fd, false);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+void Client::ReleaseConn(Peer* p, int ei, int fd, bool reusable) {
+  if (fd >= 0) TrackFd(fd, false);
+  std::lock_guard<std::mutex> lock(mu_);
+  Endpoint& e = p->eps[ei];
+  e.active--;
+  if (fd < 0) return;
+  if (reusable && !stopping_ && e.idle.size() < size_t(opt_.lanesPerPeer) * 2) {
+    e.idle.push_back(IdleConn{fd, MonoMs()});
+  } else {
+    close(fd);
+  }
+}
+
+void Client::TrackFd(int fd, bool add) {
+  std::lock_guard<std::mutex> lock(fdMu_);
+  if (add) {
+    activeFds_.insert(fd);
+    if (stopping_) shutdown(fd, SHUT_RDWR);
+  } else {
+    activeFds_.erase(fd);
+  }
+}
+
+namespace {
+Result ReadErrorMessage(int fd, uint32_t len, int64_t deadline, std::string* out) {
+  if (len > kMaxErrorMessage) return Result::Fail(kTransferFail, "oversized error message from the peer");
+  out->resize(len);
+  return len ? RecvAll(fd, &(*out)[0], len, deadline) : Result::Ok();
+}
+}  // namespace
+
+int Client::Handshake(int fd, int64_t deadline, Result* err) {
+  uint8_t buf[kHelloSize];
+  Result r = RecvAll(fd, buf, kResponseSize, deadline);
+  if (!r.ok()) return *err = r, -1;
+  std::string why;
+  if (GetU32(buf) == kMagicResponse) {
+    // Refused before the greeting (e.g. too many connections).
+    ResponseHeader rh;
+    if (!DecodeResponse(buf, &rh, &why)) return *err = Result::Fail(kTransferFail, why), -1;
+    std::string msg;
+    ReadErrorMessage(fd, rh.payloadLength, deadline, &msg);
+    *err = Result::Fail(rh.status == kUnauthenticated ? kUnauthenticated : kTransferFail, "peer refused: " + msg);
+    return -1;
+  }
+  r = RecvAll(fd, buf + kResponseSize, kHelloSize - kResponseSize, deadline);
+  if (!r.ok()) return *err = r, -1;
+  Hello hello;
+  if (!DecodeHello(buf, &hello, &why)) return *err = Result::Fail(kTransferFail, why), -1;
+  const bool haveToken = !opt_.token.empty();
+  if (haveToken && !(hello.flags & kHelloAuthRequired))
+    return *err = Result::Fail(kUnauthenticated, "the peer does not know the cluster token (it runs without one)"), -1;
+  Auth a;
+  a.flags = haveToken ? kAuthHasToken : 0;
+  RandomBytes(a.nonce, sizeof a.nonce);
+  if (haveToken) HandshakeProof(opt_.token, false, hello.nonce, a.nonce, a.proof);
+  uint8_t out[kAuthSize];
+  EncodeAuth(a, out);
+  r = SendAll(fd, out, sizeof out, deadline);
+  if (!r.ok()) return *err = r, -1;
+  uint8_t rb[kResponseSize];
+  r = RecvAll(fd, rb, sizeof rb, deadline);
+  if (!r.ok()) return *err = r, -1;
+  ResponseHeader rh;
+  if (!DecodeResponse(rb, &rh, &why) || rh.op != kOpcodeAuth)
+    return *err = Result::Fail(kTransferFail, why.empty() ? "unexpected handshake reply" : why), -1;
+  if (rh.status != kOk) {
+    std::string msg;
+    ReadErrorMessage(fd, rh.payloadLength, deadline, &msg);
+    return *err = Result::Fail(rh.status, msg), -1;
+  }
+  if (!haveToken) {
+    if (rh.payloadLength != 0) return *err = Result::Fail(kTransferFail, "unexpected handshake reply"), -1;
+    return 0;
+  }
+  uint8_t proof[kProofSize], expect[kProofSize];
+  if (rh.payloadLength != kProofSize) return *err = Result::Fail(kUnauthenticated, "the peer did not prove the cluster token"), -1;
+  r = RecvAll(fd, proof, sizeof proof, deadline);
+  if (!r.ok()) return *err = r, -1;
+  HandshakeProof(opt_.token, true, hello.nonce, a.nonce, expect);
+  if (!ConstantTimeEqual(proof, expect, kProofSize))
+    return *err = Result::Fail(kUnauthenticated, "the peer failed to prove the cluster token"), -1;
+  return 0;
+}
+
+Client::Outcome Client::Exchange(int fd, RequestHeader& h, uint8_t* data, int64_t deadline, std::string* payload) {
+  auto classify = [](const Result& r) {
+    return Outcome{r.status == kDeadlineExceeded ? Kind::kDeadline : Kind::kPath, r};
+  };
+  h.id = nextRequestId_++;
+  uint8_t head[RequestMaxSize()];
+  size_t n = EncodeRequest(h, head);
+  const bool sendsBody = h.op == kOpcodeWrite;
+  Result r = SendAll(fd, head, n, deadline, nullptr, sendsBody);
+  if (!r.ok()) return classify(r);
+  if (sendsBody) {
+    r = SendAll(fd, data, h.length, deadline);
+    if (!r.ok()) return classify(r);
+  }
+  uint8_t rb[kResponseSize];
+  r = RecvAll(fd, rb, sizeof rb, deadline);
+  if (!r.ok()) return classify(r);
+  ResponseHeader rh;
+  std::string why;
+  if (!DecodeResponse(rb, &rh, &why)) return {Kind::kPath, Result::Fail(kTransferFail, "bad response: " + why)};
+  if (rh.id != h.id || rh.op != h.op) return {Kind::kPath, Result::Fail(kTransferFail, "response does not match the request")};
+  if (rh.status != kOk) {
+    std::string msg;
+    r = ReadErrorMessage(fd, rh.payloadLength, deadline, &msg);
+    if (!r.ok()) return classify(r);
+    return {Kind::kServer, Result::Fail(rh.status, msg)};
+  }
+  if (h.op == kOpcodeRead) {
+    if (rh.payloadLength != h.length) return {Kind::kPath, Result::Fail(kTransferFail, "response length mismatch")};
+    r = RecvAll(fd, data, h.length, deadline);
+    if (!r.ok()) return classify(r);
+    return {Kind::kOk, Result::Ok()};
+  }
+  if (h.op == kOpcodeWrite || h.op == kOpcodeGrantCheck) {
+    if (rh.payloadLength != 0) return {Kind::kPath, Result::Fail(kTransferFail, "unexpected response payload")};
+    return {Kind::kOk, Result::Ok()};
+  }
+  // Control replies are small and bounded.
+  if (rh.payloadLength > 64 * 1024) return {Kind::kPath, Result::Fail(kTransferFail, "oversized control reply")};
+  payload->resize(rh.payloadLength);
+  if (rh.payloadLength) {
+    r = RecvAll(fd, &(*payload)[0], rh.payloadLength, deadline);
+    if (!r.ok()) return classify(r);
+  }
+  return {Kind::kOk, Result::Ok()};
+}
+
+}  // namespace mooncake

@@ -1,0 +1,173 @@
+// The transfer client: batches are cut into slices that worker threads move over pooled,
+// persistent per-peer connections ("lanes"), spread over all of a peer's addresses, or copy
+// with memcpy when the peer's segment can be mapped on this host.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common.h"
+#include "segment.h"
+#include "sockio.h"
+#include "wire.h"
+
+namespace mooncake {
+
+struct ClientOptions {
+  int lanesPerPeer = 4;
+  int threads = 4;
+  std::string token;
+  int connectTimeoutMs = 5000;
+  int cooldownMs = 1000;
+  int idleTimeoutMs = 30000;
+};
+
+enum Transport : uint8_t { kTransportAuto = 0, kTransportTcp = 1, kTransportMemcpy = 2 };
+
+struct RequestSpec {
+  uint8_t op = 0;  // kOpcodeRead (peer -> local) or kOpcodeWrite (local -> peer)
+  uint8_t* local = nullptr;
+  uint64_t length = 0;
+  uint32_t peer = 0;  // index into the batch's peer list
+  std::string segment;
+  uint64_t offset = 0;
+  bool hasGrant = false;
+  Grant grant;
+};
+
+struct RequestResult {
+  int32_t status = kOk;
+  std::string message;
+  bool viaMemcpy = false;
+};
+
+struct ClientStats {
+  uint64_t transferredBytes = 0;
+  uint64_t memcpyBytes = 0;
+  uint64_t retries = 0;
+  uint64_t connectsOpened = 0;
+  uint64_t batchesInFlight = 0;
+};
+
+class Client {
+ public:
+  // Runs on a worker thread once every slice of the batch has finished touching memory.
+  using Done = std::function<void(std::vector<RequestResult>&&)>;
+
+  explicit Client(ClientOptions options);
+  ~Client();
+  void Start();
+  void Stop();
+  Result Submit(const std::vector<std::vector<std::string>>& peers, std::vector<RequestSpec>&& requests,
+                uint64_t sliceSize, int64_t timeoutMs, uint8_t transport, Done done,
+                std::vector<std::shared_ptr<void>>&& pins);
+  ClientStats Stats();
+
+ private:
+  struct IdleConn {
+    int fd;
+    int64_t since;
+  };
+  struct Endpoint {
+    std::string text;
+    SockAddr addr;
+    int64_t cooldownUntil = 0;
+    int active = 0;
+    std::vector<IdleConn> idle;
+  };
+  struct ShmAttach {
+    std::mutex mu;
+    std::shared_ptr<Segment> seg;
+    int64_t retryAfter = 0;
+    std::string failure;
+    int32_t failureStatus = kNotSupported;
+    // Whole wire form (not just the MAC), so a grant with altered fields is never a cache hit.
+    std::set<std::array<uint8_t, kGrantWireSize>> verifiedGrants;
+  };
+  struct Peer;
+  struct ReqState {
+    std::atomic<bool> failed{false};
+    int32_t status = kOk;
+    std::string message;
+    std::atomic<bool> viaMemcpy{false};
+  };
+  struct Batch {
+    std::vector<RequestSpec> reqs;
+    std::vector<Peer*> peers;
+    std::unique_ptr<ReqState[]> st;
+    std::atomic<int64_t> slicesLeft{0};
+    int64_t deadline = 0;
+    uint8_t transport = kTransportAuto;
+    Done done;
+    std::vector<std::shared_ptr<void>> pins;
+  };
+  struct SliceTask {
+    std::shared_ptr<Batch> batch;
+    uint32_t req = 0;
+    uint64_t off = 0;  // within the request
+    uint64_t len = 0;
+  };
+  struct Peer {
+    std::string key;
+    std::vector<Endpoint> eps;
+    std::deque<SliceTask> queue;
+    int active = 0;
+    uint32_t rr = 0;
+    std::map<std::string, std::shared_ptr<ShmAttach>> attaches;
+  };
+
+  // Outcome of one exchange on one connection.
+  enum class Kind { kOk, kServer, kPath, kDeadline };
+  struct Outcome {
+    Kind kind = Kind::kOk;
+    Result result;
+  };
+
+  void WorkerLoop();
+  Peer* PickPeerLocked();
+  void RunSlice(Peer* p, const SliceTask& t);
+  void RunTcpSlice(Peer* p, const SliceTask& t);
+  bool RunMemcpySlice(Peer* p, const std::shared_ptr<Segment>& seg, const std::shared_ptr<ShmAttach>& a,
+                      const SliceTask& t);
+  void FinishSlice(const SliceTask& t);
+  static void Fail(Batch& b, uint32_t req, int32_t status, const std::string& message);
+
+  std::shared_ptr<ShmAttach> AttachFor(Peer* p, const std::string& segment, int64_t deadline,
+                                       std::shared_ptr<Segment>* seg);
+  // One control exchange (no bulk data) over any path to the peer.
+  Outcome Control(Peer* p, RequestHeader& h, int64_t deadline, std::string* payload);
+
+  int PickEndpoint(Peer* p, uint64_t excluded);
+  int AcquireConn(Peer* p, int ei, int64_t deadline, bool* reused, Result* err);
+  void ReleaseConn(Peer* p, int ei, int fd, bool reusable);
+  int Handshake(int fd, int64_t deadline, Result* err);
+  Outcome Exchange(int fd, RequestHeader& h, uint8_t* data, int64_t deadline, std::string* payload);
+  void TrackFd(int fd, bool add);
+
+  ClientOptions opt_;
+  std::mutex mu_;  // peers, queues, endpoints, attaches map
+  std::condition_variable cv_;
+  std::map<std::string, std::unique_ptr<Peer>> peers_;
+  std::vector<Peer*> peerList_;
+  size_t peerRr_ = 0;
+  std::vector<std::thread> workers_;
+  std::atomic<bool> stopping_{false};
+  bool started_ = false;
+  std::mutex fdMu_;
+  std::set<int> activeFds_;
+  std::atomic<uint64_t> nextRequestId_{1};
+  std::atomic<uint64_t> transferred_{0}, memcpyBytes_{0}, retries_{0}, connects_{0}, batches_{0};
+};
+
+}  // namespace mooncake

@@ -1,0 +1,51 @@
+// Shared vocabulary of the native engine: status codes (the numbers of src/lib/errors.ts, so a
+// status crosses the wire and reaches JS unchanged) and clocks.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <time.h>
+
+namespace mooncake {
+
+// Must match ErrorCode in src/lib/errors.ts.
+enum Status : int32_t {
+  kOk = 0,
+  kInternalError = -1,
+  kBufferOverflow = -10,
+  kSegmentNotFound = -101,
+  kInvalidParams = -600,
+  kTransferFail = -800,
+  kNotSupported = -1012,
+  kUnauthenticated = -2000,
+  kUnavailable = -2002,
+  kDeadlineExceeded = -2005,
+  kAccessDenied = -2300,
+};
+
+struct Result {
+  int32_t status = kOk;
+  std::string message;
+  bool ok() const { return status == kOk; }
+  static Result Ok() { return {}; }
+  static Result Fail(int32_t s, std::string m) { return {s, std::move(m)}; }
+};
+
+// Deadlines and cooldowns use the monotonic clock; grant expiries are wall-clock (they are
+// minted by another process, the master).
+inline int64_t MonoMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+inline int64_t WallMs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+// Random bytes from the kernel (getrandom never returns short reads for <= 256 bytes).
+void RandomBytes(void* out, size_t len);
+
+}  // namespace mooncake

@@ -1,0 +1,16 @@
+// CRC32C (Castagnoli), the checksum of end-to-end object integrity (S15).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mooncake {
+
+// Continues a CRC: crc32c(b, crc32c(a, 0)) == crc32c(a + b, 0), like the iSCSI/ext4 convention
+// (the pre/post inversion is inside).
+uint32_t Crc32c(uint32_t seed, const void* data, size_t len);
+
+// True when the SSE4.2 instruction is used (reported in benchmarks).
+bool Crc32cHardware();
+
+}  // namespace mooncake

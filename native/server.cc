@@ -1,0 +1,434 @@
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "auth.h"
+#include "sockio.h"
+
+namespace mooncake {
+
+namespace {
+constexpr uint64_t kWakeTag = ~0ull;
+constexpr uint64_t kListenerTag = 1ull << 63;
+// A denied WRITE's body is drained (the connection stays usable) only up to the largest slice a
+// client sends; anything bigger is hostile and the connection is dropped instead.
+constexpr uint64_t kMaxDrain = 16ull << 20;
+// Frames are served back to back while the client keeps them coming, up to this many, before
+// the connection goes back to epoll (fairness between connections).
+constexpr int kMaxFramesPerTurn = 64;
+}  // namespace
+
+Server::Server(ServerOptions options, SegmentTable* segments) : opt_(std::move(options)), segments_(segments) {}
+
+Server::~Server() { Stop(); }
+
+Result Server::Start(std::vector<std::string>* endpoints) {
+  epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  wakefd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (epfd_ < 0 || wakefd_ < 0) return Result::Fail(kInternalError, std::string("epoll: ") + strerror(errno));
+  epoll_event wev{};
+  wev.events = EPOLLIN;
+  wev.data.u64 = kWakeTag;
+  epoll_ctl(epfd_, EPOLL_CTL_ADD, wakefd_, &wev);
+
+  int port = opt_.port;
+  for (const std::string& host : opt_.hosts) {
+    SockAddr sa;
+    std::string why;
+    if (!ParseEndpoint(host.find(':') != std::string::npos && host[0] != '[' ? "[" + host + "]:" + std::to_string(port ? port : 1)
+                                                                               : host + ":" + std::to_string(port ? port : 1),
+                       &sa, &why))
+      return Result::Fail(kInvalidParams, "listen address: " + why);
+    // Port 0 = let the kernel pick for the first address, then use the same port everywhere so
+    // one port number describes the peer.
+    if (sa.addr.ss_family == AF_INET) reinterpret_cast<sockaddr_in*>(&sa.addr)->sin_port = htons(uint16_t(port));
+    else reinterpret_cast<sockaddr_in6*>(&sa.addr)->sin6_port = htons(uint16_t(port));
+    int fd = socket(sa.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return Result::Fail(kInternalError, std::string("socket: ") + strerror(errno));
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&sa.addr), sa.len) < 0 || listen(fd, 512) < 0) {
+      int e = errno;
+      close(fd);
+      return Result::Fail(kUnavailable, "listen on " + host + ":" + std::to_string(port) + ": " + strerror(e));
+    }
+    sockaddr_storage bound{};
+    socklen_t bl = sizeof bound;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &bl);
+    auto l = std::make_unique<Listener>();
+    l->fd = fd;
+    l->host = host;
+    l->endpoint = FormatEndpoint(reinterpret_cast<sockaddr*>(&bound));
+    if (bound.ss_family == AF_INET && port == 0) port = ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+    if (bound.ss_family == AF_INET6 && port == 0) port = ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+    l->open = true;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kListenerTag | listeners_.size();
+    epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
+    endpoints->push_back(l->endpoint);
+    listeners_.push_back(std::move(l));
+  }
+  started_ = true;
+  epollThread_ = std::thread([this] { EpollLoop(); });
+  for (int i = 0; i < opt_.threads; i++) workers_.emplace_back([this] { WorkerLoop(); });
+  return Result::Ok();
+}
+
+void Server::Stop() {
+  if (stopping_.exchange(true)) return;
+  if (started_) {
+    uint64_t one = 1;
+    (void)!write(wakefd_, &one, sizeof one);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      // Wakes workers blocked on these sockets; they see an error and give the slot back.
+      for (auto& kv : conns_) shutdown(kv.second->fd, SHUT_RDWR);
+    }
+    cv_.notify_all();
+    epollThread_.join();
+    for (auto& t : workers_) t.join();
+  }
+  for (auto& l : listeners_)
+    if (l->fd >= 0) close(l->fd), l->fd = -1;
+  for (auto& kv : conns_) close(kv.second->fd);
+  conns_.clear();
+  queue_.clear();
+  if (epfd_ >= 0) close(epfd_);
+  if (wakefd_ >= 0) close(wakefd_);
+  epfd_ = wakefd_ = -1;
+}
+
+bool Server::CloseListener(const std::string& host) {
+  bool found = false;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = 0; i < listeners_.size(); i++) {
+    Listener& l = *listeners_[i];
+    if ((l.host != host && l.endpoint != host) || !l.open) continue;
+    found = true;
+    l.open = false;
+    epoll_ctl(epfd_, EPOLL_CTL_DEL, l.fd, nullptr);
+    close(l.fd);
+    l.fd = -1;
+    for (auto& kv : conns_)
+      if (kv.second->listener == i) shutdown(kv.second->fd, SHUT_RDWR);
+  }
+  return found;
+}
+
+ServerStats Server::Stats() {
+  ServerStats s;
+  for (auto& l : listeners_) {
+    ListenerStats ls;
+    ls.endpoint = l->endpoint;
+    ls.open = l->open;
+    ls.accepted = l->accepted;
+    ls.requests = l->requests;
+    ls.bytesRead = l->bytesRead;
+    ls.bytesWritten = l->bytesWritten;
+    s.listeners.push_back(ls);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s.connections = conns_.size();
+  }
+  s.refusedConnections = refused_;
+  s.malformedFrames = malformed_;
+  s.authFailures = authFailures_;
+  s.deniedRequests = denied_;
+  s.idleClosed = idleClosed_;
+  return s;
+}
+
+void Server::EpollLoop() {
+  epoll_event events[64];
+  int64_t nextSweep = MonoMs() + 250;
+  while (!stopping_) {
+    int n = epoll_wait(epfd_, events, 64, 250);
+    for (int i = 0; i < n; i++) {
+      uint64_t tag = events[i].data.u64;
+      if (tag == kWakeTag) continue;
+      if (tag & kListenerTag) {
+        AcceptOn(size_t(tag & ~kListenerTag));
+        continue;
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = conns_.find(tag);
+      if (it == conns_.end()) continue;
+      it->second->busy = true;
+      queue_.push_back(it->second);
+      cv_.notify_one();
+    }
+    if (MonoMs() >= nextSweep) {
+      SweepIdle();
+      nextSweep = MonoMs() + 250;
+    }
+  }
+}
+
+void Server::AcceptOn(size_t index) {
+  Listener& l = *listeners_[index];
+  while (l.open) {
+    int fd = accept4(l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return;  // EAGAIN, or EMFILE: the backlog keeps them until a slot frees
+    }
+    TuneDataSocket(fd);
+    std::unique_lock<std::mutex> lock(mu_);
+    if (conns_.size() >= size_t(opt_.maxConnections)) {
+      lock.unlock();
+      refused_++;
+      ResponseHeader r;
+      r.op = kOpcodeAuth;
+      r.status = kUnavailable;
+      static const char kMsg[] = "the transfer server has too many connections";
+      r.payloadLength = sizeof kMsg - 1;
+      uint8_t buf[kResponseSize + sizeof kMsg];
+      EncodeResponse(r, buf);
+      memcpy(buf + kResponseSize, kMsg, sizeof kMsg - 1);
+      (void)!send(fd, buf, kResponseSize + sizeof kMsg - 1, MSG_NOSIGNAL);
+      close(fd);
+      continue;
+    }
+    auto c = std::make_shared<Conn>();
+    c->id = nextConnId_++;
+    c->fd = fd;
+    c->listener = index;
+    c->lastActive = MonoMs();
+    RandomBytes(c->nonce, sizeof c->nonce);
+    Hello hello;
+    hello.flags = opt_.token.empty() ? 0 : kHelloAuthRequired;
+    memcpy(hello.nonce, c->nonce, sizeof c->nonce);
+    uint8_t buf[kHelloSize];
+    EncodeHello(hello, buf);
+    // A fresh socket's send buffer is empty, so 48 bytes cannot block.
+    if (send(fd, buf, sizeof buf, MSG_NOSIGNAL) != ssize_t(sizeof buf)) {
+      close(fd);
+      continue;
+    }
+    conns_[c->id] = c;
+    l.accepted++;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+    ev.data.u64 = c->id;
+    epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev);
+  }
+}
+
+void Server::Rearm(const std::shared_ptr<Conn>& c) {
+  std::lock_guard<std::mutex> lock(mu_);
+  c->busy = false;
+  c->lastActive = MonoMs();
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+  ev.data.u64 = c->id;
+  epoll_ctl(epfd_, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+void Server::CloseConn(const std::shared_ptr<Conn>& c) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    conns_.erase(c->id);
+  }
+  close(c->fd);
+}
+
+void Server::SweepIdle() {
+  std::vector<int> toClose;
+  const int64_t now = MonoMs();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = conns_.begin(); it != conns_.end();) {
+      if (!it->second->busy && now - it->second->lastActive > opt_.idleTimeoutMs) {
+        toClose.push_back(it->second->fd);
+        it = conns_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (int fd : toClose) close(fd);
+  idleClosed_ += toClose.size();
+}
+
+void Server::WorkerLoop() {
+  while (true) {
+    std::shared_ptr<Conn> c;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      c = queue_.front();
+      queue_.pop_front();
+    }
+    bool keep = true;
+    for (int i = 0; i < kMaxFramesPerTurn && keep && !stopping_; i++) {
+      keep = ServeOne(*c);
+      if (!keep) break;
+      pollfd p{c->fd, POLLIN, 0};
+      if (poll(&p, 1, 0) <= 0) break;
+    }
+    if (keep && !stopping_) Rearm(c);
+    else CloseConn(c);
+  }
+}
+
+bool Server::Respond(Conn& c, uint8_t op, uint64_t id, int32_t status, const std::string& message, bool more,
+                     uint32_t payloadLength) {
+  ResponseHeader r;
+  r.op = op;
+  r.id = id;
+  r.status = status;
+  std::string msg = message.size() > 512 ? message.substr(0, 512) : message;
+  r.payloadLength = status == kOk ? payloadLength : uint32_t(msg.size());
+  uint8_t buf[kResponseSize + 512];
+  EncodeResponse(r, buf);
+  size_t n = kResponseSize;
+  if (status != kOk) {
+    memcpy(buf + kResponseSize, msg.data(), msg.size());
+    n += msg.size();
+  }
+  return SendAll(c.fd, buf, n, MonoMs() + opt_.ioTimeoutMs, nullptr, more).ok();
+}
+
+bool Server::Handshake(Conn& c) {
+  uint8_t buf[kAuthSize];
+  if (!RecvAll(c.fd, buf, sizeof buf, MonoMs() + opt_.ioTimeoutMs).ok()) return false;
+  Auth a;
+  std::string why;
+  if (!DecodeAuth(buf, &a, &why)) {
+    malformed_++;
+    Respond(c, kOpcodeAuth, 0, kInvalidParams, "malformed handshake: " + why);
+    return false;
+  }
+  uint8_t proof[kProofSize];
+  if (!opt_.token.empty()) {
+    HandshakeProof(opt_.token, false, c.nonce, a.nonce, proof);
+    if (!(a.flags & kAuthHasToken) || !ConstantTimeEqual(proof, a.proof, kProofSize)) {
+      authFailures_++;
+      Respond(c, kOpcodeAuth, 0, kUnauthenticated,
+              (a.flags & kAuthHasToken) ? "wrong cluster token" : "this transfer server requires the cluster token");
+      return false;
+    }
+    HandshakeProof(opt_.token, true, c.nonce, a.nonce, proof);
+  }
+  c.authed = true;
+  if (opt_.token.empty()) return Respond(c, kOpcodeAuth, 0, kOk, "");
+  if (!Respond(c, kOpcodeAuth, 0, kOk, "", true, kProofSize)) return false;
+  return SendAll(c.fd, proof, kProofSize, MonoMs() + opt_.ioTimeoutMs).ok();
+}
+
+Result Server::Authorize(const RequestHeader& h, const std::shared_ptr<Segment>& seg, uint32_t opBit) {
+  if (!seg->hasGrantKey()) return Result::Ok();
+  if (!(h.flags & kFlagHasGrant)) return Result::Fail(kAccessDenied, "segment '" + h.segment + "' requires a grant");
+  if (!GrantAuthentic(seg->grantKey(), h.segment, h.grant))
+    return Result::Fail(kAccessDenied, "the grant's signature does not match segment '" + h.segment + "'");
+  if (opBit == 0) return Result::Ok();
+  return GrantCovers(h.grant, opBit, h.offset, h.length, WallMs());
+}
+
+bool Server::ServeOne(Conn& c) {
+  if (!c.authed) return Handshake(c);
+  Listener& l = *listeners_[c.listener];
+  uint8_t fixed[kRequestFixedSize];
+  const int64_t deadline = MonoMs() + opt_.ioTimeoutMs;
+  {
+    // A clean close between frames is the normal end of a connection, not an error.
+    ssize_t n = recv(c.fd, fixed, 1, MSG_PEEK);
+    if (n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EINTR))) return false;
+  }
+  if (!RecvAll(c.fd, fixed, sizeof fixed, deadline).ok()) return false;
+  RequestHeader h;
+  std::string why;
+  size_t tailLen = DecodeRequestFixed(fixed, &h, &why);
+  if (tailLen == 0) {
+    malformed_++;
+    Respond(c, h.op, GetU64(fixed + 8), kInvalidParams, "malformed request: " + why);
+    return false;
+  }
+  uint8_t tail[kMaxSegmentName + kGrantWireSize];
+  if (!RecvAll(c.fd, tail, tailLen, deadline).ok()) return false;
+  if (!DecodeRequestTail(fixed, tail, tailLen, &h, &why)) {
+    malformed_++;
+    Respond(c, h.op, h.id, kInvalidParams, "malformed request: " + why);
+    return false;
+  }
+  l.requests++;
+
+  std::shared_ptr<Segment> seg = segments_->Find(h.segment);
+  const bool isData = h.op == kOpcodeRead || h.op == kOpcodeWrite;
+  Result verdict;
+  if (!seg) {
+    verdict = Result::Fail(kSegmentNotFound, "no segment named '" + h.segment + "' on this server");
+  } else if (isData && h.length == 0) {
+    verdict = Result::Fail(kInvalidParams, "zero-length request");
+  } else if (isData && !seg->Contains(h.offset, h.length)) {
+    verdict = Result::Fail(kBufferOverflow, "[" + std::to_string(h.offset) + ", +" + std::to_string(h.length) +
+                                                ") is outside segment '" + h.segment + "' of " +
+                                                std::to_string(seg->size()) + " bytes");
+  } else if (h.op == kOpcodeRead) {
+    verdict = Authorize(h, seg, kOpRead);
+  } else if (h.op == kOpcodeWrite) {
+    verdict = Authorize(h, seg, kOpWrite);
+  } else if (h.op == kOpcodeGrantCheck) {
+    verdict = Authorize(h, seg, 0);
+  }
+  if (!verdict.ok()) {
+    if (verdict.status == kAccessDenied) denied_++;
+    if (!Respond(c, h.op, h.id, verdict.status, verdict.message)) return false;
+    if (h.op != kOpcodeWrite) return true;
+    if (h.length > kMaxDrain) return false;
+    // Keep the connection in step: swallow the body the client is already sending.
+    static thread_local uint8_t sink[256 * 1024];
+    uint64_t left = h.length;
+    while (left > 0) {
+      size_t n = left < sizeof sink ? size_t(left) : sizeof sink;
+      if (!RecvAll(c.fd, sink, n, deadline).ok()) return false;
+      left -= n;
+    }
+    return true;
+  }
+
+  switch (h.op) {
+    case kOpcodeRead: {
+      if (!Respond(c, h.op, h.id, kOk, "", true, uint32_t(h.length))) return false;
+      if (!SendAll(c.fd, seg->data() + h.offset, h.length, deadline).ok()) return false;
+      l.bytesRead += h.length;
+      return true;
+    }
+    case kOpcodeWrite: {
+      // The body lands directly in segment memory; the OK goes out only once all of it has.
+      if (!RecvAll(c.fd, seg->data() + h.offset, h.length, deadline).ok()) return false;
+      l.bytesWritten += h.length;
+      return Respond(c, h.op, h.id, kOk, "");
+    }
+    case kOpcodeShmInfo: {
+      ShmInfo info = seg->info();
+      std::string payload(32 + info.path.size(), '\0');
+      uint8_t* p = reinterpret_cast<uint8_t*>(&payload[0]);
+      PutU64(p, info.ino);
+      PutU64(p + 8, info.dev);
+      PutU64(p + 16, info.size);
+      PutU32(p + 24, uint32_t(info.ownerPid));
+      PutU32(p + 28, info.grantRequired ? 1 : 0);
+      memcpy(p + 32, info.path.data(), info.path.size());
+      if (!Respond(c, h.op, h.id, kOk, "", true, uint32_t(payload.size()))) return false;
+      return SendAll(c.fd, payload.data(), payload.size(), deadline).ok();
+    }
+    case kOpcodeGrantCheck:
+      return Respond(c, h.op, h.id, kOk, "");
+  }
+  return false;
+}
+
+}  // namespace mooncake

@@ -1,0 +1,111 @@
+// The transfer server: one epoll thread accepts connections and watches idle ones; a small pool
+// of worker threads serves one connection's frames at a time with deadline-bounded blocking I/O
+// straight between the socket and segment memory.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common.h"
+#include "segment_table.h"
+#include "wire.h"
+
+namespace mooncake {
+
+struct ServerOptions {
+  std::vector<std::string> hosts;
+  int port = 0;
+  std::string token;
+  int maxConnections = 1024;
+  int idleTimeoutMs = 60000;
+  int threads = 4;
+  int ioTimeoutMs = 30000;
+};
+
+struct ListenerStats {
+  std::string endpoint;
+  bool open = false;
+  uint64_t accepted = 0;
+  uint64_t requests = 0;
+  uint64_t bytesRead = 0;     // served to READ requests
+  uint64_t bytesWritten = 0;  // received from WRITE requests
+};
+
+struct ServerStats {
+  std::vector<ListenerStats> listeners;
+  uint64_t connections = 0;
+  uint64_t refusedConnections = 0;
+  uint64_t malformedFrames = 0;
+  uint64_t authFailures = 0;
+  uint64_t deniedRequests = 0;
+  uint64_t idleClosed = 0;
+};
+
+class Server {
+ public:
+  Server(ServerOptions options, SegmentTable* segments);
+  ~Server();
+  Result Start(std::vector<std::string>* endpoints);
+  // Closes one address's listener and its connections, as if that NIC went down.
+  bool CloseListener(const std::string& host);
+  void Stop();
+  ServerStats Stats();
+
+ private:
+  struct Listener {
+    int fd = -1;
+    std::string endpoint;
+    std::string host;
+    std::atomic<bool> open{false};
+    std::atomic<uint64_t> accepted{0}, requests{0}, bytesRead{0}, bytesWritten{0};
+  };
+  struct Conn {
+    uint64_t id = 0;
+    int fd = -1;
+    size_t listener = 0;
+    bool authed = false;
+    bool busy = false;
+    int64_t lastActive = 0;
+    uint8_t nonce[32] = {};
+  };
+
+  void EpollLoop();
+  void WorkerLoop();
+  void AcceptOn(size_t index);
+  void Rearm(const std::shared_ptr<Conn>& c);
+  void CloseConn(const std::shared_ptr<Conn>& c);
+  void SweepIdle();
+  bool ServeOne(Conn& c);
+  bool Handshake(Conn& c);
+  bool Respond(Conn& c, uint8_t op, uint64_t id, int32_t status, const std::string& message, bool more = false,
+               uint32_t payloadLength = 0);
+  Result Authorize(const RequestHeader& h, const std::shared_ptr<Segment>& seg, uint32_t opBit);
+
+  ServerOptions opt_;
+  SegmentTable* segments_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  int epfd_ = -1;
+  int wakefd_ = -1;
+  std::atomic<bool> stopping_{false};
+  bool started_ = false;
+  std::thread epollThread_;
+  std::vector<std::thread> workers_;
+
+  std::mutex mu_;  // conns_, queue_
+  std::condition_variable cv_;
+  std::map<uint64_t, std::shared_ptr<Conn>> conns_;
+  std::deque<std::shared_ptr<Conn>> queue_;
+  uint64_t nextConnId_ = 1;
+
+  std::atomic<uint64_t> refused_{0}, malformed_{0}, authFailures_{0}, denied_{0}, idleClosed_{0};
+};
+
+}  // namespace mooncake

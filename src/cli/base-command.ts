@@ -1,0 +1,212 @@
+import {Command, Errors, type Interfaces} from '@oclif/core'
+
+import type {MasterClient} from '../lib/client/master-client.js'
+import {resolveConfig, resolveToken, type ConfigInput, type GlobalConfig, type ResolvedConfig} from '../lib/config.js'
+import {exitCodeFor, type MooncakeError} from '../lib/errors.js'
+import {colors} from './color.js'
+import {CommandDeadline} from './deadline.js'
+import {errorLine, toCliError} from './errors.js'
+import {GLOBAL_FLAGS} from './flags.js'
+import {createLogger, type Logger} from './logger.js'
+import {createProgress, type Progress} from './progress.js'
+import {jsonLine} from './render.js'
+
+export type CommandFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+export type CommandArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>
+
+/**
+ * The base of every mooncake command. A command declares `flags`/`args`/`description`/
+ * `examples` as statics, reads `this.flags`, `this.args` and `this.settings` in run(), calls
+ * src/lib, prints human output with `this.log()` and returns the object `--json` prints.
+ * Errors are thrown (MooncakeError) and reported here, in one place, per the CLI contract.
+ */
+export abstract class BaseCommand<T extends typeof Command> extends Command {
+  static override baseFlags = GLOBAL_FLAGS
+  static override enableJsonFlag = true
+  /**
+   * Long-running commands (master, segment mount, up, ...): --timeout bounds only their start
+   * (until `ready()`), they log at info by default, and SIGINT/SIGTERM are a normal stop
+   * (`untilStopped()` resolves) rather than an interruption.
+   */
+  static server = false
+
+  protected flags!: CommandFlags<T>
+  protected args!: CommandArgs<T>
+  /** Global settings after flag > env > profile > default. */
+  protected settings!: GlobalConfig
+  /** Resolution inputs and the selected profile, for command-specific tables (resolveSettings). */
+  protected resolved!: ResolvedConfig
+  protected configInput!: ConfigInput
+  protected logger!: Logger
+  /** The --timeout deadline and SIGINT; pass `deadline.signal` / `deadline.remainingMs()` to src/lib. */
+  protected deadline!: CommandDeadline
+
+  readonly #cleanups: Array<() => unknown> = []
+  readonly #signalHandlers = new Map<NodeJS.Signals, () => void>()
+  #stopRequested: ((signal: NodeJS.Signals) => void) | undefined
+
+  private get isServer(): boolean {
+    return (this.ctor as unknown as typeof BaseCommand).server === true
+  }
+
+  override async init(): Promise<void> {
+    await super.init()
+    // Installed first so that a Ctrl-C during config resolution is already exit 130.
+    this.deadline = new CommandDeadline(0)
+    this.#onSignal('SIGINT', () => this.#interrupt('SIGINT'))
+    if (this.isServer) this.#onSignal('SIGTERM', () => this.#interrupt('SIGTERM'))
+
+    const {args, flags, raw} = await this.parse({
+      flags: this.ctor.flags,
+      baseFlags: (this.ctor as unknown as typeof BaseCommand).baseFlags,
+      enableJsonFlag: this.ctor.enableJsonFlag,
+      args: this.ctor.args,
+      strict: this.ctor.strict,
+    })
+    this.flags = flags as CommandFlags<T>
+    this.args = args as CommandArgs<T>
+    // Only typed flags count as flags: oclif also fills values from env and defaults.
+    const typed = new Set(raw.filter((token) => token.type === 'flag').map((token) => token.flag))
+    const given = Object.fromEntries(Object.entries(flags).filter(([name]) => typed.has(name)))
+    this.configInput = {flags: given, env: process.env}
+    this.resolved = await resolveConfig(this.configInput, {server: this.isServer, quiet: this.flags.quiet})
+    this.settings = this.resolved.global
+    this.logger = createLogger({level: this.settings.logLevel, timestamps: this.isServer})
+    this.deadline = new CommandDeadline(this.settings.timeoutMs)
+    if (this.#pendingInterrupt) this.deadline.interrupt()
+
+    // The deadline and Ctrl-C bound run() even when a library call ignores them.
+    const run = this.run.bind(this)
+    this.run = () => this.deadline.race(run())
+  }
+
+  /** JSON output is compact, one document per command (oclif pretty-prints by default). */
+  override logJson(json: unknown): void {
+    process.stdout.write(jsonLine(json))
+  }
+
+  /**
+   * The one place errors are reported: one line on stderr (`mooncake: CODE: message`), with
+   * --json also `{"error":{"code","message"}}` on stdout; the exit code follows the code.
+   */
+  override async catch(err: Error & {exitCode?: number}): Promise<unknown> {
+    if (err instanceof Errors.ExitError) throw err
+    const error = toCliError(err, this.id)
+    await this.reportError(error, err)
+    throw new Errors.ExitError(exitCodeFor(error.code))
+  }
+
+  protected async reportError(error: MooncakeError, original?: unknown): Promise<void> {
+    const line = errorLine(error)
+    const paint = await colors(process.stderr)
+    process.stderr.write(`${paint ? line.replace(/^mooncake: \S+:/, (head) => paint.red(head)) : line}\n`)
+    if (process.env.DEBUG) {
+      const stack = original instanceof Error ? original.stack : error.stack
+      if (stack) process.stderr.write(`${stack}\n`)
+    }
+    if (this.jsonEnabled()) this.logJson({error: {code: error.code, message: error.message}})
+  }
+
+  override async finally(err: Error | undefined): Promise<void> {
+    this.deadline?.cancel()
+    for (const cleanup of this.#cleanups.reverse()) {
+      try {
+        await cleanup()
+      } catch (cleanupError) {
+        this.logger?.debug(`cleanup failed: ${(cleanupError as Error).message}`)
+      }
+    }
+    for (const [signal, handler] of this.#signalHandlers) process.off(signal, handler)
+    // A library handle left open (a socket, a timer) must not keep a finished command alive;
+    // unref'd, this fires only if something else still holds the event loop.
+    setTimeout(() => process.exit(process.exitCode ?? 0), 200).unref()
+    await super.finally(err)
+  }
+
+  /** Runs `fn` after run(), on success and failure alike (close clients, remove temp files). */
+  protected onCleanup(fn: () => unknown): void {
+    this.#cleanups.push(fn)
+  }
+
+  /** A notice for humans on stderr (not data); --quiet and --json silence it. */
+  protected notice(message: string): void {
+    if (!this.flags?.quiet && !this.jsonEnabled()) process.stderr.write(`${message}\n`)
+  }
+
+  /** A progress bar on stderr for a transfer of `total` bytes; a no-op where nobody watches. */
+  protected progress(label: string, total: number): Progress {
+    return createProgress({label, total, enabled: !this.jsonEnabled() && !this.flags?.quiet})
+  }
+
+  /** The cluster token (MOONCAKE_TOKEN / MOONCAKE_TOKEN_FILE), or undefined. */
+  protected clusterToken(): string | undefined {
+    return resolveToken(this.configInput.env)
+  }
+
+  /**
+   * Connects to the master within the deadline; an unreachable master is UNAVAILABLE (exit 5).
+   * The client is closed after run(). Imported lazily: gRPC costs start-up time.
+   */
+  protected async connectMaster(): Promise<MasterClient> {
+    const {connectMaster} = await import('../lib/client/master-client.js')
+    const {master: address, etcd, clusterId} = this.settings
+    this.deadline.waitingFor = etcd ? `the leader master (etcd ${etcd.join(',')})` : `master ${address}`
+    try {
+      const client = await this.deadline.race(
+        connectMaster({
+          address,
+          token: this.clusterToken(),
+          timeoutMs: this.deadline.remainingMs(),
+          connectTimeoutMs: this.deadline.remainingMs(),
+          etcd,
+          clusterId,
+        }),
+      )
+      this.onCleanup(() => client.close())
+      return client
+    } finally {
+      this.deadline.waitingFor = undefined
+    }
+  }
+
+  /**
+   * A server's ready line on stdout (a JSON object with --json), printed once it serves; from
+   * then on --timeout no longer applies.
+   */
+  protected ready(line: string, json: Record<string, unknown>): void {
+    this.deadline.cancel()
+    if (this.jsonEnabled()) this.logJson({ready: true, ...json})
+    else process.stdout.write(`${line}\n`)
+  }
+
+  /** Resolves with the signal (SIGINT or SIGTERM) that asks a server to stop. */
+  protected untilStopped(): Promise<NodeJS.Signals> {
+    return new Promise((resolve) => {
+      this.#stopRequested = resolve
+    })
+  }
+
+  #pendingInterrupt = false
+  #signals = 0
+
+  #interrupt(signal: NodeJS.Signals): void {
+    this.#signals++
+    if (this.#signals > 1) {
+      // A second Ctrl-C means "now": skip the clean shutdown.
+      process.stderr.write(`mooncake: INTERRUPTED: ${signal} again, exiting at once\n`)
+      process.exit(130)
+    }
+    if (this.#stopRequested) {
+      this.logger.info(`${signal} received, shutting down`)
+      this.#stopRequested(signal)
+      return
+    }
+    this.#pendingInterrupt = true
+    this.deadline?.interrupt()
+  }
+
+  #onSignal(signal: NodeJS.Signals, handler: () => void): void {
+    this.#signalHandlers.set(signal, handler)
+    process.on(signal, handler)
+  }
+}

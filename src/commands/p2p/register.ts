@@ -1,0 +1,80 @@
+import path from 'node:path'
+
+import {Args, Flags} from '@oclif/core'
+
+import {BaseCommand} from '../../cli/base-command.js'
+import {formatBytes, parseDuration, parseSize} from '../../lib/units.js'
+
+export default class P2PRegister extends BaseCommand<typeof P2PRegister> {
+  static override summary = 'serve files as one P2P payload until stopped'
+  static override description = `Publishes FILE... (in order) as payload NAME in the P2P store and serves it to other peers until SIGINT/SIGTERM, or until \`p2p unregister NAME\` asks it to stop; then it unregisters and exits 0.
+Nothing is sent to anyone at registration: the files are read once into this process's shared memory, and peers download shards from it (and from each other).
+Prints one ready line on stdout when it serves (a JSON object with --json). Needs --etcd (or MOONCAKE_ETCD).`
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> llama/step-1000 model-00001.safetensors model-00002.safetensors --etcd 10.0.0.2:2379',
+    {description: 'Smaller shards, a fixed peer name and a data address other hosts reach', command: '<%= config.bin %> <%= command.id %> ckpt ./ckpt.bin --shard-size 16MiB --peer trainer-0 --host 10.0.0.5 --etcd 10.0.0.2:2379'},
+  ]
+  static override strict = false
+  static override server = true
+  static override args = {
+    name: Args.string({description: 'payload name, unique in the cluster', required: true}),
+    file: Args.string({description: 'files of the payload, in order (one or more)', required: true}),
+  }
+  static override flags = {
+    'shard-size': Flags.string({summary: 'shard size: the unit of download and re-serving (4KiB to 64MiB)', default: '64MiB', env: 'MOONCAKE_SHARD_SIZE', helpValue: 'SIZE'}),
+    peer: Flags.string({summary: 'peer name, unique among live peers [default: HOSTNAME-PID]', env: 'MOONCAKE_PEER'}),
+    host: Flags.string({summary: 'address the data server binds', default: '127.0.0.1', env: 'MOONCAKE_HOST', helpValue: 'HOST'}),
+    port: Flags.integer({summary: 'data server port; 0 picks a free one', default: 0, env: 'MOONCAKE_PORT', min: 0, max: 65535}),
+    'lease-ttl': Flags.string({summary: 'etcd lease TTL: a crashed peer disappears after this long', default: '10s', env: 'MOONCAKE_LEASE_TTL', helpValue: 'DURATION'}),
+    insecure: Flags.boolean({summary: 'allow a non-loopback --host without a cluster token'}),
+  }
+
+  async run(): Promise<void> {
+    const {requireEtcd} = await import('../../lib/p2p/cli-support.js')
+    const {P2PStore} = await import('../../lib/p2p/store.js')
+    const etcd = requireEtcd(this.settings.etcd)
+    // strict=false: every positional (NAME FILE...) is in argv.
+    const [name, ...files] = (await this.parse(P2PRegister)).argv as string[]
+    const maxShardSize = parseSize(this.flags['shard-size'])
+    const leaseTtlMs = parseDuration(this.flags['lease-ttl'])
+    let stopReason: ((why: string) => void) | undefined
+    const released = new Promise<string>((resolve) => (stopReason = resolve))
+    this.deadline.waitingFor = `etcd ${etcd.join(',')}`
+    const store = await this.deadline.race(
+      P2PStore.open({
+        etcd,
+        clusterId: this.settings.clusterId,
+        peerName: this.flags.peer,
+        host: this.flags.host,
+        port: this.flags.port,
+        token: this.clusterToken(),
+        insecure: this.flags.insecure,
+        leaseTtlMs,
+        onEvent: (event) => {
+          if (event.type === 'released' && event.name === name && event.reason === 'unregister') stopReason?.('unregistered')
+          else if (event.type === 'control') this.logger.info(`${event.op} of "${event.name}" requested by ${event.from}: ${event.ok ? 'done' : event.error}`)
+          else if (event.type === 'warning') this.logger.warn(event.message)
+          else if (event.type === 'lease-regranted') this.logger.warn(`etcd lease lost and re-granted for peer ${event.peer}`)
+        },
+      }),
+    )
+    this.deadline.waitingFor = undefined
+    this.onCleanup(() => store.close())
+    const info = await this.deadline.race(
+      store.register(name, files.map((file) => ({file})), {maxShardSize, partNames: files.map((f) => path.basename(f))}),
+    )
+    const endpoint = store.endpoints[0] ?? ''
+    this.ready(`ready p2p ${name} ${info.totalSize} bytes as ${store.peerName} at ${endpoint}`, {
+      name,
+      bytes: info.totalSize,
+      sizeList: info.sizeList,
+      maxShardSize: info.maxShardSize,
+      peer: store.peerName,
+      endpoint,
+      endpoints: store.endpoints,
+    })
+    this.logger.info(`serving "${name}" (${formatBytes(info.totalSize)} in ${files.length} file(s)) as ${store.peerName} at ${store.endpoints.join(',')}`)
+    const why = await Promise.race([this.untilStopped(), released])
+    this.logger.info(why === 'unregistered' ? `"${name}" was unregistered, exiting` : `${why}: unregistering "${name}"`)
+  }
+}

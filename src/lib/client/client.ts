@@ -1,0 +1,967 @@
+/**
+ * MooncakeClient: put/get/remove/query objects of a Mooncake Store.
+ *
+ * Metadata goes to the master (gRPC, or an in-process MasterService); object bytes move
+ * directly between this process and the segment owners through the data path (the native
+ * transfer engine). Concurrent single-key calls are merged into batch RPCs.
+ */
+import {randomUUID} from 'node:crypto'
+import {EventEmitter} from 'node:events'
+import {tmpdir} from 'node:os'
+import {Readable} from 'node:stream'
+import {rm} from 'node:fs/promises'
+
+import {MooncakeError, toMooncakeError} from '../errors.js'
+import type {
+  GetReplicaListResult,
+  ItemResult,
+  ListKeysRequest,
+  MasterApi,
+  MemoryLocation,
+  ObjectInfo,
+  PutStartRequest,
+  PutStartResult,
+  RemoveManyResult,
+  ReplicateConfig,
+} from '../master/api.js'
+import {crc32cFold} from './crc32c.js'
+import {createDefaultDataPath, type DataPath, type TransferRequest} from './data-path.js'
+import {defaultHostId} from './host-id.js'
+import {
+  BufferSink,
+  BufferSource,
+  FileSink,
+  FileSource,
+  openTempBeside,
+  spoolToTempFile,
+  StreamSink,
+  StreamSource,
+  type ReadSink,
+  type SliceView,
+  type WriteSource,
+} from './io.js'
+import {CoalescedMaster, withDeadline, type CoalescingStats} from './master-calls.js'
+import {
+  DEFAULT_CLIENT_OPTIONS,
+  type ClientState,
+  type GetOptions,
+  type MooncakeClientOptions,
+  type PutOptions,
+  type PutResult,
+  type RemoveOptions,
+  type TransportMode,
+} from './options.js'
+import {StagingPool} from './staging.js'
+import type {SegmentOwner, SegmentOwnerOptions} from './segment-owner.js'
+
+const MAX_KEY_BYTES = 4096
+
+/** A closable master (what connectMaster returns). */
+interface ClosableMaster extends MasterApi {
+  close(): Promise<void> | void
+  getAllKeys?(req: ListKeysRequest): AsyncIterable<string>
+}
+
+/** Resolved options (every default applied). */
+interface Resolved {
+  timeoutMs: number
+  transport: TransportMode
+  sliceSize: number
+  maxParallelSlices: number
+  stagingBytes: number
+  multiSourceThreshold: number
+  hostId: string
+  clientId: string
+  coalesce: boolean
+  maxBatchesInFlight: number
+  maxBatchSize: number
+  defaultReplicateConfig: ReplicateConfig
+  spoolDir: string
+  token?: string
+  /** @internal tests: renew leases during long reads. */
+  leaseRenewal: boolean
+}
+
+export interface GetToFileResult {
+  key: string
+  size: number
+  file: string
+}
+
+export interface ObjectSummary {
+  key: string
+  size: number
+  checksum?: number
+  version: number
+}
+
+export interface ClientStats {
+  /** Reads whose bytes did not match the object's checksum (the read then tried another replica). */
+  checksumMismatches: number
+  /** Slice transfers that failed on one replica and were retried on another. */
+  replicaFailovers: number
+  /** Bytes moved by the data path (all transports). */
+  transferredBytes: number
+  /** Bytes moved through same-host shared memory. */
+  memcpyBytes: number
+}
+
+export interface MountSegmentOptions {
+  /** Bytes contributed. */
+  size: number
+  /** Unique segment name. @default `HOST:PORT` of the data endpoint */
+  name?: string
+  /** Address the segment's data server binds. @default '127.0.0.1' */
+  host?: string
+  /** Port of the data server; 0 picks a free one. @default 0 */
+  port?: number
+}
+
+export declare interface MooncakeClient {
+  on(event: 'state', listener: (state: ClientState, previous: ClientState) => void): this
+  on(event: 'error', listener: (err: MooncakeError) => void): this
+}
+
+/**
+ * A Mooncake Store client. Create it with {@link MooncakeClient.connect}; close it with
+ * {@link MooncakeClient.close}. Every failure is a MooncakeError with a `code`.
+ *
+ * ```ts
+ * const client = await MooncakeClient.connect({masterAddress: '127.0.0.1:50051'})
+ * await client.put('greeting', Buffer.from('hello'), {replicaNum: 2})
+ * const value = await client.get('greeting')
+ * await client.close()
+ * ```
+ */
+export class MooncakeClient extends EventEmitter {
+  private _state: ClientState = 'connecting'
+  private readonly opts: Resolved
+  private readonly calls: CoalescedMaster
+  private dataPathPromise: Promise<DataPath> | undefined
+  private dataPathValue: DataPath | undefined
+  private stagingPool: StagingPool | undefined
+  private readonly ownsDataPath: boolean
+  private readonly injectedDataPath: boolean
+  private readonly owners = new Map<string, SegmentOwner>()
+  private active = 0
+  private readonly counters = {checksumMismatches: 0, replicaFailovers: 0}
+  private idleWaiters: Array<() => void> = []
+
+  private constructor(
+    readonly master: MasterApi,
+    private readonly ownedMaster: ClosableMaster | undefined,
+    opts: Resolved,
+    dataPath: DataPath | undefined,
+  ) {
+    super()
+    this.opts = opts
+    this.calls = new CoalescedMaster(master, {
+      coalesce: opts.coalesce,
+      maxInFlight: opts.maxBatchesInFlight,
+      maxBatchSize: opts.maxBatchSize,
+    })
+    this.ownsDataPath = dataPath === undefined
+    this.injectedDataPath = dataPath !== undefined
+    if (dataPath) {
+      this.dataPathValue = dataPath
+      this.dataPathPromise = Promise.resolve(dataPath)
+    }
+  }
+
+  /** Connects to the master (or adopts `options.master`) and returns a ready client. */
+  static async connect(options: MooncakeClientOptions = {}): Promise<MooncakeClient> {
+    const timeoutMs = options.timeoutMs ?? DEFAULT_CLIENT_OPTIONS.timeoutMs
+    const sliceSize = options.sliceSize ?? DEFAULT_CLIENT_OPTIONS.sliceSize
+    if (!Number.isSafeInteger(sliceSize) || sliceSize < 4096) throw new MooncakeError('INVALID_PARAMS', `sliceSize must be at least 4096 bytes (got ${sliceSize})`)
+    const stagingBytes = Math.max(options.stagingBytes ?? DEFAULT_CLIENT_OPTIONS.stagingBytes, sliceSize)
+    const opts: Resolved = {
+      timeoutMs,
+      transport: options.transport ?? DEFAULT_CLIENT_OPTIONS.transport,
+      sliceSize,
+      maxParallelSlices: Math.max(1, options.maxParallelSlices ?? DEFAULT_CLIENT_OPTIONS.maxParallelSlices),
+      stagingBytes,
+      multiSourceThreshold: options.multiSourceThreshold ?? DEFAULT_CLIENT_OPTIONS.multiSourceThreshold,
+      hostId: options.hostId ?? defaultHostId(),
+      clientId: options.clientId ?? randomUUID(),
+      coalesce: options.coalesce ?? DEFAULT_CLIENT_OPTIONS.coalesce,
+      maxBatchesInFlight: Math.max(1, options.maxBatchesInFlight ?? DEFAULT_CLIENT_OPTIONS.maxBatchesInFlight),
+      maxBatchSize: Math.max(1, options.maxBatchSize ?? DEFAULT_CLIENT_OPTIONS.maxBatchSize),
+      defaultReplicateConfig: options.defaultReplicateConfig ?? {replicaNum: 1},
+      spoolDir: options.spoolDir ?? tmpdir(),
+      token: options.token ?? process.env.MOONCAKE_TOKEN,
+      leaseRenewal: (options as {leaseRenewal?: boolean}).leaseRenewal ?? true,
+    }
+    if (opts.transport !== 'auto' && opts.transport !== 'tcp') throw new MooncakeError('INVALID_PARAMS', `transport must be 'auto' or 'tcp' (got ${String(opts.transport)})`)
+    let master = options.master
+    let owned: ClosableMaster | undefined
+    if (!master) {
+      const address = options.masterAddress ?? process.env.MOONCAKE_MASTER ?? DEFAULT_CLIENT_OPTIONS.masterAddress
+      const connectTimeoutMs = options.connectTimeoutMs ?? Math.min(timeoutMs, 10_000)
+      owned = await connectRemoteMaster({address, token: opts.token, timeoutMs, connectTimeoutMs})
+      master = owned
+    }
+    const client = new MooncakeClient(master, owned, opts, options.dataPath)
+    client.setState('ready')
+    return client
+  }
+
+  /** Current state: 'connecting' | 'ready' | 'closing' | 'closed'. */
+  get state(): ClientState {
+    return this._state
+  }
+
+  /** This client's identity (owner of its puts). */
+  get clientId(): string {
+    return this.opts.clientId
+  }
+
+  /** This machine's identity (replicas with the same hostId are read through shared memory). */
+  get hostId(): string {
+    return this.opts.hostId
+  }
+
+  /**
+   * Counters of the read and write paths: checksum mismatches and transfer failures seen (each
+   * one made a read try another replica), and the data path's byte counts.
+   */
+  get stats(): ClientStats {
+    const dp = this.dataPathValue?.stats?.() ?? {transferredBytes: 0, memcpyBytes: 0}
+    return {...this.counters, ...dp}
+  }
+
+  /** How many RPCs the coalescing layer sent, per call kind, and how many calls they carried. */
+  get coalescingStats(): Readonly<Record<string, CoalescingStats>> {
+    return this.calls.stats
+  }
+
+  private setState(next: ClientState): void {
+    const prev = this._state
+    if (prev === next) return
+    this._state = next
+    this.emit('state', next, prev)
+  }
+
+  // ---------------------------------------------------------------- lifecycle helpers
+
+  private async run<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    if (this._state !== 'ready') {
+      throw new MooncakeError('UNAVAILABLE_IN_CURRENT_STATUS', `${what}: the client is ${this._state}`)
+    }
+    this.active++
+    try {
+      return await fn()
+    } catch (err) {
+      throw toMooncakeError(err)
+    } finally {
+      this.active--
+      if (this.active === 0 && this.idleWaiters.length > 0) {
+        for (const w of this.idleWaiters.splice(0)) w()
+      }
+    }
+  }
+
+  private deadline(timeoutMs?: number): number {
+    return Date.now() + (timeoutMs ?? this.opts.timeoutMs)
+  }
+
+  private rpc<T>(promise: Promise<T>, deadline: number, what: string): Promise<T> {
+    return withDeadline(promise, deadline, what)
+  }
+
+  private async dataPath(): Promise<DataPath> {
+    if (this.dataPathValue) return this.dataPathValue
+    if (!this.dataPathPromise) {
+      this.dataPathPromise = (async () => {
+        const dp = await createDefaultDataPath({token: this.opts.token, hostId: this.opts.hostId})
+        await dp.start()
+        this.dataPathValue = dp
+        return dp
+      })()
+      this.dataPathPromise.catch(() => (this.dataPathPromise = undefined))
+    }
+    return this.dataPathPromise
+  }
+
+  private staging(dp: DataPath): StagingPool {
+    if (!this.stagingPool) this.stagingPool = new StagingPool(dp, this.opts.stagingBytes, this.opts.sliceSize)
+    return this.stagingPool
+  }
+
+  // ---------------------------------------------------------------- put
+
+  /** Stores `value` under `key` (a new key; see {@link upsert} to replace). */
+  put(key: string, value: Uint8Array, options: PutOptions = {}): Promise<PutResult> {
+    return this.run('put', async () => {
+      checkKey(key)
+      checkValue(value)
+      const dp = await this.dataPath()
+      const source = new BufferSource(value, this.staging(dp), dp)
+      return this.putSource(key, source, options, dp)
+    })
+  }
+
+  /** Replaces the value of `key` (or creates it): readers see the old value or the new one, never a mix. */
+  upsert(key: string, value: Uint8Array, options: PutOptions = {}): Promise<PutResult> {
+    return this.put(key, value, {...options, upsert: true})
+  }
+
+  /** Stores the contents of a file, streamed slice by slice (the file may be larger than memory). */
+  putFile(key: string, file: string, options: PutOptions = {}): Promise<PutResult> {
+    return this.run('put', async () => {
+      checkKey(key)
+      const dp = await this.dataPath()
+      const source = await FileSource.open(file, this.staging(dp))
+      try {
+        if (source.size === 0) throw new MooncakeError('INVALID_PARAMS', `${file} is empty: a value must hold at least 1 byte`)
+        return await this.putSource(key, source, options, dp)
+      } finally {
+        await source.close()
+      }
+    })
+  }
+
+  /**
+   * Stores what a stream yields. With `options.size` the stream is consumed slice by slice;
+   * without it, it is first spooled to a temporary file (in `spoolDir`) to learn its size.
+   */
+  putStream(key: string, stream: Readable | AsyncIterable<Uint8Array>, options: PutOptions = {}): Promise<PutResult> {
+    if (options.size === undefined) {
+      return this.run('put', async () => {
+        checkKey(key)
+        const file = await spoolToTempFile(stream, this.opts.spoolDir)
+        try {
+          const dp = await this.dataPath()
+          const source = await FileSource.open(file, this.staging(dp))
+          try {
+            if (source.size === 0) throw new MooncakeError('INVALID_PARAMS', 'the stream was empty: a value must hold at least 1 byte')
+            return await this.putSource(key, source, options, dp)
+          } finally {
+            await source.close()
+          }
+        } finally {
+          await rm(file, {force: true})
+        }
+      })
+    }
+    return this.run('put', async () => {
+      checkKey(key)
+      const size = options.size as number
+      if (!Number.isSafeInteger(size) || size <= 0) throw new MooncakeError('INVALID_PARAMS', `size must be a positive number of bytes (got ${size})`)
+      const dp = await this.dataPath()
+      const source = new StreamSource(stream, size, this.staging(dp))
+      try {
+        return await this.putSource(key, source, options, dp)
+      } finally {
+        await source.close()
+      }
+    })
+  }
+
+  /** Puts many values; one result per item (one bad key does not fail the others). */
+  async batchPut(items: ReadonlyArray<{key: string; value: Uint8Array; options?: PutOptions}>, options: PutOptions = {}): Promise<ItemResult<PutResult>[]> {
+    return settleAll(items.map((item) => this.put(item.key, item.value, {...options, ...item.options})))
+  }
+
+  private replicateConfig(options: PutOptions): ReplicateConfig {
+    const base = this.opts.defaultReplicateConfig
+    return {
+      replicaNum: options.replicaNum ?? base.replicaNum ?? 1,
+      withSoftPin: options.withSoftPin ?? base.withSoftPin ?? false,
+      preferredSegments: options.preferredSegments ?? base.preferredSegments ?? [],
+      preferredSegment: options.preferredSegment ?? base.preferredSegment,
+      preferAllocInSameNode: options.preferAllocInSameNode ?? base.preferAllocInSameNode ?? false,
+    }
+  }
+
+  private async putSource(key: string, source: WriteSource, options: PutOptions, dp: DataPath): Promise<PutResult> {
+    const deadline = this.deadline(options.timeoutMs)
+    const upsert = options.upsert === true
+    const req: PutStartRequest = {
+      clientId: this.opts.clientId,
+      requestId: randomUUID(),
+      key,
+      size: source.size,
+      config: this.replicateConfig(options),
+      hostId: this.opts.hostId,
+    }
+    const start = await this.putStart(req, upsert, deadline)
+    const locations: MemoryLocation[] = []
+    for (const r of start.replicas) if (r.type === 'memory' && r.memory) locations.push(r.memory)
+    let checksum: number
+    try {
+      if (locations.length === 0) throw new MooncakeError('NO_AVAILABLE_HANDLE', `the master placed no memory replica for ${key}`)
+      checksum = await this.writeSlices(locations, source, deadline, dp)
+    } catch (err) {
+      const e = toMooncakeError(err, 'TRANSFER_FAIL')
+      await this.revoke(key, upsert, deadline).catch(() => {})
+      throw e
+    }
+    const end = {clientId: this.opts.clientId, key, checksum}
+    try {
+      await this.rpc(upsert ? this.master.upsertEnd(end) : this.calls.putEnd(end), deadline, 'PutEnd')
+    } catch (err) {
+      const e = toMooncakeError(err)
+      if (e.code !== 'UNAVAILABLE' && e.code !== 'RPC_FAIL') throw e
+      // One retry after a transport failure: the reply may have been lost.
+      try {
+        await this.rpc(upsert ? this.master.upsertEnd(end) : this.calls.putEnd(end), deadline, 'PutEnd')
+      } catch (err2) {
+        await this.revoke(key, upsert, deadline).catch(() => {})
+        throw toMooncakeError(err2)
+      }
+    }
+    return {key, size: source.size, replicas: locations.length, requestedReplicas: start.requestedReplicas, checksum}
+  }
+
+  private async putStart(req: PutStartRequest, upsert: boolean, deadline: number): Promise<PutStartResult> {
+    const send = () => this.rpc(upsert ? this.master.upsertStart(req) : this.calls.putStart(req), deadline, 'PutStart')
+    try {
+      return await send()
+    } catch (err) {
+      const e = toMooncakeError(err)
+      // The same request id makes the retry idempotent when only the reply was lost.
+      if (e.code === 'UNAVAILABLE' && Date.now() < deadline) return send()
+      throw e
+    }
+  }
+
+  private revoke(key: string, upsert: boolean, deadline: number): Promise<void> {
+    const req = {clientId: this.opts.clientId, key}
+    return this.rpc(upsert ? this.master.upsertRevoke(req) : this.calls.putRevoke(req), Math.max(deadline, Date.now() + 2000), 'PutRevoke')
+  }
+
+  /** Writes every slice to every replica (in parallel); returns the CRC32C of the value. */
+  private async writeSlices(locations: MemoryLocation[], source: WriteSource, deadline: number, dp: DataPath): Promise<number> {
+    const size = source.size
+    const slice = this.opts.sliceSize
+    let crc = 0
+    let failure: MooncakeError | undefined
+    const inflight = new Set<Promise<void>>()
+    for (let offset = 0; offset < size && !failure; offset += slice) {
+      const length = Math.min(slice, size - offset)
+      const got = source.read(offset, length)
+      const part: SliceView = got instanceof Promise ? await got : got
+      crc = dp.crc32c(part.view, crc)
+      const requests: TransferRequest[] = locations.map((loc) => ({
+        op: 'write',
+        local: part.view,
+        remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset + offset, grant: loc.grant},
+      }))
+      const p: Promise<void> = this.transfer(dp, requests, deadline)
+        .then((results) => {
+          for (let i = 0; i < results.length; i++) {
+            const r = results[i]
+            if (!r.ok && !failure) {
+              failure = new MooncakeError('TRANSFER_FAIL', `writing to segment ${locations[i].segment} failed: ${r.code}: ${r.message}`, {details: {segment: locations[i].segment, code: r.code}})
+            }
+          }
+        })
+        .finally(() => {
+          if (part.lease) this.stagingPool?.release(part.lease)
+          inflight.delete(p)
+        })
+      inflight.add(p)
+      if (inflight.size >= this.opts.maxParallelSlices) await Promise.race(inflight)
+    }
+    await Promise.all(inflight)
+    if (failure) throw failure
+    return crc
+  }
+
+  private async transfer(dp: DataPath, requests: TransferRequest[], deadline: number): Promise<ItemResult<void>[]> {
+    const timeoutMs = deadline - Date.now()
+    if (timeoutMs <= 0) return requests.map(() => ({ok: false, code: 'TRANSFER_FAIL', message: 'deadline exceeded before the transfer started'}))
+    try {
+      return await dp.transfer(requests, {timeoutMs, transport: this.opts.transport})
+    } catch (err) {
+      const e = toMooncakeError(err, 'TRANSFER_FAIL')
+      return requests.map(() => ({ok: false, code: e.code, message: e.message}))
+    }
+  }
+
+  // ---------------------------------------------------------------- get
+
+  /** Reads the whole value into a new Buffer. */
+  get(key: string, options: GetOptions = {}): Promise<Buffer> {
+    return this.run('get', async () => {
+      checkKey(key)
+      const dp = await this.dataPath()
+      let out: Buffer | undefined
+      await this.readValue(key, dp, options, (size) => {
+        out = Buffer.allocUnsafe(size)
+        return new BufferSink(out, this.staging(dp), dp)
+      })
+      return out as Buffer
+    })
+  }
+
+  /**
+   * Reads the value into `dest` (in place when `dest` is registered memory); returns its size.
+   * A value larger than `dest` is BUFFER_OVERFLOW.
+   */
+  getInto(key: string, dest: Uint8Array, options: GetOptions = {}): Promise<number> {
+    return this.run('get', async () => {
+      checkKey(key)
+      const dp = await this.dataPath()
+      return this.readValue(key, dp, options, (size) => {
+        if (size > dest.length) throw new MooncakeError('BUFFER_OVERFLOW', `the value of ${key} holds ${size} bytes; the buffer only ${dest.length}`)
+        return new BufferSink(dest.subarray(0, size), this.staging(dp), dp)
+      })
+    })
+  }
+
+  /** Reads the value into `file`, atomically (a temporary file in the same directory, then rename). */
+  getToFile(key: string, file: string, options: GetOptions = {}): Promise<GetToFileResult> {
+    return this.run('get', async () => {
+      checkKey(key)
+      const dp = await this.dataPath()
+      const tmp = await openTempBeside(file)
+      try {
+        const size = await this.readValue(key, dp, options, async (len) => {
+          await tmp.handle.truncate(len)
+          return new FileSink(tmp.handle, this.staging(dp))
+        })
+        await tmp.commit()
+        return {key, size, file}
+      } catch (err) {
+        await tmp.abort()
+        throw err
+      }
+    })
+  }
+
+  /**
+   * The value as a Readable stream (slices are fetched ahead, in parallel, and pushed in order).
+   * Errors (e.g. OBJECT_NOT_FOUND) are emitted as 'error' events. A checksum mismatch found at
+   * the end of a stream that has already delivered bytes is reported as CHECKSUM_MISMATCH.
+   */
+  getStream(key: string, options: GetOptions = {}): Readable {
+    let sink: StreamSink | undefined
+    const out = new Readable({
+      highWaterMark: this.opts.sliceSize,
+      read: () => sink?.onRead(),
+      destroy: (err, cb) => {
+        sink?.abort()
+        cb(err)
+      },
+    })
+    void this.run('get', async () => {
+      checkKey(key)
+      const dp = await this.dataPath()
+      await this.readValue(key, dp, options, (size) => {
+        sink = new StreamSink(out, this.staging(dp))
+        ;(out as Readable & {mooncakeSize?: number}).mooncakeSize = size
+        out.emit('size', size)
+        return sink
+      })
+    }).then(
+      () => out.push(null),
+      (err) => out.destroy(toMooncakeError(err)),
+    )
+    return out
+  }
+
+  /** Gets many values; one result per key. */
+  batchGet(keys: readonly string[], options: GetOptions = {}): Promise<ItemResult<Buffer>[]> {
+    return settleAll(keys.map((key) => this.get(key, options)))
+  }
+
+  /**
+   * The read path: GetReplicaList, best replica first (same host, then others; large values
+   * striped over several replicas), checksum verified, next replica on a failed or corrupt read,
+   * lease renewed while the read runs. Returns the value's size.
+   */
+  private async readValue(key: string, dp: DataPath, options: GetOptions, makeSink: (size: number) => ReadSink | Promise<ReadSink>): Promise<number> {
+    const deadline = this.deadline(options.timeoutMs)
+    let sentAt = Date.now()
+    let info = await this.rpc(this.calls.getReplicaList(key), deadline, 'GetReplicaList')
+    const {ordered: memory, local} = orderReplicas(info, this.opts.hostId, this.opts.transport)
+    if (memory.length === 0) {
+      throw new MooncakeError('REPLICA_IS_NOT_READY', `${key} has no readable memory replica`)
+    }
+    const size = info.size
+    const sink = await makeSink(size)
+    const lease = new LeaseKeeper(sentAt + info.leaseTtlMs, info.leaseTtlMs)
+    if (this.opts.leaseRenewal) {
+      lease.startRenewal(async () => {
+        sentAt = Date.now()
+        const renewed = await this.rpc(this.calls.getReplicaList(key), deadline, 'GetReplicaList (lease renewal)')
+        if (renewed.version !== info.version) throw new MooncakeError('LEASE_EXPIRED', `${key} was replaced while it was being read`)
+        refreshGrants(memory, renewed)
+        info = renewed
+        return sentAt + renewed.leaseTtlMs
+      })
+    }
+    try {
+      const plans = readPlans(memory, local, size, this.opts.multiSourceThreshold)
+      let lastError: MooncakeError | undefined
+      for (const plan of plans) {
+        if (lastError && !sink.restartable) break
+        let crc: number
+        try {
+          crc = await this.readSlices(plan, memory, size, sink, deadline, dp, lease)
+        } catch (err) {
+          const e = toMooncakeError(err, 'TRANSFER_FAIL')
+          if (e.code !== 'TRANSFER_FAIL' && e.code !== 'CHECKSUM_MISMATCH') throw e
+          lastError = e
+          continue
+        }
+        lease.check(key)
+        if (info.checksum !== undefined && info.checksum !== null && crc !== info.checksum >>> 0) {
+          this.counters.checksumMismatches++
+          lastError = new MooncakeError('CHECKSUM_MISMATCH', `${key}: the bytes read from ${plan.map((r) => r.segment).join(', ')} do not match the checksum written (${crc.toString(16)} != ${(info.checksum >>> 0).toString(16)})`)
+          continue
+        }
+        return size
+      }
+      throw lastError ?? new MooncakeError('TRANSFER_FAIL', `${key}: no replica could be read`)
+    } finally {
+      lease.stop()
+    }
+  }
+
+  /**
+   * Reads every slice into the sink. Slice i goes to plan[i % plan.length]; when a transfer
+   * fails the slice is retried on the other replicas (the failed one is avoided from then on).
+   */
+  private async readSlices(plan: MemoryLocation[], all: MemoryLocation[], size: number, sink: ReadSink, deadline: number, dp: DataPath, lease: LeaseKeeper): Promise<number> {
+    const sliceSize = this.opts.sliceSize
+    const count = Math.ceil(size / sliceSize)
+    const parts: Array<{crc: number; length: number}> = new Array(count)
+    const bad = new Set<MemoryLocation>()
+    let next = 0
+    let failure: unknown
+    const worker = async (): Promise<void> => {
+      while (next < count && failure === undefined) {
+        lease.check()
+        const i = next++
+        const offset = i * sliceSize
+        const length = Math.min(sliceSize, size - offset)
+        const got = sink.target(offset, length)
+        const slice = got instanceof Promise ? await got : got
+        let committed = false
+        try {
+          const preferred = plan[i % plan.length]
+          const order = [preferred, ...plan.filter((r) => r !== preferred), ...all.filter((r) => !plan.includes(r))]
+          let lastErr: ItemResult<void> | undefined
+          let ok = false
+          for (const loc of order) {
+            if (bad.has(loc) && order.some((r) => !bad.has(r))) continue
+            const [res] = await this.transfer(dp, [{op: 'read', local: slice.view, remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset + offset, grant: loc.grant}}], deadline)
+            if (res.ok) {
+              ok = true
+              break
+            }
+            lastErr = res
+            bad.add(loc)
+            this.counters.replicaFailovers++
+          }
+          if (!ok) {
+            const why = lastErr && !lastErr.ok ? `${lastErr.code}: ${lastErr.message}` : 'no replica left'
+            throw new MooncakeError('TRANSFER_FAIL', `reading bytes ${offset}..${offset + length} failed on every replica (${why})`)
+          }
+          parts[i] = {crc: dp.crc32c(slice.view), length}
+          committed = true
+          await sink.commit(offset, slice)
+        } catch (err) {
+          if (!committed) sink.discard(slice)
+          if (failure === undefined) failure = err
+        }
+      }
+    }
+    const workers: Promise<void>[] = []
+    for (let w = 0; w < Math.min(this.opts.maxParallelSlices, count); w++) workers.push(worker())
+    await Promise.all(workers)
+    if (failure !== undefined) throw failure
+    return count === 1 ? parts[0].crc : crc32cFold(parts)
+  }
+
+  // ---------------------------------------------------------------- remove
+
+  /** Removes `key`; OBJECT_HAS_LEASE while a reader's lease runs unless `force`. */
+  remove(key: string, options: RemoveOptions = {}): Promise<void> {
+    return this.run('remove', async () => {
+      checkKey(key)
+      await this.rpc(this.master.remove({key, force: options.force}), this.deadline(), 'Remove')
+    })
+  }
+
+  /** Removes many keys; one result per key. */
+  batchRemove(keys: readonly string[], options: RemoveOptions = {}): Promise<ItemResult<void>[]> {
+    return this.run('batchRemove', async () => this.rpc(this.master.batchRemove([...keys], options.force), this.deadline(), 'BatchRemove'))
+  }
+
+  /** Removes every key matching `regex` (ECMAScript, unanchored search); leased objects are skipped unless `force`. */
+  removeByRegex(regex: string, options: RemoveOptions & {dryRun?: boolean} = {}): Promise<RemoveManyResult> {
+    return this.run('removeByRegex', async () => {
+      checkRegex(regex)
+      return this.rpc(this.master.removeByRegex({regex, force: options.force, dryRun: options.dryRun}), this.deadline(), 'RemoveByRegex')
+    })
+  }
+
+  /** Removes every object; leased objects are skipped unless `force`. */
+  removeAll(options: RemoveOptions & {dryRun?: boolean} = {}): Promise<RemoveManyResult> {
+    return this.run('removeAll', async () => this.rpc(this.master.removeAll({force: options.force, dryRun: options.dryRun}), this.deadline(), 'RemoveAll'))
+  }
+
+  // ---------------------------------------------------------------- queries
+
+  /** True when `key` has a COMPLETE replica (grants a read lease, as the original). */
+  isExist(key: string): Promise<boolean> {
+    return this.run('isExist', async () => {
+      checkKey(key)
+      return this.rpc(this.calls.existKey(key), this.deadline(), 'ExistKey')
+    })
+  }
+
+  batchIsExist(keys: readonly string[]): Promise<boolean[]> {
+    return this.run('batchIsExist', async () => {
+      for (const k of keys) checkKey(k)
+      return this.rpc(this.master.batchExistKey([...keys]), this.deadline(), 'BatchExistKey')
+    })
+  }
+
+  /** Metadata of `key` (no lease); OBJECT_NOT_FOUND when missing. */
+  query(key: string): Promise<ObjectInfo> {
+    return this.run('query', async () => {
+      checkKey(key)
+      return this.rpc(this.calls.query(key), this.deadline(), 'Query')
+    })
+  }
+
+  batchQuery(keys: readonly string[]): Promise<ItemResult<ObjectInfo>[]> {
+    return this.run('batchQuery', async () => this.rpc(this.master.batchQuery([...keys]), this.deadline(), 'BatchQuery'))
+  }
+
+  queryByRegex(regex: string): Promise<ObjectInfo[]> {
+    return this.run('queryByRegex', async () => {
+      checkRegex(regex)
+      return this.rpc(this.master.queryByRegex(regex), this.deadline(), 'QueryByRegex')
+    })
+  }
+
+  /** Every key (optionally filtered), streamed page by page: works with millions of keys. */
+  async *getAllKeys(options: {prefix?: string; regex?: string; pageSize?: number} = {}): AsyncGenerator<string> {
+    if (this._state !== 'ready') throw new MooncakeError('UNAVAILABLE_IN_CURRENT_STATUS', `getAllKeys: the client is ${this._state}`)
+    if (options.regex !== undefined) checkRegex(options.regex)
+    const streaming = (this.master as Partial<ClosableMaster>).getAllKeys
+    if (typeof streaming === 'function') {
+      yield* streaming.call(this.master, {prefix: options.prefix, regex: options.regex, limit: options.pageSize})
+      return
+    }
+    let after: string | undefined
+    for (;;) {
+      const page = await this.rpc(this.master.listKeys({prefix: options.prefix, regex: options.regex, after, limit: options.pageSize}), this.deadline(), 'ListKeys')
+      for (const k of page.keys) yield k
+      if (page.next === undefined || page.keys.length === 0) return
+      after = page.next
+    }
+  }
+
+  // ---------------------------------------------------------------- memory and segments
+
+  /** Registers `buffer` so that puts from it and gets into it move bytes in place (no staging copy). */
+  registerLocalMemory(buffer: Uint8Array): Promise<void> {
+    return this.run('registerLocalMemory', async () => {
+      if (buffer.length === 0) throw new MooncakeError('INVALID_PARAMS', 'cannot register an empty buffer')
+      const dp = await this.dataPath()
+      dp.registerMemory(buffer)
+    })
+  }
+
+  /** Unregisters `buffer`, waiting for transfers in flight on it. */
+  unregisterLocalMemory(buffer: Uint8Array): Promise<void> {
+    return this.run('unregisterLocalMemory', async () => {
+      const dp = await this.dataPath()
+      await dp.unregisterMemory(buffer)
+    })
+  }
+
+  /**
+   * Contributes `size` bytes of this process' memory to the cluster (the client then serves
+   * them until {@link unmountSegment} or close). Returns the segment's name.
+   */
+  mountSegment(options: MountSegmentOptions): Promise<string> {
+    return this.run('mountSegment', async () => {
+      const {SegmentOwner} = await import('./segment-owner.js')
+      // The owner gets its own engine (with a data server); this client's engine is client-only.
+      const ownerOptions: SegmentOwnerOptions = {
+        master: this.master,
+        size: options.size,
+        name: options.name,
+        host: options.host,
+        port: options.port,
+        hostId: this.opts.hostId,
+        token: this.opts.token,
+        dataPath: this.injectedDataPath ? this.dataPathValue : undefined,
+      }
+      const owner = await SegmentOwner.start(ownerOptions)
+      this.owners.set(owner.name, owner)
+      owner.once('closed', () => this.owners.delete(owner.name))
+      return owner.name
+    })
+  }
+
+  /** Unmounts a segment this client mounted and frees its memory. */
+  unmountSegment(name: string): Promise<void> {
+    return this.run('unmountSegment', async () => {
+      const owner = this.owners.get(name)
+      if (!owner) throw new MooncakeError('SEGMENT_NOT_FOUND', `this client has not mounted a segment named ${name}`)
+      this.owners.delete(name)
+      await owner.close()
+    })
+  }
+
+  /** Waits for operations in flight, unmounts this client's segments and releases everything. Idempotent. */
+  async close(): Promise<void> {
+    if (this._state === 'closed' || this._state === 'closing') {
+      if (this._state === 'closing') await new Promise<void>((resolve) => this.once('state', () => resolve()))
+      return
+    }
+    this.setState('closing')
+    if (this.active > 0) {
+      await Promise.race([
+        new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
+        new Promise<void>((resolve) => setTimeout(resolve, this.opts.timeoutMs).unref()),
+      ])
+    }
+    for (const owner of [...this.owners.values()]) await owner.close().catch(() => {})
+    this.owners.clear()
+    await this.stagingPool?.close()
+    if (this.ownsDataPath && this.dataPathValue) await this.dataPathValue.close().catch(() => {})
+    if (this.ownedMaster) await Promise.resolve(this.ownedMaster.close()).catch(() => {})
+    this.setState('closed')
+  }
+}
+
+// ------------------------------------------------------------------ helpers
+
+async function connectRemoteMaster(options: {address: string; token?: string; timeoutMs: number; connectTimeoutMs: number}): Promise<ClosableMaster> {
+  const mod = (await import('./master-client.js')) as unknown as {connectMaster(o: typeof options): Promise<ClosableMaster>}
+  try {
+    return await mod.connectMaster(options)
+  } catch (err) {
+    throw toMooncakeError(err, 'UNAVAILABLE')
+  }
+}
+
+function checkKey(key: string): void {
+  if (typeof key !== 'string' || key.length === 0) throw new MooncakeError('INVALID_PARAMS', 'a key must be a non-empty string')
+  if (key.length > MAX_KEY_BYTES / 3 && Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) {
+    throw new MooncakeError('INVALID_PARAMS', `a key holds at most ${MAX_KEY_BYTES} UTF-8 bytes`)
+  }
+}
+
+function checkValue(value: Uint8Array): void {
+  if (!(value instanceof Uint8Array)) throw new MooncakeError('INVALID_PARAMS', 'a value must be a Buffer or Uint8Array')
+  if (value.length === 0) throw new MooncakeError('INVALID_PARAMS', 'a value must hold at least 1 byte')
+}
+
+function checkRegex(regex: string): void {
+  if (typeof regex !== 'string' || regex.length === 0) throw new MooncakeError('INVALID_PARAMS', 'a regex must be a non-empty string')
+  try {
+    new RegExp(regex, 'u')
+  } catch {
+    try {
+      new RegExp(regex)
+    } catch (err) {
+      throw new MooncakeError('INVALID_PARAMS', `bad regex ${JSON.stringify(regex)}: ${(err as Error).message}`)
+    }
+  }
+}
+
+/** COMPLETE memory replicas, same-host ones first (when shared memory may be used), master order otherwise. */
+function orderReplicas(info: GetReplicaListResult, hostId: string, transport: TransportMode): {ordered: MemoryLocation[]; local: number} {
+  const local: MemoryLocation[] = []
+  const remote: MemoryLocation[] = []
+  for (const r of info.replicas) {
+    if (r.type !== 'memory' || r.status !== 'COMPLETE' || !r.memory) continue
+    if (transport === 'auto' && r.memory.hostId === hostId) local.push(r.memory)
+    else remote.push(r.memory)
+  }
+  return {ordered: [...local, ...remote], local: local.length}
+}
+
+/** Renewed reads carry fresh grants (they expire with the lease): update the locations in use. */
+function refreshGrants(locations: MemoryLocation[], renewed: GetReplicaListResult): void {
+  for (const r of renewed.replicas) {
+    const m = r.memory
+    if (!m?.grant) continue
+    const loc = locations.find((l) => l.segment === m.segment && l.offset === m.offset)
+    if (loc) loc.grant = m.grant
+  }
+}
+
+/**
+ * The order in which replicas are tried. A large value is first striped over several replicas
+ * (the same-host ones only when there are any: a local copy beats the network); then each
+ * replica alone, best first, so that a corrupt replica is found and skipped.
+ */
+function readPlans(ordered: MemoryLocation[], local: number, size: number, threshold: number): MemoryLocation[][] {
+  const plans: MemoryLocation[][] = []
+  if (size >= threshold) {
+    const stripe = local > 0 ? ordered.slice(0, local) : ordered
+    if (stripe.length > 1) plans.push(stripe)
+  }
+  for (const r of ordered) plans.push([r])
+  return plans
+}
+
+/**
+ * Tracks a read lease measured from the request's send time (as the original) and renews it
+ * at half its TTL while the read runs. A read that ends after the deadline fails with
+ * LEASE_EXPIRED: the space may already hold another object.
+ */
+class LeaseKeeper {
+  private timer: NodeJS.Timeout | undefined
+  private stopped = false
+  private renewError: MooncakeError | undefined
+
+  constructor(
+    private deadline: number,
+    private readonly ttlMs: number,
+  ) {}
+
+  startRenewal(renew: () => Promise<number>): void {
+    const schedule = () => {
+      if (this.stopped) return
+      const delay = Math.max(10, (this.deadline - Date.now()) / 2)
+      this.timer = setTimeout(() => {
+        renew().then(
+          (next) => {
+            this.deadline = Math.max(this.deadline, next)
+            schedule()
+          },
+          (err) => {
+            const e = toMooncakeError(err)
+            if (e.code === 'LEASE_EXPIRED') this.renewError = e
+            else schedule() // try again; the deadline still holds
+          },
+        )
+      }, delay)
+      this.timer.unref?.()
+    }
+    if (this.ttlMs > 0) schedule()
+  }
+
+  check(key?: string): void {
+    if (this.renewError) throw this.renewError
+    if (key !== undefined && Date.now() > this.deadline) {
+      throw new MooncakeError('LEASE_EXPIRED', `the read of ${key} finished after its lease deadline; its bytes cannot be trusted`)
+    }
+  }
+
+  stop(): void {
+    this.stopped = true
+    if (this.timer) clearTimeout(this.timer)
+  }
+}
+
+async function settleAll<T>(promises: Promise<T>[]): Promise<ItemResult<T>[]> {
+  const settled = await Promise.allSettled(promises)
+  return settled.map((s): ItemResult<T> => {
+    if (s.status === 'fulfilled') return {ok: true, value: s.value}
+    const e = toMooncakeError(s.reason)
+    return {ok: false, code: e.code, message: e.message}
+  })
+}

@@ -1,0 +1,197 @@
+/**
+ * The one file of the client that knows the native transfer engine's API (src/lib/transfer):
+ * DataPath over a TransferEngine, and the grant minter the master needs for segments that
+ * require grants.
+ */
+import {toMooncakeError} from '../errors.js'
+import type {GrantMinter, ItemResult} from '../master/api.js'
+import {crc32c as nativeCrc32c} from '../transfer/crc32c.js'
+import {TransferEngine} from '../transfer/engine.js'
+import {decodeGrant, encodeGrant, mintGrant, type Grant, type TransferOp} from '../transfer/grant.js'
+import type {TransferRequest as EngineRequest, TransferResult} from '../transfer/types.js'
+import type {DataPath, LocalSegment, TransferOptions, TransferRequest} from './data-path.js'
+import type {TransportMode} from './options.js'
+
+export interface EngineDataPathOptions {
+  token?: string
+  /** Address the data server binds; absent for a client-only engine (no server). */
+  host?: string
+  port?: number
+  hostId: string
+  /** Segments created here require master-minted grants. @default true */
+  grants?: boolean
+}
+
+/**
+ * Mints the opaque grant bytes the master puts in every MemoryLocation of a segment that has
+ * a grant key (`MasterServiceDeps.mintGrant`). The owner's data server verifies them.
+ */
+export const grantMinter: GrantMinter = (grantKeyHex, g) => {
+  const ops: TransferOp[] = g.ops === 'rw' ? ['read', 'write'] : g.ops === 'r' ? ['read'] : ['write']
+  return encodeGrant(mintGrant(Buffer.from(grantKeyHex, 'hex'), {segment: g.segment, offset: g.offset, length: g.length, ops, expiresAt: g.expiresAt}))
+}
+
+interface Queued {
+  request: EngineRequest
+  resolve: (r: ItemResult<void>) => void
+}
+
+interface Pending {
+  items: Queued[]
+  timeoutMs: number
+}
+
+/** Transfers requested in the same tick leave in one native batch per transport. */
+export class EngineDataPath implements DataPath {
+  readonly engine: TransferEngine
+  private readonly registered = new Map<ArrayBufferLike, Array<{start: number; end: number}>>()
+  private readonly pending = new Map<TransportMode, Pending>()
+  private flushScheduled = false
+  private readonly grants: boolean
+  /** Decoded grants by their wire bytes' identity (the same location is reused for every slice). */
+  private readonly grantCache = new WeakMap<Uint8Array, Grant>()
+
+  constructor(options: EngineDataPathOptions) {
+    this.grants = options.grants ?? true
+    this.engine = new TransferEngine({
+      listenHosts: options.host === undefined ? [] : [options.host],
+      port: options.port ?? 0,
+      token: options.token,
+    })
+  }
+
+  get endpoints(): string[] {
+    return this.engine.endpoints
+  }
+
+  async start(): Promise<string[]> {
+    if (this.engine.state === 'created') await this.engine.start()
+    return this.engine.endpoints
+  }
+
+  transfer(requests: TransferRequest[], options: TransferOptions): Promise<ItemResult<void>[]> {
+    const out: Array<Promise<ItemResult<void>>> = new Array(requests.length)
+    let group = this.pending.get(options.transport)
+    if (!group) {
+      group = {items: [], timeoutMs: 0}
+      this.pending.set(options.transport, group)
+    }
+    group.timeoutMs = Math.max(group.timeoutMs, Math.ceil(options.timeoutMs))
+    for (let i = 0; i < requests.length; i++) {
+      const r = requests[i]
+      let grant: Grant | undefined
+      if (r.remote.grant) {
+        try {
+          grant = this.grantCache.get(r.remote.grant)
+          if (!grant) {
+            grant = decodeGrant(r.remote.segment, r.remote.grant)
+            this.grantCache.set(r.remote.grant, grant)
+          }
+        } catch (err) {
+          const e = toMooncakeError(err, 'INVALID_PARAMS')
+          out[i] = Promise.resolve({ok: false, code: e.code, message: `bad grant from the master: ${e.message}`})
+          continue
+        }
+      }
+      const request: EngineRequest = {
+        op: r.op,
+        local: r.local,
+        peer: r.remote.endpoints,
+        segment: r.remote.segment,
+        offset: r.remote.offset,
+        length: r.local.length,
+        grant,
+      }
+      const items = group.items
+      out[i] = new Promise<ItemResult<void>>((resolve) => items.push({request, resolve}))
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true
+      process.nextTick(() => this.flush())
+    }
+    return Promise.all(out)
+  }
+
+  private flush(): void {
+    this.flushScheduled = false
+    for (const [transport, group] of this.pending) {
+      this.pending.delete(transport)
+      if (group.items.length === 0) continue
+      void this.submit(transport, group)
+    }
+  }
+
+  private async submit(transport: TransportMode, group: Pending): Promise<void> {
+    let results: TransferResult[]
+    try {
+      results = await this.engine.submit(
+        group.items.map((q) => q.request),
+        {transport, timeoutMs: Math.max(1, group.timeoutMs)},
+      )
+    } catch (err) {
+      const e = toMooncakeError(err, 'TRANSFER_FAIL')
+      for (const q of group.items) q.resolve({ok: false, code: e.code, message: e.message})
+      return
+    }
+    for (let i = 0; i < group.items.length; i++) {
+      const r = results[i]
+      if (!r) group.items[i].resolve({ok: false, code: 'INTERNAL_ERROR', message: 'the engine returned too few results'})
+      else if (r.ok) group.items[i].resolve({ok: true, value: undefined})
+      else group.items[i].resolve({ok: false, code: r.code === 'INTERNAL_ERROR' ? 'TRANSFER_FAIL' : r.code, message: r.message})
+    }
+  }
+
+  registerMemory(buffer: Uint8Array): void {
+    this.engine.registerLocalMemory(buffer)
+    const list = this.registered.get(buffer.buffer) ?? []
+    list.push({start: buffer.byteOffset, end: buffer.byteOffset + buffer.byteLength})
+    this.registered.set(buffer.buffer, list)
+  }
+
+  async unregisterMemory(buffer: Uint8Array): Promise<void> {
+    await this.engine.unregisterLocalMemory(buffer)
+    const list = this.registered.get(buffer.buffer)
+    if (!list) return
+    const i = list.findIndex((r) => r.start === buffer.byteOffset && r.end === buffer.byteOffset + buffer.byteLength)
+    if (i >= 0) list.splice(i, 1)
+    if (list.length === 0) this.registered.delete(buffer.buffer)
+  }
+
+  isRegistered(view: Uint8Array): boolean {
+    const list = this.registered.get(view.buffer)
+    if (!list) return false
+    const start = view.byteOffset
+    const end = start + view.byteLength
+    return list.some((r) => start >= r.start && end <= r.end)
+  }
+
+  crc32c(data: Uint8Array, seed = 0): number {
+    return nativeCrc32c(data, seed)
+  }
+
+  async createSegment(name: string, size: number): Promise<LocalSegment> {
+    await this.start()
+    const segment = this.engine.createSegment(name, size, {grants: this.grants})
+    return {
+      name: segment.name,
+      size: segment.size,
+      grantKey: segment.grantKey?.toString('hex'),
+      window: (offset: number, length: number) => segment.window(offset, length),
+      close: async () => segment.close(),
+    }
+  }
+
+  stats(): {transferredBytes: number; memcpyBytes: number} {
+    if (this.engine.state !== 'running') return {transferredBytes: 0, memcpyBytes: 0}
+    const s = this.engine.stats()
+    return {transferredBytes: s.transferredBytes, memcpyBytes: s.memcpyBytes}
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.engine.close()
+    } catch (err) {
+      throw toMooncakeError(err)
+    }
+  }
+}

@@ -1,0 +1,390 @@
+/**
+ * The master over gRPC: MasterApi with a deadline on every call, the server's ErrorCodes mapped
+ * back to MooncakeError, transport failures turned into UNAVAILABLE with a useful message, signed
+ * calls when a token is set, and one retry of idempotent calls after a dropped connection.
+ */
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import * as grpc from '@grpc/grpc-js'
+import type {MethodDefinition} from '@grpc/proto-loader'
+
+import {
+  type GetReplicaListResult,
+  type ItemResult,
+  type ListKeysPage,
+  type ListKeysRequest,
+  type MasterApi,
+  type MountSegmentRequest,
+  type MountSegmentResult,
+  type ObjectInfo,
+  type PingRequest,
+  type PingResult,
+  PROTOCOL_VERSION,
+  type PutEndRequest,
+  type PutRevokeRequest,
+  type PutStartRequest,
+  type PutStartResult,
+  type ReMountSegmentRequest,
+  type RemoveAllRequest,
+  type RemoveByRegexRequest,
+  type RemoveManyResult,
+  type RemoveRequest,
+  type SegmentInfo,
+  type SegmentUsage,
+  type ServiceReadyResult,
+  type MasterStats,
+  type UnmountSegmentRequest,
+} from '../master/api.js'
+import {MooncakeError} from '../errors.js'
+import {CallSigner} from '../master/grpc-auth.js'
+import * as codec from '../master/grpc-codec.js'
+import {fromServiceError, isTransportUnavailable} from '../master/grpc-errors.js'
+import type * as w from '../proto/generated/index.js'
+import type {MasterDefinition} from '../proto/generated/mooncake/v1/Master.js'
+import {loadMooncakeProto} from '../proto/loader.js'
+
+export interface MasterClientOptions {
+  /** Address of the master, `HOST:PORT` (`[v6]:PORT` for IPv6). */
+  address: string
+  /** Cluster token: every call is signed with it (it is never sent). @default undefined (unsigned calls) */
+  token?: string
+  /** Deadline of each call, ms. @default 30_000 */
+  timeoutMs?: number
+  /** How long connectMaster waits for the master to answer ServiceReady, ms. @default min(timeoutMs, 5_000) */
+  connectTimeoutMs?: number
+  /** Retry an idempotent call once, within its deadline, when the connection failed. @default true */
+  retry?: boolean
+  /** Reserved for leader discovery through etcd (HA); not supported yet. @default undefined */
+  etcd?: string[]
+  /** Reserved for leader discovery through etcd (HA). @default 'mooncake_cluster' */
+  clusterId?: string
+}
+
+export const DEFAULT_MASTER_TIMEOUT_MS = 30_000
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000
+/** Pause before the one retry: long enough for a restarted master's port to come back. */
+const RETRY_DELAY_MS = 100
+const MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+/** What `getAllKeys` streams. */
+export interface GetAllKeysRequest {
+  /** Only keys starting with this. @default none */
+  prefix?: string
+  /** Only keys matching this pattern (ECMAScript, unanchored). @default none */
+  regex?: string
+  /** Resume after this key (exclusive). @default from the first key */
+  after?: string
+  /** Stop after this many keys in total. @default no limit */
+  limit?: number
+  /** Keys per streamed message. @default 1000 */
+  pageSize?: number
+}
+
+export interface MasterClient extends MasterApi {
+  /** The `HOST:PORT` this client talks to. */
+  readonly address: string
+  /** Keys of readable objects, streamed page by page in a stable order (constant memory). */
+  getAllKeys(req?: GetAllKeysRequest): AsyncIterable<string>
+  /** Closes the channel; calls in flight fail. */
+  close(): void
+}
+
+type Rpc = keyof MasterDefinition & string
+type ReqOf<K extends Rpc> = MasterDefinition[K] extends MethodDefinition<infer R, any, any, any> ? R : never // eslint-disable-line @typescript-eslint/no-explicit-any
+type ResOf<K extends Rpc> = MasterDefinition[K] extends MethodDefinition<any, any, any, infer R> ? R : never // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const ADDRESS = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):(\d{1,5})$/
+
+export function parseMasterAddress(address: string): {host: string; port: number} {
+  const m = ADDRESS.exec(address)
+  const port = m ? Number(m[2]) : NaN
+  if (!m || port < 1 || port > 65_535) {
+    throw new MooncakeError('INVALID_PARAMS', `master address must be HOST:PORT, e.g. 127.0.0.1:50051 (got ${JSON.stringify(address)})`)
+  }
+  return {host: m[1]!, port}
+}
+
+function itemsOf<T, V>(res: {items: unknown[]}, decode: (v: V) => T): ItemResult<T>[] {
+  return res.items.map((item) => codec.decodeItem(item as Parameters<typeof codec.decodeItem<V, T>>[0], decode))
+}
+
+class GrpcMasterClient implements MasterClient {
+  readonly address: string
+  readonly #client: grpc.Client
+  readonly #def: MasterDefinition
+  readonly #signer: CallSigner | undefined
+  readonly #timeoutMs: number
+  readonly #retry: boolean
+  #closed = false
+
+  constructor(options: MasterClientOptions) {
+    this.address = options.address
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_MASTER_TIMEOUT_MS
+    this.#retry = options.retry ?? true
+    this.#signer = options.token === undefined ? undefined : new CallSigner(options.token)
+    this.#def = loadMooncakeProto().master
+    this.#client = new grpc.Client(options.address, grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+      // Without keepalive a half-open connection to a vanished master is noticed only by deadlines.
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      // Come back quickly after a master restart (grpc-js starts at 1 s and grows to 120 s).
+      'grpc.initial_reconnect_backoff_ms': 200,
+      'grpc.max_reconnect_backoff_ms': 2_000,
+    })
+  }
+
+  #metadata(path: string): grpc.Metadata {
+    const metadata = new grpc.Metadata()
+    this.#signer?.sign(metadata, path)
+    return metadata
+  }
+
+  #closedError(): MooncakeError {
+    return new MooncakeError('UNAVAILABLE', `the client of the master at ${this.address} is closed`)
+  }
+
+  #once<K extends Rpc>(rpc: K, req: ReqOf<K>, deadline: number): Promise<ResOf<K>> {
+    const method = this.#def[rpc] as unknown as MethodDefinition<ReqOf<K>, unknown, unknown, ResOf<K>>
+    return new Promise((resolve, reject) => {
+      this.#client.makeUnaryRequest(
+        method.path,
+        method.requestSerialize,
+        method.responseDeserialize,
+        req,
+        this.#metadata(method.path),
+        {deadline},
+        (err, res) => (err ? reject(err) : resolve(res as ResOf<K>)),
+      )
+    })
+  }
+
+  /** One unary call with a deadline; idempotent calls are retried once after a transport failure. */
+  async call<K extends Rpc>(rpc: K, req: ReqOf<K>, idempotent: boolean, timeoutMs = this.#timeoutMs): Promise<ResOf<K>> {
+    if (this.#closed) throw this.#closedError()
+    const deadline = Date.now() + timeoutMs
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#once(rpc, req, deadline)
+      } catch (err) {
+        const retry =
+          idempotent && this.#retry && attempt === 0 && !this.#closed && isTransportUnavailable(err) && deadline - Date.now() > 4 * RETRY_DELAY_MS
+        if (!retry) throw this.#closed ? this.#closedError() : fromServiceError(err, {address: this.address, rpc, timeoutMs})
+        await sleep(RETRY_DELAY_MS)
+      }
+    }
+  }
+
+  async *getAllKeys(req: GetAllKeysRequest = {}): AsyncGenerator<string> {
+    if (this.#closed) throw this.#closedError()
+    const method = this.#def.GetAllKeys
+    const wire: w.GetAllKeysRequest = {
+      prefix: req.prefix ?? '',
+      regex: req.regex ?? '',
+      after: req.after ?? '',
+      limit: req.limit ?? 0,
+      pageSize: req.pageSize ?? 0,
+    }
+    if (req.limit !== undefined && req.limit <= 0) return
+    const stream = this.#client.makeServerStreamRequest(
+      method.path,
+      method.requestSerialize,
+      method.responseDeserialize,
+      wire,
+      this.#metadata(method.path),
+      {deadline: Date.now() + this.#timeoutMs},
+    )
+    try {
+      for await (const page of stream as AsyncIterable<w.KeyPage__Output>) yield* page.keys
+    } catch (err) {
+      throw fromServiceError(err, {address: this.address, rpc: 'GetAllKeys', timeoutMs: this.#timeoutMs})
+    } finally {
+      // The consumer may stop early: tell the master to stop listing.
+      stream.cancel()
+    }
+  }
+
+  close(): void {
+    this.#closed = true
+    this.#client.close()
+  }
+
+  // --- writes --------------------------------------------------------------------------------------
+
+  async putStart(req: PutStartRequest): Promise<PutStartResult> {
+    // Idempotent through the request id: a retry after a lost reply gets the same placement.
+    return codec.decodePutStartResult(await this.call('PutStart', codec.encodePutStartRequest(req), true))
+  }
+
+  async putEnd(req: PutEndRequest): Promise<void> {
+    await this.call('PutEnd', codec.encodePutEndRequest(req), true)
+  }
+
+  async putRevoke(req: PutRevokeRequest): Promise<void> {
+    await this.call('PutRevoke', codec.encodePutRevokeRequest(req), false)
+  }
+
+  async batchPutStart(reqs: PutStartRequest[]): Promise<ItemResult<PutStartResult>[]> {
+    const res = await this.call('BatchPutStart', {items: reqs.map(codec.encodePutStartRequest)}, true)
+    return itemsOf(res, codec.decodePutStartResult)
+  }
+
+  async batchPutEnd(reqs: PutEndRequest[]): Promise<ItemResult<void>[]> {
+    return codec.decodeVoidItems(await this.call('BatchPutEnd', {items: reqs.map(codec.encodePutEndRequest)}, true))
+  }
+
+  async batchPutRevoke(reqs: PutRevokeRequest[]): Promise<ItemResult<void>[]> {
+    return codec.decodeVoidItems(await this.call('BatchPutRevoke', {items: reqs.map(codec.encodePutRevokeRequest)}, false))
+  }
+
+  async upsertStart(req: PutStartRequest): Promise<PutStartResult> {
+    return codec.decodePutStartResult(await this.call('UpsertStart', codec.encodePutStartRequest(req), false))
+  }
+
+  async upsertEnd(req: PutEndRequest): Promise<void> {
+    await this.call('UpsertEnd', codec.encodePutEndRequest(req), false)
+  }
+
+  async upsertRevoke(req: PutRevokeRequest): Promise<void> {
+    await this.call('UpsertRevoke', codec.encodePutRevokeRequest(req), false)
+  }
+
+  // --- reads ---------------------------------------------------------------------------------------
+
+  async getReplicaList(key: string): Promise<GetReplicaListResult> {
+    return codec.decodeReplicaList(await this.call('GetReplicaList', {key}, true))
+  }
+
+  async batchGetReplicaList(keys: string[]): Promise<ItemResult<GetReplicaListResult>[]> {
+    return itemsOf(await this.call('BatchGetReplicaList', {keys}, true), codec.decodeReplicaList)
+  }
+
+  async getReplicaListByRegex(regex: string): Promise<Map<string, GetReplicaListResult>> {
+    const res = await this.call('GetReplicaListByRegex', {regex}, true)
+    return new Map(res.entries.map((e) => [e.key, codec.decodeReplicaList(e.value!)]))
+  }
+
+  async existKey(key: string): Promise<boolean> {
+    return (await this.call('ExistKey', {key}, true)).exists
+  }
+
+  async batchExistKey(keys: string[]): Promise<boolean[]> {
+    return (await this.call('BatchExistKey', {keys}, true)).exists
+  }
+
+  async query(key: string): Promise<ObjectInfo> {
+    return codec.decodeObjectInfo(await this.call('Query', {key}, true))
+  }
+
+  async batchQuery(keys: string[]): Promise<ItemResult<ObjectInfo>[]> {
+    return itemsOf(await this.call('BatchQuery', {keys}, true), codec.decodeObjectInfo)
+  }
+
+  async queryByRegex(regex: string): Promise<ObjectInfo[]> {
+    return (await this.call('QueryByRegex', {regex}, true)).objects.map(codec.decodeObjectInfo)
+  }
+
+  /** One page of keys, over the GetAllKeys stream (asks for one key more to learn whether another page exists). */
+  async listKeys(req: ListKeysRequest): Promise<ListKeysPage> {
+    const limit = req.limit ?? 10_000
+    const keys: string[] = []
+    for await (const key of this.getAllKeys({prefix: req.prefix, regex: req.regex, after: req.after, limit: limit + 1, pageSize: Math.min(limit + 1, 10_000)})) {
+      keys.push(key)
+    }
+    if (keys.length <= limit) return {keys}
+    keys.length = limit
+    return {keys, next: keys[limit - 1]}
+  }
+
+  // --- removal -------------------------------------------------------------------------------------
+
+  async remove(req: RemoveRequest): Promise<void> {
+    await this.call('Remove', {key: req.key, force: req.force ?? false}, false)
+  }
+
+  async batchRemove(keys: string[], force = false): Promise<ItemResult<void>[]> {
+    return codec.decodeVoidItems(await this.call('BatchRemove', {keys, force}, false))
+  }
+
+  async removeByRegex(req: RemoveByRegexRequest): Promise<RemoveManyResult> {
+    const res = await this.call('RemoveByRegex', {regex: req.regex, force: req.force ?? false, dryRun: req.dryRun ?? false}, false)
+    return {removed: res.removed, skipped: res.skipped, keys: res.keys}
+  }
+
+  async removeAll(req: RemoveAllRequest): Promise<RemoveManyResult> {
+    const res = await this.call('RemoveAll', {force: req.force ?? false, dryRun: req.dryRun ?? false}, false)
+    return {removed: res.removed, skipped: res.skipped, keys: res.keys}
+  }
+
+  // --- segments ------------------------------------------------------------------------------------
+
+  async mountSegment(req: MountSegmentRequest): Promise<MountSegmentResult> {
+    // The same owner mounting again is idempotent (S4).
+    const res = await this.call('MountSegment', {clientId: req.clientId, segment: codec.encodeSegment(req.segment)}, true)
+    return {viewVersion: res.viewVersion}
+  }
+
+  async reMountSegment(req: ReMountSegmentRequest): Promise<void> {
+    await this.call('ReMountSegment', {clientId: req.clientId, segments: req.segments.map(codec.encodeSegment)}, true)
+  }
+
+  async unmountSegment(req: UnmountSegmentRequest): Promise<void> {
+    await this.call('UnmountSegment', codec.encodeUnmountSegmentRequest(req), false)
+  }
+
+  async getAllSegments(): Promise<SegmentInfo[]> {
+    return (await this.call('GetAllSegments', {}, true)).segments.map(codec.decodeSegmentInfo)
+  }
+
+  async querySegments(name: string): Promise<SegmentUsage> {
+    const res = await this.call('QuerySegments', {name}, true)
+    return {name: res.name, capacity: res.capacity, used: res.used}
+  }
+
+  async ping(req: PingRequest): Promise<PingResult> {
+    const res = await this.call('Ping', {clientId: req.clientId}, true)
+    return {viewVersion: res.viewVersion, status: codec.decodeClientStatus(res.status)}
+  }
+
+  // --- service -------------------------------------------------------------------------------------
+
+  async serviceReady(timeoutMs?: number): Promise<ServiceReadyResult> {
+    const res = await this.call('ServiceReady', {}, true, timeoutMs)
+    return {version: res.version, protocolVersion: res.protocolVersion, viewVersion: res.viewVersion}
+  }
+
+  async stats(): Promise<MasterStats> {
+    const r = await this.call('Stats', {}, true)
+    return {capacity: r.capacity, used: r.used, keys: r.keys, softPinnedKeys: r.softPinnedKeys, clients: r.clients, segments: r.segments}
+  }
+}
+
+/**
+ * Connects to the master and checks that it answers (ServiceReady) and speaks our protocol.
+ * Fails with UNAVAILABLE within connectTimeoutMs when nothing answers, UNAUTHENTICATED when the
+ * token is missing or wrong, INVALID_VERSION for an incompatible master.
+ */
+export async function connectMaster(options: MasterClientOptions): Promise<MasterClient> {
+  if (options.etcd && options.etcd.length > 0) {
+    throw new MooncakeError('NOT_SUPPORTED', 'finding the master through etcd is not supported yet: pass --master HOST:PORT')
+  }
+  parseMasterAddress(options.address)
+  const timeoutMs = options.timeoutMs ?? DEFAULT_MASTER_TIMEOUT_MS
+  const connectTimeoutMs = options.connectTimeoutMs ?? Math.min(timeoutMs, DEFAULT_CONNECT_TIMEOUT_MS)
+  const client = new GrpcMasterClient(options)
+  try {
+    const ready = await client.serviceReady(connectTimeoutMs)
+    if (ready.protocolVersion !== PROTOCOL_VERSION) {
+      throw new MooncakeError(
+        'INVALID_VERSION',
+        `the master at ${options.address} speaks protocol ${ready.protocolVersion} (version ${ready.version}); this client speaks ${PROTOCOL_VERSION}: upgrade the older side`,
+      )
+    }
+    return client
+  } catch (err) {
+    client.close()
+    throw err
+  }
+}

@@ -1,0 +1,229 @@
+/**
+ * The Master gRPC service: each handler decodes (and validates) the wire request, calls the
+ * synchronous MasterCalls, and encodes the answer. Every handler first refuses malformed and
+ * unauthenticated calls, so nothing unchecked reaches the state machine.
+ */
+import {setImmediate as yieldToLoop, setTimeout as sleep} from 'node:timers/promises'
+
+import * as grpc from '@grpc/grpc-js'
+
+import type {MasterCalls} from './api.js'
+import {MooncakeError} from '../errors.js'
+import type * as w from '../proto/generated/index.js'
+import type {MasterDefinition, MasterHandlers} from '../proto/generated/mooncake/v1/Master.js'
+import {masterMethodPath} from '../proto/loader.js'
+import type {CallVerifier} from './grpc-auth.js'
+import * as codec from './grpc-codec.js'
+import {toServiceError} from './grpc-errors.js'
+import {batch, invalid, key, malformedReason, strictDeserializer, text} from './grpc-validate.js'
+
+export interface HandlerContext {
+  service: MasterCalls
+  /** Present when the cluster has a token. */
+  verifier?: CallVerifier
+  /** Aborted when the server closes: long waits (drain, streams) give up. */
+  signal: AbortSignal
+  /** How often a drain wait looks at the segment. @default 50 */
+  drainPollMs?: number
+}
+
+/** The service definition with strict request decoding (see strictDeserializer). */
+export function strictMasterDefinition(def: MasterDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {}
+  for (const [name, method] of Object.entries(def) as [string, grpc.MethodDefinition<unknown, unknown>][]) {
+    out[name] = {...method, requestDeserialize: strictDeserializer(method.requestDeserialize)}
+  }
+  return out as grpc.ServiceDefinition
+}
+
+type Call = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>
+
+function admit(ctx: HandlerContext, rpc: string, call: Call): void {
+  // Authentication first: an unauthenticated caller learns nothing, not even that its request is malformed.
+  ctx.verifier?.verify(masterMethodPath(rpc), call.metadata)
+  const reason = malformedReason(call.request)
+  if (reason !== undefined) throw invalid(reason)
+}
+
+function unary<Req, Res>(
+  ctx: HandlerContext,
+  rpc: string,
+  fn: (req: Req, call: grpc.ServerUnaryCall<Req, Res>) => Res | Promise<Res>,
+): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    const fail = (err: unknown) => callback(toServiceError(err))
+    try {
+      admit(ctx, rpc, call as Call)
+      const out = fn(call.request, call)
+      if (out instanceof Promise) out.then((res) => callback(null, res), fail)
+      else callback(null, out)
+    } catch (err) {
+      fail(err)
+    }
+  }
+}
+
+const EMPTY: w.Empty = {}
+
+/** Milliseconds left before the call's deadline, minus a margin to answer in time. */
+function timeLeft(call: grpc.ServerUnaryCall<unknown, unknown>): number {
+  const deadline = call.getDeadline()
+  const at = deadline instanceof Date ? deadline.getTime() : deadline
+  return Number.isFinite(at) ? at - Date.now() - 100 : Infinity
+}
+
+async function waitForDrain(
+  ctx: HandlerContext,
+  name: string,
+  drainTimeoutMs: number,
+  call: grpc.ServerUnaryCall<unknown, unknown>,
+): Promise<void> {
+  // The service unmounts a draining segment by itself, at the latest when drainTimeoutMs runs out;
+  // allow a little beyond that for the tick that does it.
+  const giveUpAt = Date.now() + Math.min(drainTimeoutMs + 1_000, timeLeft(call))
+  const poll = ctx.drainPollMs ?? 50
+  for (;;) {
+    if (!ctx.service.getAllSegments().some((s) => s.name === name)) return
+    if (ctx.signal.aborted) throw new MooncakeError('UNAVAILABLE', 'the master is shutting down; the segment is still draining')
+    if (call.cancelled) return
+    if (Date.now() >= giveUpAt) {
+      throw new MooncakeError(
+        'DEADLINE_EXCEEDED',
+        `segment ${name} is still draining (leases are held on its objects); it will be unmounted when they expire or after the drain timeout`,
+      )
+    }
+    await sleep(poll, undefined, {signal: ctx.signal}).catch(() => {})
+  }
+}
+
+async function streamKeys(ctx: HandlerContext, call: grpc.ServerWritableStream<w.GetAllKeysRequest__Output, w.KeyPage>) {
+  const req = codec.decodeGetAllKeysRequest(call.request)
+  let remaining = req.limit
+  let after = req.after
+  while (remaining > 0 && !call.cancelled && !ctx.signal.aborted) {
+    const page = ctx.service.listKeys({
+      prefix: req.prefix,
+      regex: req.regex,
+      after,
+      limit: Math.min(req.pageSize, remaining),
+    })
+    if (page.keys.length > 0) {
+      remaining -= page.keys.length
+      if (!call.write({keys: page.keys})) {
+        // Flow control: the client reads slower than we list; wait rather than buffer.
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            call.off('drain', done)
+            call.off('cancelled', done)
+            call.off('close', done)
+            resolve()
+          }
+          call.on('drain', done)
+          call.on('cancelled', done)
+          call.on('close', done)
+        })
+      } else {
+        // Let other calls in between pages.
+        await yieldToLoop()
+      }
+    }
+    if (page.next === undefined) break
+    after = page.next
+  }
+  if (!call.cancelled) call.end()
+}
+
+export function masterHandlers(ctx: HandlerContext): MasterHandlers {
+  const s = ctx.service
+  return {
+    PutStart: unary(ctx, 'PutStart', (req: w.PutStartRequest__Output) =>
+      codec.encodePutStartResult(s.putStart(codec.decodePutStartRequest(req))),
+    ),
+    PutEnd: unary(ctx, 'PutEnd', (req: w.PutEndRequest__Output) => (s.putEnd(codec.decodePutEndRequest(req)), EMPTY)),
+    PutRevoke: unary(ctx, 'PutRevoke', (req: w.PutRevokeRequest__Output) => (s.putRevoke(codec.decodePutRevokeRequest(req)), EMPTY)),
+    BatchPutStart: unary(ctx, 'BatchPutStart', (req: w.BatchPutStartRequest__Output) => {
+      const items = batch<w.PutStartRequest__Output>(req.items, 'items').map((r) => codec.decodePutStartRequest(r, false))
+      return codec.encodeItems(s.batchPutStart(items), codec.encodePutStartResult) as w.BatchPutStartResponse
+    }),
+    BatchPutEnd: unary(ctx, 'BatchPutEnd', (req: w.BatchPutEndRequest__Output) => {
+      const items = batch<w.PutEndRequest__Output>(req.items, 'items').map((r) => codec.decodePutEndRequest(r, false))
+      return codec.encodeVoidItems(s.batchPutEnd(items))
+    }),
+    BatchPutRevoke: unary(ctx, 'BatchPutRevoke', (req: w.BatchPutRevokeRequest__Output) => {
+      const items = batch<w.PutRevokeRequest__Output>(req.items, 'items').map((r) => codec.decodePutRevokeRequest(r, false))
+      return codec.encodeVoidItems(s.batchPutRevoke(items))
+    }),
+
+    UpsertStart: unary(ctx, 'UpsertStart', (req: w.PutStartRequest__Output) =>
+      codec.encodePutStartResult(s.upsertStart(codec.decodePutStartRequest(req))),
+    ),
+    UpsertEnd: unary(ctx, 'UpsertEnd', (req: w.PutEndRequest__Output) => (s.upsertEnd(codec.decodePutEndRequest(req)), EMPTY)),
+    UpsertRevoke: unary(ctx, 'UpsertRevoke', (req: w.PutRevokeRequest__Output) => (s.upsertRevoke(codec.decodePutRevokeRequest(req)), EMPTY)),
+
+    GetReplicaList: unary(ctx, 'GetReplicaList', (req: w.KeyRequest__Output) =>
+      codec.encodeReplicaList(s.getReplicaList(key(req.key))),
+    ),
+    BatchGetReplicaList: unary(ctx, 'BatchGetReplicaList', (req: w.KeysRequest__Output) =>
+      codec.encodeItems(s.batchGetReplicaList(codec.decodeKeysRequest(req)), codec.encodeReplicaList) as w.BatchGetReplicaListResponse,
+    ),
+    GetReplicaListByRegex: unary(ctx, 'GetReplicaListByRegex', (req: w.RegexRequest__Output) => {
+      const entries: w.KeyedReplicaList[] = []
+      for (const [k, v] of s.getReplicaListByRegex(text(req.regex, 'regex'))) entries.push({key: k, value: codec.encodeReplicaList(v)})
+      return {entries}
+    }),
+    ExistKey: unary(ctx, 'ExistKey', (req: w.KeyRequest__Output) => ({exists: s.existKey(key(req.key))})),
+    BatchExistKey: unary(ctx, 'BatchExistKey', (req: w.KeysRequest__Output) => ({
+      exists: s.batchExistKey(codec.decodeKeysRequest(req)),
+    })),
+
+    Query: unary(ctx, 'Query', (req: w.KeyRequest__Output) => codec.encodeObjectInfo(s.query(key(req.key)))),
+    BatchQuery: unary(ctx, 'BatchQuery', (req: w.KeysRequest__Output) =>
+      codec.encodeItems(s.batchQuery(codec.decodeKeysRequest(req)), codec.encodeObjectInfo) as w.BatchQueryResponse,
+    ),
+    QueryByRegex: unary(ctx, 'QueryByRegex', (req: w.RegexRequest__Output) => ({
+      objects: s.queryByRegex(text(req.regex, 'regex')).map(codec.encodeObjectInfo),
+    })),
+    GetAllKeys: (call) => {
+      try {
+        admit(ctx, 'GetAllKeys', call as Call)
+      } catch (err) {
+        call.emit('error', toServiceError(err))
+        return
+      }
+      streamKeys(ctx, call).catch((err: unknown) => {
+        if (!call.cancelled) call.emit('error', toServiceError(err))
+      })
+    },
+
+    Remove: unary(ctx, 'Remove', (req: w.RemoveRequest__Output) => (s.remove({key: key(req.key), force: req.force}), EMPTY)),
+    BatchRemove: unary(ctx, 'BatchRemove', (req: w.BatchRemoveRequest__Output) =>
+      codec.encodeVoidItems(s.batchRemove(batch<string>(req.keys, 'keys'), req.force)),
+    ),
+    RemoveByRegex: unary(ctx, 'RemoveByRegex', (req: w.RemoveByRegexRequest__Output) =>
+      s.removeByRegex({regex: text(req.regex, 'regex'), force: req.force, dryRun: req.dryRun}),
+    ),
+    RemoveAll: unary(ctx, 'RemoveAll', (req: w.RemoveAllRequest__Output) => s.removeAll({force: req.force, dryRun: req.dryRun})),
+
+    MountSegment: unary(ctx, 'MountSegment', (req: w.MountSegmentRequest__Output) =>
+      s.mountSegment(codec.decodeMountSegmentRequest(req)),
+    ),
+    ReMountSegment: unary(ctx, 'ReMountSegment', (req: w.ReMountSegmentRequest__Output) => (
+      s.reMountSegment(codec.decodeReMountSegmentRequest(req)), EMPTY
+    )),
+    UnmountSegment: unary(ctx, 'UnmountSegment', async (req: w.UnmountSegmentRequest__Output, call) => {
+      const decoded = codec.decodeUnmountSegmentRequest(req)
+      s.unmountSegment(decoded)
+      if (decoded.drain) await waitForDrain(ctx, decoded.name, decoded.drainTimeoutMs ?? codec.DEFAULT_DRAIN_TIMEOUT_MS, call)
+      return EMPTY
+    }),
+    GetAllSegments: unary(ctx, 'GetAllSegments', () => ({segments: s.getAllSegments().map(codec.encodeSegmentInfo)})),
+    QuerySegments: unary(ctx, 'QuerySegments', (req: w.QuerySegmentsRequest__Output) => s.querySegments(text(req.name, 'name'))),
+    Ping: unary(ctx, 'Ping', (req: w.PingRequest__Output) => {
+      const res = s.ping({clientId: text(req.clientId, 'clientId')})
+      return {viewVersion: res.viewVersion, status: codec.encodeClientStatus(res.status)}
+    }),
+
+    ServiceReady: unary(ctx, 'ServiceReady', () => s.serviceReady()),
+    Stats: unary(ctx, 'Stats', () => s.stats()),
+  }
+}

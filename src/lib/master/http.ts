@@ -1,0 +1,77 @@
+/**
+ * The master's HTTP port (S16): a route table over node:http. /health is here; /metrics and admin
+ * endpoints are added as routes by their own modules.
+ */
+import http from 'node:http'
+import type {AddressInfo} from 'node:net'
+
+import {MooncakeError} from '../errors.js'
+
+export interface HttpResponse {
+  status?: number
+  contentType?: string
+  body: string
+}
+
+/** A route answers GET (and HEAD) on one exact path. */
+export type HttpRoute = (req: http.IncomingMessage) => HttpResponse | Promise<HttpResponse>
+
+export function json(value: unknown, status = 200): HttpResponse {
+  return {status, contentType: 'application/json', body: JSON.stringify(value) + '\n'}
+}
+
+export interface RunningHttp {
+  /** host:port actually bound. */
+  address: string
+  close(): Promise<void>
+}
+
+export async function startHttpServer(host: string, port: number, routes: Map<string, HttpRoute>): Promise<RunningHttp> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0]!
+    const route = routes.get(path)
+    const send = (r: HttpResponse) => {
+      res.writeHead(r.status ?? 200, {'content-type': r.contentType ?? 'text/plain; charset=utf-8'})
+      res.end(req.method === 'HEAD' ? undefined : r.body)
+    }
+    if (!route || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      send(json({error: {code: 'NOT_FOUND', message: `no route ${req.method} ${path}`}}, 404))
+      return
+    }
+    Promise.resolve()
+      .then(() => route(req))
+      .then(send, (err: unknown) => {
+        const message = err instanceof Error ? err.message : String(err)
+        send(json({error: {code: 'INTERNAL_ERROR', message}}, 500))
+      })
+  })
+  // Keep-alive sockets of scrapers must not hold close() up.
+  server.keepAliveTimeout = 5_000
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      reject(
+        new MooncakeError(
+          'INVALID_PARAMS',
+          err.code === 'EADDRINUSE'
+            ? `HTTP port ${port} on ${host} is in use: pick another with --metrics-port (0 = any free port)`
+            : `cannot listen on ${host}:${port} for HTTP: ${err.message}`,
+        ),
+      )
+    })
+    server.listen(port, host, () => resolve())
+  })
+  const bound = server.address() as AddressInfo
+  return {
+    address: formatHostPort(host, bound.port),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      }),
+  }
+}
+
+/** `host:port`, with brackets around an IPv6 host. */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`
+}

@@ -1,0 +1,295 @@
+import {codeName, MooncakeError} from '../errors.js'
+import {encodeGrant} from './grant.js'
+import {callNative, fromNative} from './native-call.js'
+import {loadNative, type NativeBinding, type NativeRequest} from './native.js'
+import {MAX_SLICE_SIZE, MIN_SLICE_SIZE, resolveTransferOptions, type ResolvedTransferEngineOptions, type TransferEngineOptions} from './options.js'
+import {Segment} from './segment.js'
+import type {CreateSegmentOptions, SubmitOptions, TransferEngineState, TransferEngineStats, TransferRequest, TransferResult, TransferTransport} from './types.js'
+
+const TRANSPORT_CODE: Record<TransferTransport, number> = {auto: 0, tcp: 1, memcpy: 2}
+const ENDPOINT = /^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d{1,5}$/
+
+interface Registration {
+  buffer: Uint8Array
+  start: number
+  end: number
+}
+
+/**
+ * The native data plane: owns segments and serves them over TCP, and moves batches of
+ * requests to and from other engines' segments (TCP lanes, or memcpy on the same host).
+ */
+export class TransferEngine {
+  #state: TransferEngineState = 'created'
+  readonly #options: ResolvedTransferEngineOptions
+  #native: NativeBinding | undefined
+  #id: number | undefined
+  #endpoints: string[] = []
+  readonly #segments = new Map<string, Segment>()
+  /** Registered buffers by their ArrayBuffer, to check request ranges before native does. */
+  readonly #registered = new Map<ArrayBufferLike, Registration[]>()
+  readonly #inflight = new Set<Promise<unknown>>()
+
+  constructor(options: TransferEngineOptions = {}) {
+    this.#options = resolveTransferOptions(options)
+  }
+
+  get state(): TransferEngineState {
+    return this.#state
+  }
+
+  /** The server's "ip:port" endpoints (empty before start and for client-only engines). */
+  get endpoints(): string[] {
+    return [...this.#endpoints]
+  }
+
+  get options(): Readonly<ResolvedTransferEngineOptions> {
+    return this.#options
+  }
+
+  /** Starts the server threads (if listenHosts is not empty) and the client threads. */
+  async start(): Promise<{endpoints: string[]}> {
+    if (this.#state !== 'created') throw new MooncakeError('UNAVAILABLE_IN_CURRENT_STATUS', `cannot start a transfer engine that is ${this.#state}`)
+    const native = loadNative()
+    if (this.#options.sweepOnStart) native.sweepSegments()
+    const o = this.#options
+    const id = callNative(() =>
+      native.engineCreate({
+        listenHosts: o.listenHosts,
+        port: o.port,
+        token: o.token,
+        lanesPerPeer: o.lanesPerPeer,
+        clientThreads: o.clientThreads,
+        serverThreads: o.serverThreads,
+        maxConnections: o.maxConnections,
+        idleTimeoutMs: o.idleTimeoutMs,
+        ioTimeoutMs: o.ioTimeoutMs,
+        connectTimeoutMs: o.connectTimeoutMs,
+        cooldownMs: o.cooldownMs,
+      }),
+    )
+    try {
+      this.#endpoints = native.engineStart(id)
+    } catch (err) {
+      native.engineClose(id)
+      throw fromNative(err)
+    }
+    this.#native = native
+    this.#id = id
+    this.#state = 'running'
+    return {endpoints: this.endpoints}
+  }
+
+  #running(): {native: NativeBinding; id: number} {
+    if (this.#state !== 'running' || this.#native === undefined || this.#id === undefined) {
+      throw new MooncakeError('UNAVAILABLE_IN_CURRENT_STATUS', `the transfer engine is ${this.#state}, not running`)
+    }
+    return {native: this.#native, id: this.#id}
+  }
+
+  /** Creates a pre-faulted shared-memory segment of `size` bytes and serves it under `name`. */
+  createSegment(name: string, size: number, options: CreateSegmentOptions = {}): Segment {
+    const {native, id} = this.#running()
+    const bytes = Buffer.byteLength(String(name), 'utf8')
+    if (typeof name !== 'string' || bytes === 0 || bytes > 255) throw new MooncakeError('INVALID_PARAMS', 'a segment name is 1 to 255 bytes of UTF-8')
+    if (!Number.isSafeInteger(size) || size <= 0) throw new MooncakeError('INVALID_PARAMS', `segment size must be a positive integer (got ${size})`)
+    if (this.#segments.has(name)) throw new MooncakeError('SEGMENT_ALREADY_EXISTS', `segment '${name}' already exists`)
+    const created = callNative(() => native.segmentCreate(id, name, size, options.grants ?? true))
+    const segment = new Segment({
+      name,
+      size,
+      handle: created.handle,
+      path: created.path,
+      grantKey: created.grantKey,
+      onClose: (s) => {
+        if (this.#segments.get(s.name) === s) this.#segments.delete(s.name)
+      },
+    })
+    this.#segments.set(name, segment)
+    return segment
+  }
+
+  /** Stops serving a segment and deletes its shared-memory file. */
+  closeSegment(segment: Segment | string): void {
+    const s = typeof segment === 'string' ? this.#segments.get(segment) : segment
+    if (!s) throw new MooncakeError('SEGMENT_NOT_FOUND', `no segment '${String(segment)}' in this engine`)
+    s.close()
+  }
+
+  getSegment(name: string): Segment | undefined {
+    return this.#segments.get(name)
+  }
+
+  /** Lets transfers read and write `buffer` in place. Empty or overlapping registrations are refused. */
+  registerLocalMemory(buffer: Uint8Array): void {
+    const {native} = this.#running()
+    if (!(buffer instanceof Uint8Array)) throw new MooncakeError('INVALID_PARAMS', 'registerLocalMemory expects a Buffer or Uint8Array')
+    if (buffer.length === 0) throw new MooncakeError('INVALID_PARAMS', 'cannot register an empty buffer')
+    callNative(() => native.memoryRegister(buffer))
+    const list = this.#registered.get(buffer.buffer) ?? []
+    list.push({buffer, start: buffer.byteOffset, end: buffer.byteOffset + buffer.length})
+    this.#registered.set(buffer.buffer, list)
+  }
+
+  /** Removes a registration, first waiting for the batches in flight that use it. */
+  async unregisterLocalMemory(buffer: Uint8Array): Promise<void> {
+    const list = this.#registered.get(buffer.buffer)
+    const index = list?.findIndex((r) => r.buffer === buffer || (r.start === buffer.byteOffset && r.end === buffer.byteOffset + buffer.length)) ?? -1
+    if (!list || index < 0) throw new MooncakeError('INVALID_PARAMS', 'the buffer is not registered with this engine')
+    const native = loadNative()
+    while (!callNative(() => native.memoryUnregister(list[index].buffer))) {
+      await Promise.allSettled([...this.#inflight])
+    }
+    list.splice(index, 1)
+    if (list.length === 0) this.#registered.delete(buffer.buffer)
+  }
+
+  #localCheck(r: TransferRequest): string | undefined {
+    const localOffset = r.localOffset ?? 0
+    if (!Number.isSafeInteger(localOffset) || localOffset < 0) return 'localOffset must be a non-negative integer'
+    if (r.local instanceof Segment) {
+      if (r.local.closed || this.#segments.get(r.local.name) !== r.local) return `local segment '${r.local.name}' is not open in this engine`
+      if (localOffset + r.length > r.local.size) return `local range [${localOffset}, +${r.length}) is outside local segment '${r.local.name}'`
+      return undefined
+    }
+    if (!(r.local instanceof Uint8Array)) return 'local must be a registered Buffer or a Segment'
+    if (localOffset + r.length > r.local.length) return `local range [${localOffset}, +${r.length}) is outside the local buffer of ${r.local.length} bytes`
+    const start = r.local.byteOffset + localOffset
+    const regs = this.#registered.get(r.local.buffer)
+    if (!regs?.some((g) => start >= g.start && start + r.length <= g.end)) return 'local memory is not inside a registered buffer (registerLocalMemory)'
+    return undefined
+  }
+
+  /**
+   * Moves a batch. Resolves once every request has finished, with one result per request
+   * (never rejects for a request's failure); throws only for a malformed call or a stopped engine.
+   */
+  async submit(requests: readonly TransferRequest[], options: SubmitOptions = {}): Promise<TransferResult[]> {
+    const {native, id} = this.#running()
+    if (!Array.isArray(requests)) throw new MooncakeError('INVALID_PARAMS', 'submit expects an array of requests')
+    const transport = options.transport ?? 'auto'
+    if (!(transport in TRANSPORT_CODE)) throw new MooncakeError('INVALID_PARAMS', `unknown transport ${String(transport)}`)
+    const timeoutMs = options.timeoutMs ?? this.#options.requestTimeoutMs
+    if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new MooncakeError('INVALID_PARAMS', 'timeoutMs must be a positive integer')
+    const sliceSize = options.sliceSize ?? this.#options.sliceSize
+    if (!Number.isInteger(sliceSize) || sliceSize < MIN_SLICE_SIZE || sliceSize > MAX_SLICE_SIZE) {
+      throw new MooncakeError('INVALID_PARAMS', `sliceSize must be from ${MIN_SLICE_SIZE} to ${MAX_SLICE_SIZE}`)
+    }
+
+    const results: TransferResult[] = new Array(requests.length)
+    const peers: string[][] = []
+    const peerIndex = new Map<string, number>()
+    const rows: NativeRequest[] = []
+    const rowOf: number[] = []
+    requests.forEach((r, i) => {
+      const refuse = (code: 'INVALID_PARAMS' | 'BUFFER_OVERFLOW', message: string): void => {
+        results[i] = {ok: false, code, message}
+      }
+      if (r === null || typeof r !== 'object') return refuse('INVALID_PARAMS', 'a request must be an object')
+      if (r.op !== 'read' && r.op !== 'write') return refuse('INVALID_PARAMS', `op must be 'read' or 'write'`)
+      if (!Number.isSafeInteger(r.length) || r.length <= 0) return refuse('INVALID_PARAMS', `length must be a positive integer (got ${r.length})`)
+      if (!Number.isSafeInteger(r.offset) || r.offset < 0) return refuse('INVALID_PARAMS', `offset must be a non-negative integer (got ${r.offset})`)
+      if (!Number.isSafeInteger(r.offset + r.length)) return refuse('BUFFER_OVERFLOW', 'offset + length overflows')
+      const nameBytes = typeof r.segment === 'string' ? Buffer.byteLength(r.segment, 'utf8') : 0
+      if (nameBytes === 0 || nameBytes > 255) return refuse('INVALID_PARAMS', 'segment must be a name of 1 to 255 bytes')
+      if (!Array.isArray(r.peer) || r.peer.length === 0 || r.peer.length > 64 || !r.peer.every((e: unknown) => typeof e === 'string' && ENDPOINT.test(e))) {
+        return refuse('INVALID_PARAMS', 'peer must list 1 to 64 "ip:port" endpoints')
+      }
+      const local = this.#localCheck(r)
+      if (local) return refuse(local.includes('outside') ? 'BUFFER_OVERFLOW' : 'INVALID_PARAMS', local)
+      let grant: Buffer | undefined
+      if (r.grant !== undefined) {
+        if (r.grant.segment !== r.segment) return refuse('INVALID_PARAMS', `the grant is for segment '${r.grant.segment}', not '${r.segment}'`)
+        try {
+          grant = encodeGrant(r.grant)
+        } catch (err) {
+          return refuse('INVALID_PARAMS', (err as Error).message)
+        }
+      }
+      const key = r.peer.join(',')
+      let p = peerIndex.get(key)
+      if (p === undefined) {
+        p = peers.length
+        peers.push([...r.peer])
+        peerIndex.set(key, p)
+      }
+      rows.push({
+        op: r.op === 'read' ? 1 : 2,
+        ...(r.local instanceof Segment ? {localSegment: r.local.nativeHandle()} : {local: r.local}),
+        localOffset: r.localOffset ?? 0,
+        peer: p,
+        segment: r.segment,
+        offset: r.offset,
+        length: r.length,
+        ...(grant ? {grant} : {}),
+      })
+      rowOf.push(i)
+    })
+    if (rows.length === 0) return results
+
+    let pending: Promise<unknown>
+    try {
+      pending = native.submit(id, peers, rows, sliceSize, timeoutMs, TRANSPORT_CODE[transport])
+    } catch (err) {
+      throw fromNative(err)
+    }
+    this.#inflight.add(pending)
+    try {
+      const out = (await pending) as Array<[number, string, boolean]>
+      out.forEach(([status, message, viaMemcpy], k) => {
+        results[rowOf[k]] = status === 0 ? {ok: true, via: viaMemcpy ? 'memcpy' : 'tcp'} : {ok: false, code: codeName(status), message}
+      })
+      return results
+    } finally {
+      this.#inflight.delete(pending)
+    }
+  }
+
+  /** Counters of the client and the server. */
+  stats(): TransferEngineStats {
+    const {native, id} = this.#running()
+    const s = native.engineStats(id)
+    return {
+      transferredBytes: s.client?.transferredBytes ?? 0,
+      memcpyBytes: s.client?.memcpyBytes ?? 0,
+      retries: s.client?.retries ?? 0,
+      connectionsOpened: s.client?.connectionsOpened ?? 0,
+      batchesInFlight: s.client?.batchesInFlight ?? 0,
+      ...(s.server ? {server: s.server} : {}),
+    }
+  }
+
+  /**
+   * Stops listening on one address and drops its connections, as if that NIC went down
+   * (operations and failover tests). Returns false when no such listener is open.
+   */
+  closeListener(host: string): boolean {
+    const {native, id} = this.#running()
+    return native.engineCloseListener(id, host)
+  }
+
+  /**
+   * Stops the server, fails queued transfers (TRANSFER_FAIL), waits for batches in flight,
+   * releases registered buffers and deletes the segments' files.
+   */
+  async close(): Promise<void> {
+    if (this.#state === 'closed' || this.#state === 'closing') return
+    if (this.#state === 'created') {
+      this.#state = 'closed'
+      return
+    }
+    this.#state = 'closing'
+    const native = this.#native!
+    native.engineClose(this.#id!)
+    await Promise.allSettled([...this.#inflight])
+    for (const segment of [...this.#segments.values()]) segment.close()
+    for (const list of this.#registered.values()) for (const r of list) native.memoryUnregister(r.buffer)
+    this.#registered.clear()
+    this.#state = 'closed'
+  }
+}
+
+/** Deletes shared-memory segment files left by processes that died without cleaning up. */
+export function sweepStaleSegments(): number {
+  return loadNative().sweepSegments()
+}

@@ -1,0 +1,125 @@
+/**
+ * Access grants (pure TypeScript, node:crypto): what a segment owner's server requires with
+ * every request when the segment has a grant key. Whoever holds the key (the owner, which
+ * hands it to the master) mints grants; peers only carry them. The bytes signed here are
+ * exactly the ones native/grant.cc verifies (see docs/transfer-protocol.md, "Grants").
+ */
+import {createHmac} from 'node:crypto'
+
+import {MooncakeError} from '../errors.js'
+
+export type TransferOp = 'read' | 'write'
+
+export const OP_READ = 1
+export const OP_WRITE = 2
+export const GRANT_KEY_SIZE = 32
+export const GRANT_MAC_SIZE = 16
+export const GRANT_WIRE_SIZE = 48
+
+export interface Grant {
+  /** The segment the grant is for (it is part of the signed bytes, not of the wire form). */
+  segment: string
+  /** First byte of the granted range. */
+  offset: number
+  /** Bytes in the granted range. */
+  length: number
+  /** Operations allowed. */
+  ops: TransferOp[]
+  /** Wall-clock expiry, Unix milliseconds; requests at or after it are refused. */
+  expiresAt: number
+  /** First 16 bytes of HMAC-SHA256(grantKey, canonical bytes). */
+  mac: Buffer
+}
+
+export interface GrantSpec {
+  segment: string
+  offset: number
+  length: number
+  ops: readonly TransferOp[]
+  expiresAt: number
+}
+
+export function opMask(ops: readonly TransferOp[]): number {
+  let mask = 0
+  for (const op of ops) {
+    if (op === 'read') mask |= OP_READ
+    else if (op === 'write') mask |= OP_WRITE
+    else throw new MooncakeError('INVALID_PARAMS', `unknown grant operation ${String(op)}`)
+  }
+  return mask
+}
+
+export function opsFromMask(mask: number): TransferOp[] {
+  const ops: TransferOp[] = []
+  if (mask & OP_READ) ops.push('read')
+  if (mask & OP_WRITE) ops.push('write')
+  return ops
+}
+
+function u64(name: string, value: number): bigint {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new MooncakeError('INVALID_PARAMS', `grant ${name} must be a non-negative safe integer (got ${value})`)
+  }
+  return BigInt(value)
+}
+
+/** "MCGRANT1" | u16 nameLen | name (UTF-8) | u64 offset | u64 length | u32 opMask | u64 expiry, little-endian. */
+export function canonicalGrantBytes(spec: GrantSpec): Buffer {
+  const name = Buffer.from(spec.segment, 'utf8')
+  if (name.length === 0 || name.length > 255) {
+    throw new MooncakeError('INVALID_PARAMS', 'grant segment name must be 1 to 255 bytes of UTF-8')
+  }
+  const out = Buffer.alloc(8 + 2 + name.length + 8 + 8 + 4 + 8)
+  let p = out.write('MCGRANT1', 0, 'latin1')
+  p = out.writeUInt16LE(name.length, p)
+  p += name.copy(out, p)
+  out.writeBigUInt64LE(u64('offset', spec.offset), p)
+  out.writeBigUInt64LE(u64('length', spec.length), p + 8)
+  out.writeUInt32LE(opMask(spec.ops), p + 16)
+  out.writeBigUInt64LE(u64('expiresAt', spec.expiresAt), p + 20)
+  return out
+}
+
+/** Signs a grant with a segment's grant key (`Segment.grantKey`). */
+export function mintGrant(grantKey: Uint8Array, spec: GrantSpec): Grant {
+  if (!(grantKey instanceof Uint8Array) || grantKey.length !== GRANT_KEY_SIZE) {
+    throw new MooncakeError('INVALID_PARAMS', `a grant key is ${GRANT_KEY_SIZE} bytes`)
+  }
+  if (spec.ops.length === 0) throw new MooncakeError('INVALID_PARAMS', 'a grant must allow read and/or write')
+  const mac = createHmac('sha256', grantKey).update(canonicalGrantBytes(spec)).digest().subarray(0, GRANT_MAC_SIZE)
+  return {
+    segment: spec.segment,
+    offset: spec.offset,
+    length: spec.length,
+    ops: opsFromMask(opMask(spec.ops)),
+    expiresAt: spec.expiresAt,
+    mac: Buffer.from(mac),
+  }
+}
+
+/** The 48-byte wire form: u64 offset | u64 length | u32 opMask | u32 0 | u64 expiry | mac[16]. */
+export function encodeGrant(grant: Grant): Buffer {
+  if (!(grant.mac instanceof Uint8Array) || grant.mac.length !== GRANT_MAC_SIZE) {
+    throw new MooncakeError('INVALID_PARAMS', `a grant mac is ${GRANT_MAC_SIZE} bytes`)
+  }
+  const out = Buffer.alloc(GRANT_WIRE_SIZE)
+  out.writeBigUInt64LE(u64('offset', grant.offset), 0)
+  out.writeBigUInt64LE(u64('length', grant.length), 8)
+  out.writeUInt32LE(opMask(grant.ops), 16)
+  out.writeBigUInt64LE(u64('expiresAt', grant.expiresAt), 24)
+  Buffer.from(grant.mac).copy(out, 32)
+  return out
+}
+
+export function decodeGrant(segment: string, wire: Uint8Array): Grant {
+  if (wire.length !== GRANT_WIRE_SIZE) throw new MooncakeError('INVALID_PARAMS', `a grant is ${GRANT_WIRE_SIZE} bytes`)
+  const b = Buffer.from(wire.buffer, wire.byteOffset, wire.length)
+  const big = (at: number): number => {
+    const v = b.readBigUInt64LE(at)
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new MooncakeError('INVALID_PARAMS', 'grant field out of range')
+    return Number(v)
+  }
+  const mask = b.readUInt32LE(16)
+  if (mask & ~(OP_READ | OP_WRITE) || b.readUInt32LE(20) !== 0) throw new MooncakeError('INVALID_PARAMS', 'malformed grant')
+  return {segment, offset: big(0), length: big(8), ops: opsFromMask(mask), expiresAt: big(24), mac: Buffer.from(b.subarray(32, 48))}
+}

@@ -1,0 +1,56 @@
+import {randomBytes} from 'node:crypto'
+
+import {test} from 'uvu'
+import * as assert from 'uvu/assert'
+
+import {canonicalGrantBytes, decodeGrant, encodeGrant, loadNative, mintGrant, OP_READ, OP_WRITE, opMask} from '../../src/lib/transfer/index.js'
+
+test('mintGrant and the native verifier sign exactly the same bytes', () => {
+  const native = loadNative()
+  const cases = [
+    {segment: 'seg', offset: 0, length: 1, ops: ['read'] as const, expiresAt: 1},
+    {segment: 'node-7/kv', offset: 4096, length: 1 << 20, ops: ['write'] as const, expiresAt: Date.now() + 60_000},
+    {segment: 'ünïcødé segment', offset: 2 ** 40, length: 2 ** 33, ops: ['read', 'write'] as const, expiresAt: Number.MAX_SAFE_INTEGER},
+    {segment: 'x'.repeat(255), offset: Number.MAX_SAFE_INTEGER, length: 0, ops: ['write', 'read'] as const, expiresAt: 0},
+  ]
+  for (const spec of cases) {
+    const key = randomBytes(32)
+    const grant = mintGrant(key, spec)
+    const mac = native.grantMac(key, spec.segment, spec.offset, spec.length, opMask(spec.ops), spec.expiresAt)
+    assert.equal(grant.mac.toString('hex'), mac.toString('hex'), spec.segment)
+  }
+})
+
+test('canonical bytes: label, LE name length, name, offset, length, op mask, expiry', () => {
+  const bytes = canonicalGrantBytes({segment: 'ab', offset: 1, length: 2, ops: ['read', 'write'], expiresAt: 3})
+  assert.equal(bytes.subarray(0, 8).toString('latin1'), 'MCGRANT1')
+  assert.equal(bytes.readUInt16LE(8), 2)
+  assert.equal(bytes.subarray(10, 12).toString(), 'ab')
+  assert.equal(bytes.readBigUInt64LE(12), 1n)
+  assert.equal(bytes.readBigUInt64LE(20), 2n)
+  assert.equal(bytes.readUInt32LE(28), OP_READ | OP_WRITE)
+  assert.equal(bytes.readBigUInt64LE(32), 3n)
+  assert.is(bytes.length, 40)
+})
+
+test('wire form round-trips', () => {
+  const grant = mintGrant(randomBytes(32), {segment: 's', offset: 10, length: 20, ops: ['write'], expiresAt: 12345})
+  const wire = encodeGrant(grant)
+  assert.is(wire.length, 48)
+  assert.equal(decodeGrant('s', wire), grant)
+})
+
+test('bad keys, names, ops and numbers are refused', () => {
+  const key = randomBytes(32)
+  assert.throws(() => mintGrant(randomBytes(16), {segment: 's', offset: 0, length: 1, ops: ['read'], expiresAt: 1}), /32 bytes/)
+  assert.throws(() => mintGrant(key, {segment: '', offset: 0, length: 1, ops: ['read'], expiresAt: 1}), /1 to 255/)
+  assert.throws(() => mintGrant(key, {segment: 's', offset: -1, length: 1, ops: ['read'], expiresAt: 1}), /offset/)
+  assert.throws(() => mintGrant(key, {segment: 's', offset: 0.5, length: 1, ops: ['read'], expiresAt: 1}), /offset/)
+  assert.throws(() => mintGrant(key, {segment: 's', offset: 0, length: 1, ops: [], expiresAt: 1}), /read and\/or write/)
+  assert.throws(() => mintGrant(key, {segment: 's', offset: 0, length: 1, ops: ['delete' as 'read'], expiresAt: 1}), /unknown/)
+  const wire = encodeGrant(mintGrant(key, {segment: 's', offset: 0, length: 1, ops: ['read'], expiresAt: 1}))
+  wire[16] = 7
+  assert.throws(() => decodeGrant('s', wire), /malformed/)
+})
+
+test.run()

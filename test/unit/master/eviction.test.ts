@@ -1,0 +1,183 @@
+import {test} from 'uvu'
+import * as assert from 'uvu/assert'
+
+import {KiB, MiB, mount, put, seeded, setup, start, throwsCode} from './helpers.js'
+
+/** n objects of 1 KiB whose leases expire in a shuffled order; returns keys oldest lease first. */
+function leasedInShuffledOrder(n: number, opts: Parameters<typeof setup>[0] = {}) {
+  const ctx = setup({leaseTtlMs: 1000, ...opts})
+  mount(ctx.svc, 's', 4 * MiB)
+  const keys = Array.from({length: n}, (_, i) => `k${i}`)
+  for (const k of keys) put(ctx.svc, k, KiB)
+  const order = [...keys]
+  const rnd = seeded(3)
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1))
+    ;[order[i], order[j]] = [order[j], order[i]]
+  }
+  for (const k of order) {
+    ctx.clock.advance(1)
+    ctx.svc.getReplicaList(k)
+  }
+  ctx.clock.advance(1000) // every lease expired
+  return {...ctx, order}
+}
+
+function remaining(svc: ReturnType<typeof setup>['svc'], keys: string[]): string[] {
+  const listed = new Set(svc.listKeys({limit: 1_000_000}).keys) // ListKeys grants no lease
+  return keys.filter((k) => listed.has(k))
+}
+
+test('exact count: 400 expired objects at target = lower = 0.05 -> exactly the 20 oldest leases go', () => {
+  const {svc, order} = leasedInShuffledOrder(400)
+  const r = svc.runEviction(0.05, 0.05)
+  assert.is(r.evicted, 20)
+  assert.is(svc.stats().keys, 380)
+  const gone = order.filter((k) => {
+    try {
+      svc.query(k)
+      return false
+    } catch {
+      return true
+    }
+  })
+  assert.equal(gone, order.slice(0, 20))
+})
+
+test('exact count: 0.80 on 200 -> the 160 oldest', () => {
+  const {svc, order} = leasedInShuffledOrder(200)
+  assert.is(svc.runEviction(0.8, 0.8).evicted, 160)
+  assert.equal(
+    svc.listKeys({}).keys.sort(),
+    order.slice(160).sort(),
+  )
+})
+
+test('pass 2 runs when ceil(base*lower) exceeds what pass 1 evicted', () => {
+  const {svc} = leasedInShuffledOrder(100)
+  assert.is(svc.runEviction(0.1, 0.3).evicted, 30)
+  assert.is(svc.stats().keys, 70)
+})
+
+test('soft-pinned objects are a fallback: only in pass 2, oldest first; never when not allowed', () => {
+  for (const allow of [true, false]) {
+    const {svc, clock} = setup({leaseTtlMs: 1000, allowEvictSoftPinnedObjects: allow})
+    mount(svc, 's', MiB)
+    for (let i = 0; i < 10; i++) put(svc, `plain${i}`, KiB)
+    for (let i = 0; i < 10; i++) {
+      put(svc, `pin${i}`, KiB, {withSoftPin: true})
+      clock.advance(1)
+      svc.getReplicaList(`pin${i}`)
+    }
+    clock.advance(2000)
+    assert.is(svc.stats().softPinnedKeys, 10)
+    // pass 1 wants 10: all plain go, no pinned
+    assert.is(svc.runEviction(0.5, 0.5).evicted, 10)
+    assert.is(remaining(svc, Array.from({length: 10}, (_, i) => `pin${i}`)).length, 10)
+    // pass 2 wants ceil(10 * 0.5) = 5 more: only pinned remain
+    const r = svc.runEviction(0.1, 0.5)
+    if (allow) {
+      assert.is(r.evicted, 5)
+      assert.equal(svc.listKeys({}).keys.sort(), ['pin5', 'pin6', 'pin7', 'pin8', 'pin9'])
+    } else {
+      assert.is(r.evicted, 0)
+      assert.is(svc.stats().keys, 10)
+    }
+  }
+})
+
+test('soft pin lasts softPinTtl from PutEnd; reads do not extend it; afterwards the object is ordinary', () => {
+  const {svc, clock} = setup({leaseTtlMs: 100, softPinTtlMs: 10_000, allowEvictSoftPinnedObjects: false})
+  mount(svc, 's', MiB)
+  put(svc, 'pinned', KiB, {withSoftPin: true})
+  const t0 = clock.now()
+  assert.is(svc.query('pinned').softPinExpiresAt, t0 + 10_000)
+  clock.advance(5000)
+  svc.getReplicaList('pinned')
+  assert.is(svc.query('pinned').softPinExpiresAt, t0 + 10_000)
+  clock.advance(1000)
+  assert.is(svc.runEviction(1, 1).evicted, 0)
+  clock.advance(4000)
+  assert.is(svc.query('pinned').softPinExpiresAt, null)
+  assert.is(svc.stats().softPinnedKeys, 0)
+  assert.is(svc.runEviction(1, 1).evicted, 1)
+})
+
+test('leased objects and puts in progress survive eviction', () => {
+  const {svc, clock} = setup({leaseTtlMs: 1000})
+  mount(svc, 's', MiB)
+  for (let i = 0; i < 10; i++) put(svc, `k${i}`, KiB)
+  start(svc, 'pending', KiB)
+  clock.advance(10)
+  svc.getReplicaList('k3')
+  svc.existKey('k7')
+  const r = svc.runEviction(1, 1)
+  assert.is(r.evicted, 8)
+  assert.equal(svc.listKeys({}).keys.sort(), ['k3', 'k7'])
+  assert.ok(svc.query('pending'))
+  clock.advance(1000)
+  assert.is(svc.runEviction(1, 1).evicted, 2)
+})
+
+test('the background loop evicts when used/capacity exceeds the high watermark', () => {
+  const {svc} = setup({evictionHighWatermarkRatio: 0.9, evictionRatio: 0.05})
+  mount(svc, 's', 100 * KiB)
+  for (let i = 0; i < 95; i++) put(svc, `k${i}`, KiB)
+  // used = 0.95 > 0.9: target = max(0.05, 0.95 - 0.9 + 0.05) = 0.1 -> ceil(95 * 0.1) = 10
+  svc.tick()
+  assert.is(svc.stats().keys, 85)
+})
+
+test('tick evicts by ratio: target = max(ratio, used - watermark + ratio)', () => {
+  const {svc} = setup({evictionHighWatermarkRatio: 0.5, evictionRatio: 0.05})
+  mount(svc, 's', 100 * KiB)
+  for (let i = 0; i < 80; i++) put(svc, `k${i}`, KiB)
+  // used = 0.8: target = 0.35, lower = 0.3 -> ceil(80 * 0.35) = 28 evicted in pass 1
+  svc.tick()
+  assert.is(svc.stats().keys, 52)
+  // used = 0.52: target = 0.07, lower = 0.035 -> ceil(52 * 0.07) = 4
+  svc.tick()
+  assert.is(svc.stats().keys, 48)
+  svc.tick()
+  assert.is(svc.stats().keys, 48, 'below the watermark nothing happens')
+  assert.is(svc.metrics().evictedObjects, 32)
+})
+
+test('PutStart into a full pool succeeds through synchronous eviction [ours]', () => {
+  const {svc} = setup()
+  mount(svc, 'a', 64 * KiB)
+  mount(svc, 'b', 64 * KiB)
+  for (let i = 0; i < 2000; i++) put(svc, `k${i}`, KiB)
+  assert.ok(svc.stats().used <= 128 * KiB)
+  assert.ok(svc.metrics().syncEvictions > 0)
+  // the newest keys are there
+  assert.ok(svc.existKey('k1999'))
+  // a big object makes room too
+  put(svc, 'big', 60 * KiB)
+  assert.ok(svc.existKey('big'))
+})
+
+test('no room and nothing evictable -> NO_AVAILABLE_HANDLE', () => {
+  const {svc} = setup()
+  mount(svc, 'a', 4 * KiB)
+  for (let i = 0; i < 4; i++) put(svc, `k${i}`, KiB)
+  for (let i = 0; i < 4; i++) svc.getReplicaList(`k${i}`)
+  throwsCode(() => start(svc, 'x', KiB), 'NO_AVAILABLE_HANDLE')
+})
+
+test('a round larger than one tick budget completes over several ticks', () => {
+  const {svc} = setup({evictionHighWatermarkRatio: 0.1, evictionRatio: 0.05, shardCount: 16})
+  mount(svc, 's', 512 * MiB)
+  const n = 120_000
+  for (let i = 0; i < n; i++) put(svc, `k${i}`, 1024)
+  let ticks = 0
+  do {
+    svc.tick()
+    ticks++
+  } while (svc.metrics().evictionInProgress && ticks < 1000)
+  assert.not.ok(svc.metrics().evictionInProgress)
+  assert.ok(svc.metrics().evictedObjects > 1000)
+  assert.ok(svc.metrics().maxTickMs < 200, `longest tick ${svc.metrics().maxTickMs} ms`)
+})
+
+test.run()
