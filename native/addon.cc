@@ -40,7 +40,8 @@ struct Instance {
   uint32_t nextEngine = 1;
   std::map<uint32_t, SegmentHandle> segments;
   uint32_t nextSegment = 1;
-  LocalMemory memory;
+  // Registrations belong to one engine, like the original's registerLocalMemory.
+  std::map<uint32_t, LocalMemory> memory;
 };
 
 Instance* Inst(Napi::Env env) { return env.GetInstanceData<Instance>(); }
@@ -198,7 +199,7 @@ Napi::Value EngineCreate(const Napi::CallbackInfo& info) {
   eo.server.ioTimeoutMs = int(Int(o.Get("ioTimeoutMs"), 30000));
   eo.client.token = token;
   eo.client.lanesPerPeer = int(Int(o.Get("lanesPerPeer"), 4));
-  eo.client.threads = int(Int(o.Get("clientThreads"), 4));
+  eo.client.threads = int(Int(o.Get("clientThreads"), 8));
   eo.client.connectTimeoutMs = int(Int(o.Get("connectTimeoutMs"), 5000));
   eo.client.cooldownMs = int(Int(o.Get("cooldownMs"), 1000));
   eo.client.idleTimeoutMs = int(Int(o.Get("idleTimeoutMs"), 60000)) / 2;
@@ -229,6 +230,12 @@ Napi::Value EngineClose(const Napi::CallbackInfo& info) {
   for (auto s = in->segments.begin(); s != in->segments.end();)
     s = s->second.engine == id ? in->segments.erase(s) : std::next(s);
   in->engines.erase(it);
+  return info.Env().Undefined();
+}
+
+// engineRelease(engine): drops the engine's registrations once its batches have completed.
+Napi::Value EngineRelease(const Napi::CallbackInfo& info) {
+  Inst(info.Env())->memory.erase(uint32_t(Int(info[0])));
   return info.Env().Undefined();
 }
 
@@ -332,21 +339,24 @@ Napi::Value SegmentWindow(const Napi::CallbackInfo& info) {
 
 // ---- registered memory ----
 
+// memoryRegister(engine, buffer)
 Napi::Value MemoryRegister(const Napi::CallbackInfo& info) {
   uint8_t* data;
   size_t len;
-  if (!GetBytes(info[0], &data, &len)) return Throw(info.Env(), kInvalidParams, "expected a Uint8Array");
-  Result r = Inst(info.Env())->memory.Register(info[0], data, len);
+  if (!EngineOf(info)) return Throw(info.Env(), kInvalidParams, "no such engine");
+  if (!GetBytes(info[1], &data, &len)) return Throw(info.Env(), kInvalidParams, "expected a Uint8Array");
+  Result r = Inst(info.Env())->memory[uint32_t(Int(info[0]))].Register(info[1], data, len);
   if (!r.ok()) return ThrowResult(info.Env(), r);
   return info.Env().Undefined();
 }
 
+// memoryUnregister(engine, buffer) -> true when removed, false while batches still use it
 Napi::Value MemoryUnregister(const Napi::CallbackInfo& info) {
   uint8_t* data;
   size_t len;
-  if (!GetBytes(info[0], &data, &len)) return Throw(info.Env(), kInvalidParams, "expected a Uint8Array");
+  if (!GetBytes(info[1], &data, &len)) return Throw(info.Env(), kInvalidParams, "expected a Uint8Array");
   bool busy = false;
-  Result r = Inst(info.Env())->memory.Unregister(data, len, &busy);
+  Result r = Inst(info.Env())->memory[uint32_t(Int(info[0]))].Unregister(data, len, &busy);
   if (!r.ok()) return ThrowResult(info.Env(), r);
   return Napi::Boolean::New(info.Env(), !busy);
 }
@@ -368,11 +378,13 @@ Napi::Value Submit(const Napi::CallbackInfo& info) {
     for (uint32_t j = 0; j < eps.Length(); j++) peers[i].push_back(eps.Get(j).As<Napi::String>().Utf8Value());
   }
   Napi::Array jr = info[2].As<Napi::Array>();
+  const uint32_t engineId = uint32_t(Int(info[0]));
+  LocalMemory& memory = in->memory[engineId];
   std::vector<RequestSpec> reqs(jr.Length());
   std::vector<uintptr_t> pinned;
   std::vector<std::shared_ptr<void>> pins;
   auto unpinAll = [&] {
-    for (uintptr_t k : pinned) in->memory.Unpin(k);
+    for (uintptr_t k : pinned) memory.Unpin(k);
   };
   for (uint32_t i = 0; i < jr.Length(); i++) {
     Napi::Object o = jr.Get(i).As<Napi::Object>();
@@ -398,7 +410,7 @@ Napi::Value Submit(const Napi::CallbackInfo& info) {
       if (localOffset > len || r.length > len - localOffset)
         return unpinAll(), Throw(env, kBufferOverflow, "local range outside the local buffer");
       uintptr_t key;
-      Result pr = in->memory.Pin(data + localOffset, size_t(r.length), &key);
+      Result pr = memory.Pin(data + localOffset, size_t(r.length), &key);
       if (!pr.ok()) return unpinAll(), ThrowResult(env, pr);
       pinned.push_back(key);
       r.local = data + localOffset;
@@ -418,11 +430,13 @@ Napi::Value Submit(const Napi::CallbackInfo& info) {
 
   auto deferred = std::make_shared<Napi::Promise::Deferred>(Napi::Promise::Deferred::New(env));
   Tsfn tsfn = in->tsfn;
-  Client::Done done = [tsfn, deferred, pinned](std::vector<RequestResult>&& results) {
+  Client::Done done = [tsfn, deferred, pinned, engineId](std::vector<RequestResult>&& results) {
     auto shared = std::make_shared<std::vector<RequestResult>>(std::move(results));
-    Post(tsfn, [deferred, pinned, shared](Napi::Env env) {
+    Post(tsfn, [deferred, pinned, shared, engineId](Napi::Env env) {
       Instance* in = Inst(env);
-      for (uintptr_t k : pinned) in->memory.Unpin(k);
+      auto mem = in->memory.find(engineId);
+      if (mem != in->memory.end())
+        for (uintptr_t k : pinned) mem->second.Unpin(k);
       Napi::Array out = Napi::Array::New(env, shared->size());
       for (uint32_t i = 0; i < shared->size(); i++) {
         const RequestResult& r = (*shared)[i];
@@ -453,6 +467,7 @@ void Cleanup(void* arg) {
   for (auto& kv : in->engines) kv.second->Close();
   in->engines.clear();
   in->segments.clear();
+  in->memory.clear();
   UnlinkOwnedSegmentFiles();
 }
 
@@ -476,6 +491,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("engineCreate", Napi::Function::New(env, EngineCreate));
   exports.Set("engineStart", Napi::Function::New(env, EngineStart));
   exports.Set("engineClose", Napi::Function::New(env, EngineClose));
+  exports.Set("engineRelease", Napi::Function::New(env, EngineRelease));
   exports.Set("engineCloseListener", Napi::Function::New(env, EngineCloseListener));
   exports.Set("engineStats", Napi::Function::New(env, EngineStats));
   exports.Set("segmentCreate", Napi::Function::New(env, SegmentCreate));

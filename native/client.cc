@@ -229,6 +229,7 @@ std::shared_ptr<Client::ShmAttach> Client::AttachFor(Peer* p, const std::string&
     a->seg.reset();
     a->verifiedGrants.clear();
     a->failure = "the segment's owner closed it or exited";
+    a->failureStatus = kTransferFail;
     a->retryAfter = MonoMs() + opt_.cooldownMs;
   }
   if (MonoMs() < a->retryAfter) return a;
@@ -241,10 +242,13 @@ std::shared_ptr<Client::ShmAttach> Client::AttachFor(Peer* p, const std::string&
     a->failure = o.kind == Kind::kOk ? "bad shared-memory description from the peer" : o.result.message;
     // Authentication and missing-segment answers are the real reason; anything else means
     // "not mappable from here".
-    a->failureStatus = o.kind == Kind::kServer && (o.result.status == kUnauthenticated || o.result.status == kSegmentNotFound)
-                           ? o.result.status
-                           : kNotSupported;
-    a->retryAfter = MonoMs() + kAttachRetryMs;
+    if (o.kind == Kind::kPath) a->failureStatus = kTransferFail;
+    else if (o.kind == Kind::kDeadline) a->failureStatus = kDeadlineExceeded;
+    else if (o.kind == Kind::kServer && (o.result.status == kUnauthenticated || o.result.status == kSegmentNotFound))
+      a->failureStatus = o.result.status;
+    else a->failureStatus = kNotSupported;
+    // An unreachable peer may be back soon; a peer on another host stays unmappable.
+    a->retryAfter = MonoMs() + (o.kind == Kind::kPath || o.kind == Kind::kDeadline ? opt_.cooldownMs : kAttachRetryMs);
     return a;
   }
   const uint8_t* q = reinterpret_cast<const uint8_t*>(payload.data());

@@ -26,7 +26,7 @@ namespace mooncake {
 
 struct ClientOptions {
   int lanesPerPeer = 4;
-  int threads = 4;
+  int threads = 8;
   std::string token;
   int connectTimeoutMs = 5000;
   int cooldownMs = 1000;

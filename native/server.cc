@@ -79,7 +79,6 @@ Result Server::Start(std::vector<std::string>* endpoints) {
     listeners_.push_back(std::move(l));
   }
   started_ = true;
-  epollThread_ = std::thread([this] { EpollLoop(); });
   for (int i = 0; i < opt_.threads; i++) workers_.emplace_back([this] { WorkerLoop(); });
   return Result::Ok();
 }
@@ -87,22 +86,20 @@ Result Server::Start(std::vector<std::string>* endpoints) {
 void Server::Stop() {
   if (stopping_.exchange(true)) return;
   if (started_) {
+    // The eventfd stays readable (level-triggered), so every thread in epoll_wait wakes.
     uint64_t one = 1;
     (void)!write(wakefd_, &one, sizeof one);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      // Wakes workers blocked on these sockets; they see an error and give the slot back.
+      // Wakes threads blocked on these sockets; they see an error and give the slot back.
       for (auto& kv : conns_) shutdown(kv.second->fd, SHUT_RDWR);
     }
-    cv_.notify_all();
-    epollThread_.join();
     for (auto& t : workers_) t.join();
   }
   for (auto& l : listeners_)
     if (l->fd >= 0) close(l->fd), l->fd = -1;
   for (auto& kv : conns_) close(kv.second->fd);
   conns_.clear();
-  queue_.clear();
   if (epfd_ >= 0) close(epfd_);
   if (wakefd_ >= 0) close(wakefd_);
   epfd_ = wakefd_ = -1;
@@ -149,36 +146,17 @@ ServerStats Server::Stats() {
   return s;
 }
 
-void Server::EpollLoop() {
-  epoll_event events[64];
-  int64_t nextSweep = MonoMs() + 250;
-  while (!stopping_) {
-    int n = epoll_wait(epfd_, events, 64, 250);
-    for (int i = 0; i < n; i++) {
-      uint64_t tag = events[i].data.u64;
-      if (tag == kWakeTag) continue;
-      if (tag & kListenerTag) {
-        AcceptOn(size_t(tag & ~kListenerTag));
-        continue;
-      }
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = conns_.find(tag);
-      if (it == conns_.end()) continue;
-      it->second->busy = true;
-      queue_.push_back(it->second);
-      cv_.notify_one();
-    }
-    if (MonoMs() >= nextSweep) {
-      SweepIdle();
-      nextSweep = MonoMs() + 250;
-    }
-  }
-}
-
 void Server::AcceptOn(size_t index) {
   Listener& l = *listeners_[index];
   while (l.open) {
-    int fd = accept4(l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int lfd;
+    {
+      // CloseListener may close the socket concurrently; read it under the lock.
+      std::lock_guard<std::mutex> lock(mu_);
+      lfd = l.fd;
+    }
+    if (lfd < 0) return;
+    int fd = accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       return;  // EAGAIN, or EMFILE: the backlog keeps them until a slot frees
@@ -257,19 +235,32 @@ void Server::SweepIdle() {
       }
     }
   }
-  for (int fd : toClose) close(fd);
+  // Counted before closing, so whoever sees the close also sees the count.
   idleClosed_ += toClose.size();
+  for (int fd : toClose) close(fd);
 }
 
 void Server::WorkerLoop() {
-  while (true) {
+  epoll_event ev;
+  while (!stopping_) {
+    int n = epoll_wait(epfd_, &ev, 1, 250);
+    const int64_t now = MonoMs();
+    int64_t due = nextSweep_.load();
+    if (now >= due && nextSweep_.compare_exchange_strong(due, now + 250)) SweepIdle();
+    if (n <= 0 || stopping_) continue;
+    const uint64_t tag = ev.data.u64;
+    if (tag == kWakeTag) continue;
+    if (tag & kListenerTag) {
+      AcceptOn(size_t(tag & ~kListenerTag));
+      continue;
+    }
     std::shared_ptr<Conn> c;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (stopping_) return;
-      c = queue_.front();
-      queue_.pop_front();
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = conns_.find(tag);
+      if (it == conns_.end()) continue;
+      c = it->second;
+      c->busy = true;
     }
     bool keep = true;
     for (int i = 0; i < kMaxFramesPerTurn && keep && !stopping_; i++) {

@@ -1,6 +1,7 @@
-// The transfer server: one epoll thread accepts connections and watches idle ones; a small pool
-// of worker threads serves one connection's frames at a time with deadline-bounded blocking I/O
-// straight between the socket and segment memory.
+// The transfer server: a small pool of threads that all wait on one epoll set (connections are
+// EPOLLONESHOT, so exactly one thread takes a ready connection, with no hand-off between
+// threads). The taker serves that connection's frames with deadline-bounded blocking I/O
+// straight between the socket and segment memory, then re-arms it.
 #pragma once
 
 #include <atomic>
@@ -77,7 +78,6 @@ class Server {
     uint8_t nonce[32] = {};
   };
 
-  void EpollLoop();
   void WorkerLoop();
   void AcceptOn(size_t index);
   void Rearm(const std::shared_ptr<Conn>& c);
@@ -96,13 +96,11 @@ class Server {
   int wakefd_ = -1;
   std::atomic<bool> stopping_{false};
   bool started_ = false;
-  std::thread epollThread_;
   std::vector<std::thread> workers_;
+  std::atomic<int64_t> nextSweep_{0};
 
-  std::mutex mu_;  // conns_, queue_
-  std::condition_variable cv_;
+  std::mutex mu_;  // conns_, listener sockets
   std::map<uint64_t, std::shared_ptr<Conn>> conns_;
-  std::deque<std::shared_ptr<Conn>> queue_;
   uint64_t nextConnId_ = 1;
 
   std::atomic<uint64_t> refused_{0}, malformed_{0}, authFailures_{0}, denied_{0}, idleClosed_{0};

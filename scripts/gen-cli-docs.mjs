@@ -72,7 +72,7 @@ const sections = [
   '',
   '## Global flags',
   '',
-  'Taken by every command (except `version`). Precedence: flag > environment > config-file profile > default.',
+  'Taken by every command. Precedence: flag > environment > config-file profile > default.',
   '',
   flagTable(globalFlags),
   '',
@@ -126,7 +126,7 @@ for (const [id, c] of commands) {
   }
   const own = Object.values(c.flags).filter((f) => f.helpGroup !== 'GLOBAL' && !f.hidden)
   if (own.length > 0) sections.push(flagTable(own), '')
-  if (!c.flags.master && id !== 'version') sections.push('This command does not take the global flags.', '')
+  if (!c.flags.master) sections.push('This command does not take the global flags.', '')
   if (c.examples?.length) sections.push('Examples:', '', examples(id, c.examples), '')
 }
 

@@ -1,3 +1,6 @@
 export * from './lib/errors.js'
 export * from './lib/units.js'
 export {compileSearchRegex, enableLinearRegex} from './lib/regex-engine.js'
+export * from './lib/client/index.js'
+export {P2PStore, P2PAdmin, P2P_DEFAULTS} from './lib/p2p/index.js'
+export type {GetReplicaOptions, GetReplicaResult, P2PDestination, P2PEvent, P2PSource, P2PStoreOptions, PayloadInfo, RegisterOptions} from './lib/p2p/index.js'

@@ -1,6 +1,8 @@
 import {Command, Errors, type Interfaces} from '@oclif/core'
 
+import type {MooncakeClient} from '../lib/client/client.js'
 import type {MasterClient} from '../lib/client/master-client.js'
+import type {MooncakeClientOptions} from '../lib/client/options.js'
 import {resolveConfig, resolveToken, type ConfigInput, type GlobalConfig, type ResolvedConfig} from '../lib/config.js'
 import {exitCodeFor, type MooncakeError} from '../lib/errors.js'
 import {colors} from './color.js'
@@ -43,7 +45,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   readonly #cleanups: Array<() => unknown> = []
   readonly #signalHandlers = new Map<NodeJS.Signals, () => void>()
-  #stopRequested: ((signal: NodeJS.Signals) => void) | undefined
+  readonly #stop = deferred<NodeJS.Signals>()
+  /** Set by ready(): from then on a signal is a normal stop, not an interruption. */
+  #serving = false
+  #pendingInterrupt: NodeJS.Signals | undefined
+  #signals = 0
 
   private get isServer(): boolean {
     return (this.ctor as unknown as typeof BaseCommand).server === true
@@ -72,8 +78,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.resolved = await resolveConfig(this.configInput, {server: this.isServer, quiet: this.flags.quiet})
     this.settings = this.resolved.global
     this.logger = createLogger({level: this.settings.logLevel, timestamps: this.isServer})
+    // grpc-js prints its own "E ..." lines on stderr; our errors already say what failed, in one
+    // line. Set before grpc-js loads (lazily, in run()); --log-level debug keeps them.
+    if (this.settings.logLevel !== 'debug' && !process.env.GRPC_NODE_VERBOSITY && !process.env.GRPC_VERBOSITY) {
+      process.env.GRPC_NODE_VERBOSITY = 'NONE'
+    }
     this.deadline = new CommandDeadline(this.settings.timeoutMs)
-    if (this.#pendingInterrupt) this.deadline.interrupt()
+    if (this.#pendingInterrupt) this.deadline.interrupt(this.#pendingInterrupt)
 
     // The deadline and Ctrl-C bound run() even when a library call ignores them.
     const run = this.run.bind(this)
@@ -170,24 +181,45 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   /**
+   * A data client (put, get, ...) connected within the deadline, closed after run(). Pass
+   * command-specific options (transport, replication); address, token and deadlines come from
+   * the resolved settings.
+   */
+  protected async connectClient(options: MooncakeClientOptions = {}): Promise<MooncakeClient> {
+    const {MooncakeClient} = await import('../lib/client/client.js')
+    this.deadline.waitingFor = `master ${this.settings.master}`
+    try {
+      const client = await this.deadline.race(
+        MooncakeClient.connect({
+          masterAddress: this.settings.master,
+          token: this.clusterToken(),
+          timeoutMs: this.deadline.remainingMs(),
+          connectTimeoutMs: this.deadline.remainingMs(),
+          ...options,
+        }),
+      )
+      this.onCleanup(() => client.close())
+      return client
+    } finally {
+      this.deadline.waitingFor = undefined
+    }
+  }
+
+  /**
    * A server's ready line on stdout (a JSON object with --json), printed once it serves; from
    * then on --timeout no longer applies.
    */
   protected ready(line: string, json: Record<string, unknown>): void {
     this.deadline.cancel()
+    this.#serving = true
     if (this.jsonEnabled()) this.logJson({ready: true, ...json})
     else process.stdout.write(`${line}\n`)
   }
 
-  /** Resolves with the signal (SIGINT or SIGTERM) that asks a server to stop. */
+  /** Resolves with the signal (SIGINT or SIGTERM) that asks a server to stop, once it is ready(). */
   protected untilStopped(): Promise<NodeJS.Signals> {
-    return new Promise((resolve) => {
-      this.#stopRequested = resolve
-    })
+    return this.#stop.promise
   }
-
-  #pendingInterrupt = false
-  #signals = 0
 
   #interrupt(signal: NodeJS.Signals): void {
     this.#signals++
@@ -196,17 +228,23 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       process.stderr.write(`mooncake: INTERRUPTED: ${signal} again, exiting at once\n`)
       process.exit(130)
     }
-    if (this.#stopRequested) {
+    if (this.#serving) {
       this.logger.info(`${signal} received, shutting down`)
-      this.#stopRequested(signal)
+      this.#stop.resolve(signal)
       return
     }
-    this.#pendingInterrupt = true
-    this.deadline?.interrupt()
+    this.#pendingInterrupt = signal
+    this.deadline?.interrupt(signal)
   }
 
   #onSignal(signal: NodeJS.Signals, handler: () => void): void {
     this.#signalHandlers.set(signal, handler)
     process.on(signal, handler)
   }
+}
+
+function deferred<T>(): {promise: Promise<T>; resolve: (value: T) => void} {
+  let resolve!: (value: T) => void
+  const promise = new Promise<T>((r) => (resolve = r))
+  return {promise, resolve}
 }

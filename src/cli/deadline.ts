@@ -54,8 +54,8 @@ export class CommandDeadline {
   }
 
   /** SIGINT: every race fails with INTERRUPTED (exit 130). */
-  interrupt(): void {
-    this.#fail(new MooncakeError('INTERRUPTED', 'interrupted'))
+  interrupt(signal: NodeJS.Signals = 'SIGINT'): void {
+    this.#fail(new MooncakeError('INTERRUPTED', `interrupted (${signal})`))
   }
 
   /** Stops the clock: a server that is serving is no longer bound by --timeout. */

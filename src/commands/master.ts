@@ -5,7 +5,7 @@ import {MASTER_SETTINGS, resolveMasterOptions} from '../lib/config.js'
 export default class Master extends BaseCommand<typeof Master> {
   static override summary = 'run a master (metadata server)'
   static override description = `Serves the control plane (gRPC) and /metrics and /health (HTTP) until SIGINT or SIGTERM, then exits 0.
-Prints one ready line on stdout when it serves (a JSON object with --json); logs go to stderr.
+Prints one ready line on stdout when it serves, \`ready master HOST:PORT (http HOST:PORT)\`, or with --json {"ready":true,"role":"master","address":"HOST:PORT","httpAddress":"HOST:PORT"}; logs go to stderr.
 Every setting below can also come from its MOONCAKE_* environment variable or from the config file (see docs/configuration.md).
 With --etcd the master joins the HA election of --cluster-id. Binding another address than loopback needs a token (MOONCAKE_TOKEN_FILE) or --insecure.`
   static override examples = [

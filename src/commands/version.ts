@@ -1,8 +1,8 @@
-import {Command} from '@oclif/core'
+import {BaseCommand} from '../cli/base-command.js'
 
-export default class Version extends Command {
-  static override description = 'print the version of mooncake and of its native engine'
-  static override enableJsonFlag = true
+export default class Version extends BaseCommand<typeof Version> {
+  static override summary = 'print the version of mooncake and of its native engine'
+  static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --json']
 
   async run(): Promise<{version: string; node: string; nativeAbi: number | null}> {
     const {loadNative} = await import('../lib/transfer/native.js')

@@ -10,14 +10,12 @@ import {cleanup, lines, run, SANDBOX} from './helpers.js'
 test.after(cleanup)
 
 test('--help and --version exit 0 on stdout', async () => {
-  const help = await run(['--help'])
+  const [help, version, cmdHelp] = await Promise.all([run(['--help']), run(['--version']), run(['segment', 'ls', '--help'])])
   assert.is(help.code, 0)
   assert.match(help.stdout, 'segment')
   assert.match(help.stdout, 'master')
-  const version = await run(['--version'])
   assert.is(version.code, 0)
   assert.match(version.stdout, /^mooncake\/\d+\.\d+\.\d+/)
-  const cmdHelp = await run(['segment', 'ls', '--help'])
   assert.is(cmdHelp.code, 0)
   assert.match(cmdHelp.stdout, 'MOONCAKE_MASTER')
   assert.match(cmdHelp.stdout, 'EXAMPLES')
@@ -33,21 +31,22 @@ test('an unknown flag is a usage error: exit 2, one stderr line, nothing on stdo
 })
 
 test('a missing argument and an unknown command are usage errors too', async () => {
-  const missing = await run(['segment', 'unmount'])
+  const [missing, unknown] = await Promise.all([run(['segment', 'unmount']), run(['frobnicate'])])
   assert.is(missing.code, 2)
   assert.equal(lines(missing.stderr).length, 1, missing.stderr)
   assert.match(missing.stderr, /^mooncake: USAGE: Missing 1 required arg: name/)
-  const unknown = await run(['frobnicate'])
   assert.is(unknown.code, 2)
   assert.equal(lines(unknown.stderr), ['mooncake: USAGE: command "frobnicate" not found (see: mooncake --help)'])
 })
 
 test('a bad duration in --timeout or MOONCAKE_TIMEOUT exits 2 and names its source', async () => {
-  const flag = await run(['segment', 'ls', '--timeout', '5 fortnights'])
+  const [flag, env] = await Promise.all([
+    run(['segment', 'ls', '--timeout', '5 fortnights']),
+    run(['segment', 'ls'], {env: {MOONCAKE_TIMEOUT: 'soon'}}),
+  ])
   assert.is(flag.code, 2)
   assert.equal(lines(flag.stderr).length, 1)
   assert.match(flag.stderr, /^mooncake: USAGE: --timeout: bad duration "5 fortnights"/)
-  const env = await run(['segment', 'ls'], {env: {MOONCAKE_TIMEOUT: 'soon'}})
   assert.is(env.code, 2)
   assert.match(env.stderr, /^mooncake: USAGE: MOONCAKE_TIMEOUT: bad duration "soon"/)
 })
@@ -117,6 +116,20 @@ test('config-file errors are usage errors naming the file', async () => {
   const missing = await run(['segment', 'ls', '--profile', 'nope'], {env: {MOONCAKE_CONFIG: file}})
   assert.is(missing.code, 2)
   assert.match(missing.stderr, 'profile "nope" not found')
+})
+
+test('a master on a non-loopback address without a token is refused (exit 2)', async () => {
+  const r = await run(['master', '--host', '0.0.0.0', '--port', '0', '--metrics-port', '0'])
+  assert.is(r.code, 2, r.stderr)
+  assert.is(r.stdout, '')
+  assert.match(r.stderr, /^mooncake: INVALID_PARAMS: .*--insecure/)
+})
+
+test('version --json: one compact document', async () => {
+  const r = await run(['version', '--json'])
+  assert.is(r.code, 0, r.stderr)
+  assert.is(lines(r.stdout).length, 1)
+  assert.match(JSON.parse(r.stdout).version, /^\d+\.\d+\.\d+/)
 })
 
 test('a token file readable by others is refused before anything starts', async () => {

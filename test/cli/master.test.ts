@@ -31,48 +31,93 @@ test('segment ls --json against it: {"segments":[]}', async () => {
 })
 
 test('segment ls without --json prints nothing on stdout when empty, a notice on stderr', async () => {
-  const r = await run(['segment', 'ls', '--master', address])
+  const [r, quiet] = await Promise.all([
+    run(['segment', 'ls', '--master', address]),
+    run(['segment', 'ls', '--master', address, '--quiet']),
+  ])
   assert.is(r.code, 0, r.stderr)
   assert.is(r.stdout, '')
   assert.match(r.stderr, 'no segments')
-  const quiet = await run(['segment', 'ls', '--master', address, '--quiet'])
   assert.is(quiet.stderr, '')
 })
 
 test('segment unmount of an unknown name: exit 3, SEGMENT_NOT_FOUND', async () => {
-  const r = await run(['segment', 'unmount', 'nosuch', '--master', address])
+  const [r, json] = await Promise.all([
+    run(['segment', 'unmount', 'nosuch', '--master', address]),
+    run(['segment', 'unmount', 'nosuch', '--drain', '--json', '--master', address]),
+  ])
   assert.is(r.code, 3, r.stderr)
   assert.is(r.stdout, '')
   assert.equal(lines(r.stderr).length, 1)
   assert.match(r.stderr, /^mooncake: SEGMENT_NOT_FOUND: /)
-  const json = await run(['segment', 'unmount', 'nosuch', '--drain', '--json', '--master', address])
   assert.is(json.code, 3)
   assert.is(JSON.parse(json.stdout).error.code, 'SEGMENT_NOT_FOUND')
 })
 
+test('segment ls shows a mounted segment; segment unmount removes it', async () => {
+  // Mount through the library (metadata only): `segment mount` is not a CLI command yet.
+  const {connectMaster} = await import('../../src/lib/client/master-client.js')
+  const client = await connectMaster({address, timeoutMs: 5000})
+  try {
+    await client.mountSegment({
+      clientId: 'cli-test-owner',
+      segment: {id: 'seg-id-1', name: 'seg1', endpoints: ['127.0.0.1:45678'], size: 64 * 2 ** 20, hostId: 'host-a'},
+    })
+    const [json, table] = await Promise.all([
+      run(['segment', 'ls', '--json', '--master', address]),
+      run(['segment', 'ls', '--master', address]),
+    ])
+    assert.is(json.code, 0, json.stderr)
+    const {segments} = JSON.parse(json.stdout)
+    assert.is(segments.length, 1)
+    const [seg] = segments
+    assert.equal(Object.keys(seg), ['name', 'endpoint', 'capacity', 'used', 'status', 'lastPingMs'])
+    assert.is(seg.name, 'seg1')
+    assert.is(seg.endpoint, '127.0.0.1:45678')
+    assert.is(seg.capacity, 64 * 2 ** 20)
+    assert.is(seg.used, 0)
+    assert.is(seg.status, 'OK')
+    assert.type(seg.lastPingMs, 'number')
+    assert.ok(seg.lastPingMs >= 0 && seg.lastPingMs < 10_000)
+
+    assert.is(table.code, 0, table.stderr)
+    const [header, row] = lines(table.stdout)
+    assert.match(header, /^NAME\s+ENDPOINT\s+CAPACITY\s+USED\s+STATUS\s+LAST PING$/)
+    assert.match(row, /^seg1\s+127\.0\.0\.1:45678\s+64\.0 MiB\s+0 B\s+OK\s+\S+ ago$/)
+
+    const unmount = await run(['segment', 'unmount', 'seg1', '--json', '--master', address])
+    assert.is(unmount.code, 0, unmount.stderr)
+    assert.is(unmount.stdout, '{"name":"seg1","unmounted":true}\n')
+    const after = await run(['segment', 'ls', '--json', '--master', address])
+    assert.equal(JSON.parse(after.stdout), {segments: []})
+  } finally {
+    client.close()
+  }
+})
+
 test('MOONCAKE_MASTER points commands at the master; a flag beats it', async () => {
-  const env = await run(['segment', 'ls', '--json'], {env: {MOONCAKE_MASTER: address}})
+  const [env, flag] = await Promise.all([
+    run(['segment', 'ls', '--json'], {env: {MOONCAKE_MASTER: address}}),
+    run(['segment', 'ls', '--json', '--master', '127.0.0.1:1', '--timeout', '2s'], {env: {MOONCAKE_MASTER: address}}),
+  ])
   assert.is(env.code, 0, env.stderr)
   assert.equal(JSON.parse(env.stdout), {segments: []})
-  const flag = await run(['segment', 'ls', '--json', '--master', '127.0.0.1:1', '--timeout', '2s'], {
-    env: {MOONCAKE_MASTER: address},
-  })
   assert.is(flag.code, 5, 'the flag won, and nothing listens there')
 })
 
 test('a config-file profile supplies the master; the environment beats it', async () => {
   const file = path.join(SANDBOX, 'config.yaml')
   writeFileSync(file, `timeout: 5s\nprofiles:\n  live:\n    master: ${address}\n  dead:\n    master: 127.0.0.1:1\n`)
-  const live = await run(['segment', 'ls', '--json', '--config', file, '--profile', 'live'])
+  const [live, viaEnv, dead, envWins] = await Promise.all([
+    run(['segment', 'ls', '--json', '--config', file, '--profile', 'live']),
+    run(['segment', 'ls', '--json'], {env: {MOONCAKE_CONFIG: file, MOONCAKE_PROFILE: 'live'}}),
+    run(['segment', 'ls', '--json', '--config', file, '--profile', 'dead']),
+    run(['segment', 'ls', '--json', '--config', file, '--profile', 'dead'], {env: {MOONCAKE_MASTER: address}}),
+  ])
   assert.is(live.code, 0, live.stderr)
   assert.equal(JSON.parse(live.stdout), {segments: []})
-  const viaEnv = await run(['segment', 'ls', '--json'], {env: {MOONCAKE_CONFIG: file, MOONCAKE_PROFILE: 'live'}})
   assert.is(viaEnv.code, 0, viaEnv.stderr)
-  const dead = await run(['segment', 'ls', '--json', '--config', file, '--profile', 'dead'])
-  assert.is(dead.code, 5)
-  const envWins = await run(['segment', 'ls', '--json', '--config', file, '--profile', 'dead'], {
-    env: {MOONCAKE_MASTER: address},
-  })
+  assert.is(dead.code, 5, 'the profile names a dead master')
   assert.is(envWins.code, 0, envWins.stderr)
   // The default config path is read as well.
   const dir = path.join(SANDBOX, '.config', 'mooncake')
@@ -90,7 +135,8 @@ test('master --json prints one JSON ready object; a second master on the same po
   const port = address.split(':')[1]
   const second = await run(['master', '--port', port, '--metrics-port', '0'], {killAfterMs: 10_000})
   assert.is(second.code, 2, second.stderr)
-  assert.match(second.stderr, /^mooncake: INVALID_PARAMS: .*in use/m)
+  assert.equal(lines(second.stderr).length, 1, second.stderr)
+  assert.match(second.stderr, /^mooncake: INVALID_PARAMS: .*in use/)
   const json = await startServer(['master', '--port', '0', '--metrics-port', '0', '--json'])
   const ready = JSON.parse(json.ready)
   assert.is(ready.ready, true)

@@ -106,6 +106,12 @@ test('binding beyond loopback needs a token or insecure', async () => {
   await guarded.close()
 })
 
+test('HA and the journal are refused until they exist, not silently ignored', async () => {
+  await rejects(startMasterServer({port: 0, metricsPort: 0, etcd: ['127.0.0.1:2379']}), 'NOT_SUPPORTED')
+  await rejects(startMasterServer({port: 0, metricsPort: 0, dataDir: '/tmp/x'}), 'NOT_SUPPORTED')
+  await rejects(connectMaster({address: master.address, etcd: ['127.0.0.1:2379']}), 'NOT_SUPPORTED')
+})
+
 test('a port in use is INVALID_PARAMS naming the flag', async () => {
   const port = Number(master.address.split(':')[1])
   const err = await rejects(startMasterServer({port, metricsPort: 0, token: TOKEN}), 'INVALID_PARAMS')

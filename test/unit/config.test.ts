@@ -15,6 +15,7 @@ import {
   resolveSettings,
   resolveToken,
   type ConfigInput,
+  type SettingSpec,
 } from '../../src/lib/config.js'
 import {MooncakeError} from '../../src/lib/errors.js'
 
@@ -166,7 +167,7 @@ test('bad values name their source: flag, env var, or file and key', async () =>
   const prod = await resolveConfig(input({flags: {config: file, profile: 'prod'}}))
   err = await usageError(() => resolveMasterOptions(input({flags: {config: file, profile: 'prod'}}), prod))
   assert.match(err.message, `${file}: profiles.prod.leaseTtl: bad duration "forever"`)
-  err = await usageError(() => resolveSettings({size: {key: 'size', flag: 'size', kind: 'size'}}, input({env: {MOONCAKE_SIZE: '1 parsec'}})))
+  err = await usageError(() => resolveSettings({size: {key: 'size', flag: 'size', kind: 'size', summary: 's'}}, input({env: {MOONCAKE_SIZE: '1 parsec'}})))
   assert.match(err.message, /^MOONCAKE_SIZE: bad size "1 parsec"/)
   err = await usageError(() => resolveSettings(MASTER_SETTINGS, input({flags: {'eviction-high-watermark': '1.5'}})))
   assert.match(err.message, /^--eviction-high-watermark: bad ratio/)
@@ -195,8 +196,8 @@ test('the config file never holds the token', async () => {
 
 test('sizes and durations use the grammar from every source', () => {
   const table = {
-    size: {key: 'size', flag: 'size', kind: 'size', default: '1GiB'},
-    ttl: {key: 'ttl', flag: 'ttl', kind: 'duration', default: '10s'},
+    size: {key: 'size', flag: 'size', kind: 'size', default: '1GiB', summary: 'a size'},
+    ttl: {key: 'ttl', flag: 'ttl', kind: 'duration', default: '10s', summary: 'a duration'},
   } as const
   assert.equal(resolveSettings(table, input()).values, {size: 2 ** 30, ttl: 10_000})
   assert.equal(resolveSettings(table, input({flags: {size: '4 GB', ttl: '500ms'}})).values, {size: 4e9, ttl: 500})
@@ -285,6 +286,18 @@ test('loadConfigProfile reports where each value came from', async () => {
   const bad = write('list.yaml', '- a\n- b\n')
   const err = await usageError(() => loadConfigProfile({explicitPath: bad, homeDir: home}))
   assert.match(err.message, 'mapping')
+})
+
+test('docs/configuration.md lists every setting: flag, environment variable and config key', async () => {
+  const {readFileSync} = await import('node:fs')
+  const {GLOBAL_SETTINGS} = await import('../../src/lib/config.js')
+  const doc = readFileSync(new URL('../../docs/configuration.md', import.meta.url), 'utf8')
+  const specs: SettingSpec[] = [...Object.values(GLOBAL_SETTINGS), ...Object.values(MASTER_SETTINGS)]
+  for (const spec of specs) {
+    assert.ok(doc.includes(`--${spec.flag}`), `--${spec.flag}`)
+    assert.ok(doc.includes(`\`${envName(spec.flag)}\``), envName(spec.flag))
+    if (spec.inFile !== false) assert.ok(doc.includes(`\`${spec.key}\``), spec.key)
+  }
 })
 
 test.run()

@@ -13,7 +13,8 @@ export interface SegmentRow {
 
 export default class SegmentLs extends BaseCommand<typeof SegmentLs> {
   static override summary = 'list segments'
-  static override description = `One row per mounted segment: its owner's data endpoint, capacity, bytes used, status (OK, DRAINING, UNMOUNTING) and how long ago its owner last pinged the master.`
+  static override description = `One row per mounted segment: its owner's data endpoint, capacity, bytes used, status (OK, DRAINING, UNMOUNTING) and how long ago its owner last pinged the master.
+With --json: {"segments":[{"name","endpoint","capacity","used","status","lastPingMs"}]}, bytes as numbers, lastPingMs the milliseconds since the owner's last ping.`
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     {description: 'Machine-readable (bytes as numbers)', command: '<%= config.bin %> <%= command.id %> --json'},

@@ -6,7 +6,8 @@ export default class SegmentUnmount extends BaseCommand<typeof SegmentUnmount> {
   static override summary = 'unmount a segment'
   static override description = `Drops the segment and, at once, every replica on it (leases notwithstanding); an object left without a replica disappears.
 With --drain the master first stops new allocations on it and waits (bounded by --timeout) until no read lease is held on its objects.
-The owning process stops re-mounting it and exits 0.`
+The owning process stops re-mounting it and exits 0.
+With --json: {"name":"NAME","unmounted":true}. An unknown NAME is SEGMENT_NOT_FOUND (exit 3).`
   static override examples = [
     '<%= config.bin %> <%= command.id %> 10.0.0.8:41234',
     {description: 'Let readers finish first', command: '<%= config.bin %> <%= command.id %> seg1 --drain'},

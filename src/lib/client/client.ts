@@ -78,6 +78,7 @@ interface Resolved {
   defaultReplicateConfig: ReplicateConfig
   spoolDir: string
   token?: string
+  maxInflightBytes: number
   /** @internal tests: renew leases during long reads. */
   leaseRenewal: boolean
 }
@@ -144,6 +145,7 @@ export class MooncakeClient extends EventEmitter {
   private readonly injectedDataPath: boolean
   private readonly owners = new Map<string, SegmentOwner>()
   private active = 0
+  private readonly inflight: ByteBudget
   private readonly counters = {checksumMismatches: 0, replicaFailovers: 0}
   private idleWaiters: Array<() => void> = []
 
@@ -160,6 +162,7 @@ export class MooncakeClient extends EventEmitter {
       maxInFlight: opts.maxBatchesInFlight,
       maxBatchSize: opts.maxBatchSize,
     })
+    this.inflight = new ByteBudget(opts.maxInflightBytes)
     this.ownsDataPath = dataPath === undefined
     this.injectedDataPath = dataPath !== undefined
     if (dataPath) {
@@ -181,6 +184,7 @@ export class MooncakeClient extends EventEmitter {
       maxParallelSlices: Math.max(1, options.maxParallelSlices ?? DEFAULT_CLIENT_OPTIONS.maxParallelSlices),
       stagingBytes,
       multiSourceThreshold: options.multiSourceThreshold ?? DEFAULT_CLIENT_OPTIONS.multiSourceThreshold,
+      maxInflightBytes: Math.max(sliceSize, options.maxInflightBytes ?? DEFAULT_CLIENT_OPTIONS.maxInflightBytes),
       hostId: options.hostId ?? defaultHostId(),
       clientId: options.clientId ?? randomUUID(),
       coalesce: options.coalesce ?? DEFAULT_CLIENT_OPTIONS.coalesce,
@@ -469,13 +473,19 @@ export class MooncakeClient extends EventEmitter {
   }
 
   private async transfer(dp: DataPath, requests: TransferRequest[], deadline: number): Promise<ItemResult<void>[]> {
-    const timeoutMs = deadline - Date.now()
-    if (timeoutMs <= 0) return requests.map(() => ({ok: false, code: 'TRANSFER_FAIL', message: 'deadline exceeded before the transfer started'}))
+    let bytes = 0
+    for (const r of requests) bytes += r.local.length
+    const wait = this.inflight.acquire(bytes)
+    if (wait) await wait
     try {
+      const timeoutMs = deadline - Date.now()
+      if (timeoutMs <= 0) return requests.map(() => ({ok: false, code: 'TRANSFER_FAIL', message: 'deadline exceeded before the transfer started'}))
       return await dp.transfer(requests, {timeoutMs, transport: this.opts.transport})
     } catch (err) {
       const e = toMooncakeError(err, 'TRANSFER_FAIL')
       return requests.map(() => ({ok: false, code: e.code, message: e.message}))
+    } finally {
+      this.inflight.release(bytes)
     }
   }
 
@@ -740,19 +750,25 @@ export class MooncakeClient extends EventEmitter {
     })
   }
 
-  /** Every key (optionally filtered), streamed page by page: works with millions of keys. */
-  async *getAllKeys(options: {prefix?: string; regex?: string; pageSize?: number} = {}): AsyncGenerator<string> {
+  /**
+   * Every key of a readable object (optionally filtered), streamed page by page in a stable
+   * order: works with millions of keys in constant memory.
+   */
+  async *getAllKeys(options: {prefix?: string; regex?: string; after?: string; limit?: number; pageSize?: number} = {}): AsyncGenerator<string> {
     if (this._state !== 'ready') throw new MooncakeError('UNAVAILABLE_IN_CURRENT_STATUS', `getAllKeys: the client is ${this._state}`)
     if (options.regex !== undefined) checkRegex(options.regex)
     const streaming = (this.master as Partial<ClosableMaster>).getAllKeys
     if (typeof streaming === 'function') {
-      yield* streaming.call(this.master, {prefix: options.prefix, regex: options.regex, limit: options.pageSize})
+      yield* streaming.call(this.master, {prefix: options.prefix, regex: options.regex, after: options.after, limit: options.limit, pageSize: options.pageSize})
       return
     }
-    let after: string | undefined
-    for (;;) {
-      const page = await this.rpc(this.master.listKeys({prefix: options.prefix, regex: options.regex, after, limit: options.pageSize}), this.deadline(), 'ListKeys')
+    let after = options.after
+    let left = options.limit ?? Number.POSITIVE_INFINITY
+    while (left > 0) {
+      const limit = Math.min(options.pageSize ?? 10_000, left)
+      const page = await this.rpc(this.master.listKeys({prefix: options.prefix, regex: options.regex, after, limit}), this.deadline(), 'ListKeys')
       for (const k of page.keys) yield k
+      left -= page.keys.length
       if (page.next === undefined || page.keys.length === 0) return
       after = page.next
     }
@@ -954,6 +970,33 @@ class LeaseKeeper {
   stop(): void {
     this.stopped = true
     if (this.timer) clearTimeout(this.timer)
+  }
+}
+
+/** Bounds the bytes of transfers in flight (a transfer larger than the budget runs alone). FIFO. */
+class ByteBudget {
+  private used = 0
+  private readonly waiters: Array<{bytes: number; resolve: () => void}> = []
+
+  constructor(private readonly limit: number) {}
+
+  acquire(bytes: number): Promise<void> | undefined {
+    if (this.waiters.length === 0 && (this.used === 0 || this.used + bytes <= this.limit)) {
+      this.used += bytes
+      return undefined
+    }
+    return new Promise<void>((resolve) => this.waiters.push({bytes, resolve}))
+  }
+
+  release(bytes: number): void {
+    this.used -= bytes
+    while (this.waiters.length > 0) {
+      const head = this.waiters[0]
+      if (this.used !== 0 && this.used + head.bytes > this.limit) break
+      this.waiters.shift()
+      this.used += head.bytes
+      head.resolve()
+    }
   }
 }
 

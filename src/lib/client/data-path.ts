@@ -64,7 +64,7 @@ export interface DataPath {
 }
 
 /** Builds the default data path (the native engine). Loaded lazily so that importing the client stays cheap. */
-export async function createDefaultDataPath(options: {token?: string; host?: string; port?: number; hostId: string}): Promise<DataPath> {
+export async function createDefaultDataPath(options: {token?: string; host?: string; port?: number; hostId: string; grants?: boolean}): Promise<DataPath> {
   const {EngineDataPath} = await import('./engine-data-path.js')
   return new EngineDataPath(options)
 }

@@ -133,6 +133,7 @@ class GrpcMasterClient implements MasterClient {
       // Come back quickly after a master restart (grpc-js starts at 1 s and grows to 120 s).
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 2_000,
+      'grpc-node.flow_control_window': 16 * 1024 * 1024,
     })
   }
 
@@ -215,7 +216,7 @@ class GrpcMasterClient implements MasterClient {
 
   async putStart(req: PutStartRequest): Promise<PutStartResult> {
     // Idempotent through the request id: a retry after a lost reply gets the same placement.
-    return codec.decodePutStartResult(await this.call('PutStart', codec.encodePutStartRequest(req), true))
+    return codec.decodePutStartResult(await this.call('PutStart', codec.encodePutStartRequest(req), req.requestId !== ''))
   }
 
   async putEnd(req: PutEndRequest): Promise<void> {
@@ -227,7 +228,8 @@ class GrpcMasterClient implements MasterClient {
   }
 
   async batchPutStart(reqs: PutStartRequest[]): Promise<ItemResult<PutStartResult>[]> {
-    const res = await this.call('BatchPutStart', {items: reqs.map(codec.encodePutStartRequest)}, true)
+    const idempotent = reqs.every((r) => r.requestId !== '')
+    const res = await this.call('BatchPutStart', {items: reqs.map(codec.encodePutStartRequest)}, idempotent)
     return itemsOf(res, codec.decodePutStartResult)
   }
 

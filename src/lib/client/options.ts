@@ -38,6 +38,11 @@ export interface MooncakeClientOptions {
    * streamed through it slice by slice. @default 64 MiB
    */
   stagingBytes?: number
+  /**
+   * Bytes of transfers this client keeps in flight at once, over all its operations (more
+   * wait their turn): keeps many concurrent large reads from flooding the lanes. @default 64 MiB
+   */
+  maxInflightBytes?: number
   /** Values of at least this size are read from several replicas in parallel. @default 4 MiB */
   multiSourceThreshold?: number
   /** Identity of this machine, compared with replicas' hostId for same-host reads. @default defaultHostId() (machine-id + boot id) */
@@ -72,6 +77,7 @@ export const DEFAULT_CLIENT_OPTIONS = Object.freeze({
   maxParallelSlices: 8,
   stagingBytes: 64 * 2 ** 20,
   multiSourceThreshold: 4 * 2 ** 20,
+  maxInflightBytes: 64 * 2 ** 20,
   coalesce: true,
   maxBatchesInFlight: 4,
   maxBatchSize: 1024,

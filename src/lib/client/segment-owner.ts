@@ -39,6 +39,12 @@ export interface SegmentOwnerOptions {
   hostId?: string
   /** Identity of this owner on the master. @default crypto.randomUUID() */
   clientId?: string
+  /**
+   * Require a master-minted access grant with every request to the segment (its grant key goes
+   * to the master in MountSegment). The master must then be built with `mintGrant: grantMinter`.
+   * @default true
+   */
+  grants?: boolean
   /** A started data path to serve the segment from (shared with a client); else a new engine is started. @default undefined */
   dataPath?: DataPath
 }
@@ -119,6 +125,7 @@ export class SegmentOwner extends EventEmitter {
           hostId,
           host: options.host ?? DEFAULT_SEGMENT_OWNER_OPTIONS.host,
           port: options.port ?? DEFAULT_SEGMENT_OWNER_OPTIONS.port,
+          grants: options.grants ?? true,
         })
         endpoints = await dataPath.start()
       } else {

@@ -30,6 +30,7 @@ interface Waiter {
 
 export class StagingPool {
   readonly regionSize: number
+  private readonly regionCount: number
   private regions: Region[] = []
   private readonly waiters: Waiter[] = []
   private closed = false
@@ -42,11 +43,8 @@ export class StagingPool {
   ) {
     // Regions of at least 4 slices keep fragmentation low; at least one region.
     this.regionSize = Math.max(maxLease, Math.min(totalBytes, Math.max(16 * 2 ** 20, maxLease * 4)))
-    const count = Math.max(1, Math.round(totalBytes / this.regionSize))
-    this.regionCount = count
+    this.regionCount = Math.max(1, Math.round(totalBytes / this.regionSize))
   }
-
-  private readonly regionCount: number
 
   /** Allocates, pre-faults and registers the regions (idempotent). */
   ensure(): void {

@@ -8,7 +8,16 @@
  * - `PinQueue`: soft-pinned objects in pin-deadline order (a FIFO, as every pin lasts the same
  *   softPinTtl), so expired pins move to the plain heap in O(expired).
  */
+import {performance} from 'node:perf_hooks'
+
 import {Obj} from './objects.js'
+
+/** Work allowed to one step of background work: heap operations and a wall-clock deadline. */
+export interface Budget {
+  ops: number
+  /** performance.now() value after which the step stops. */
+  until: number
+}
 
 export class LeaseHeap {
   private keys: Float64Array
@@ -44,9 +53,11 @@ export class LeaseHeap {
 
   /**
    * Pops the entry with the oldest lease if that lease has expired (`lease <= now`), else null.
-   * `budget.ops` is decremented for each heap operation (key fix-ups included).
+   * `budget.ops` is decremented for each heap operation (key fix-ups included); it is set to 0 when
+   * the wall-clock deadline passes, so `budget.ops <= 0` after a null means "out of budget".
    */
-  popExpired(now: number, budget: {ops: number}): Obj | null {
+  popExpired(now: number, budget: Budget): Obj | null {
+    let fixes = 0
     while (this.n > 0) {
       const top = this.objs[0]
       if (top.lease > this.keys[0]) {
@@ -54,6 +65,10 @@ export class LeaseHeap {
         this.down(0)
         budget.ops -= 1
         if (budget.ops <= 0) return null
+        if ((++fixes & 31) === 0 && performance.now() > budget.until) {
+          budget.ops = 0
+          return null
+        }
         continue
       }
       if (this.keys[0] > now) return null

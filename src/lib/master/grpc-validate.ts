@@ -3,6 +3,8 @@
  * invalid UTF-8, numbers beyond 2^53, oversized strings and batches all become INVALID_PARAMS
  * instead of a crash, a hang, or a silently mangled key.
  */
+import {isUtf8} from 'node:buffer'
+
 import {MooncakeError} from '../errors.js'
 
 /** Longest key, in UTF-8 bytes (SPEC S1). */
@@ -66,44 +68,34 @@ export function malformedReason(request: unknown): string | undefined {
   return typeof request === 'object' && request !== null ? (request as Partial<Malformed>)[MALFORMED] : undefined
 }
 
-const REPLACEMENT = '\uFFFD'
-const REPLACEMENT_BYTES = Buffer.from(REPLACEMENT, 'utf8')
+class InvalidUtf8 extends Error {}
 
-function countReplacements(value: unknown, depth = 0): number {
-  if (typeof value === 'string') {
-    let n = 0
-    for (let i = value.indexOf(REPLACEMENT); i !== -1; i = value.indexOf(REPLACEMENT, i + 1)) n++
-    return n
-  }
-  if (depth > 32 || typeof value !== 'object' || value === null || Buffer.isBuffer(value)) return 0
-  let n = 0
-  for (const v of Array.isArray(value) ? value : Object.values(value)) n += countReplacements(v, depth + 1)
-  return n
-}
+/**
+ * protobufjs reads strings with `buf.utf8Slice`, which turns invalid UTF-8 into U+FFFD without a
+ * word. Giving the request buffer a strict utf8Slice catches it during the one decoding pass; only
+ * a string that contains U+FFFD pays for a second look at its bytes.
+ */
+const lenientUtf8Slice = (Buffer.prototype as unknown as {utf8Slice(start: number, end: number): string}).utf8Slice
 
-function countBytes(buf: Buffer, needle: Buffer): number {
-  let n = 0
-  for (let i = buf.indexOf(needle); i !== -1; i = buf.indexOf(needle, i + needle.length)) n++
-  return n
+function strictUtf8Slice(this: Buffer, start: number, end: number): string {
+  const s = lenientUtf8Slice.call(this, start, end)
+  if (s.includes('\uFFFD') && !isUtf8(this.subarray(start, end))) throw new InvalidUtf8()
+  return s
 }
 
 /**
  * Wraps a grpc-js request deserializer: garbage and invalid UTF-8 yield a Malformed marker rather
- * than grpc-js's bare INTERNAL status. protobufjs decodes invalid UTF-8 leniently (as U+FFFD), so a
- * decoded message holding more U+FFFD than the raw bytes spell out had invalid UTF-8 in a string.
+ * than grpc-js's bare INTERNAL status (which carries no ErrorCode).
  */
 export function strictDeserializer<T>(inner: (buf: Buffer) => T): (buf: Buffer) => T | Malformed {
   return (buf) => {
-    let decoded: T
+    const view = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength)
+    Object.defineProperty(view, 'utf8Slice', {value: strictUtf8Slice})
     try {
-      decoded = inner(buf)
+      return inner(view)
     } catch (err) {
+      if (err instanceof InvalidUtf8) return {[MALFORMED]: 'a string field is not valid UTF-8'}
       return {[MALFORMED]: `malformed request: ${err instanceof Error ? err.message : String(err)}`}
     }
-    const replaced = countReplacements(decoded)
-    if (replaced > 0 && replaced > countBytes(buf, REPLACEMENT_BYTES)) {
-      return {[MALFORMED]: 'a string field is not valid UTF-8'}
-    }
-    return decoded
   }
 }

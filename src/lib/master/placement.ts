@@ -26,33 +26,27 @@ export function placeReplicas(
 ): Placement[] {
   const out: Placement[] = []
   const want = req.replicaNum
-  const taken = (s: Segment): boolean => {
-    for (const p of out) if (p.seg === s) return true
-    return false
-  }
-  const tryOn = (s: Segment | undefined): boolean => {
-    if (s === undefined || s.status !== 'OK' || s.allocator === null || taken(s)) return false
-    const handle = s.allocator.alloc(req.size)
-    if (handle < 0) return false
-    out.push({seg: s, handle})
-    return true
-  }
-  if (ok.length === 0) return out
+  const n = ok.length
+  if (n === 0) return out
   if (req.sameNodeHostId !== undefined && req.sameNodeHostId !== '') {
-    const n = ok.length
     const start = Math.floor(random() * n) % n
-    for (let i = 0; i < n && out.length === 0; i++) {
+    for (let i = 0; i < n; i++) {
       const s = ok[(start + i) % n]
-      if (s.hostId === req.sameNodeHostId) tryOn(s)
+      if (s.hostId === req.sameNodeHostId && tryOn(s, req.size, out)) break
     }
   }
-  for (const name of req.preferred) {
-    if (out.length >= want) return out
-    tryOn(byName.get(name))
-  }
+  for (let i = 0; i < req.preferred.length && out.length < want; i++) tryOn(byName.get(req.preferred[i]), req.size, out)
   if (out.length >= want) return out
-  const n = ok.length
   const start = Math.floor(random() * n) % n
-  for (let i = 0; i < n && out.length < want; i++) tryOn(ok[(start + i) % n])
+  for (let i = 0; i < n && out.length < want; i++) tryOn(ok[(start + i) % n], req.size, out)
   return out
+}
+
+function tryOn(s: Segment | undefined, size: number, out: Placement[]): boolean {
+  if (s === undefined || s.status !== 'OK' || s.allocator === null) return false
+  for (let i = 0; i < out.length; i++) if (out[i].seg === s) return false
+  const handle = s.allocator.alloc(size)
+  if (handle < 0) return false
+  out.push({seg: s, handle})
+  return true
 }

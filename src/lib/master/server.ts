@@ -56,6 +56,13 @@ export function isLoopbackHost(host: string): boolean {
 }
 
 function validate(o: MasterServerOptions): void {
+  // Refuse rather than ignore: a master that silently ran without HA or a journal would lose data.
+  if (o.etcd !== undefined && o.etcd.length > 0) {
+    throw new MooncakeError('NOT_SUPPORTED', 'high availability through etcd is not implemented yet: run without --etcd')
+  }
+  if (o.dataDir !== undefined) {
+    throw new MooncakeError('NOT_SUPPORTED', 'the metadata journal (--data-dir) is not implemented yet: run without --data-dir')
+  }
   if (typeof o.host !== 'string' || o.host === '') throw new MooncakeError('INVALID_PARAMS', 'host must not be empty')
   if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65_535) {
     throw new MooncakeError('INVALID_PARAMS', `port must be 0 to 65535 (got ${o.port})`)

@@ -49,7 +49,7 @@ import {
   type ServiceReadyResult,
   type UnmountSegmentRequest,
 } from './api.js'
-import {DiscardHeap, LeaseHeap, PinQueue} from './eviction.js'
+import {DiscardHeap, LeaseHeap, PinQueue, type Budget} from './eviction.js'
 import type {CommittedReplica, Mutation} from './mutations.js'
 import {
   F_CHECKSUM,
@@ -597,7 +597,7 @@ export class MasterService implements MasterCalls {
     return out
   }
 
-  listKeys(req: ListKeysRequest): ListKeysPage {
+  listKeys(req: ListKeysRequest = {}): ListKeysPage {
     const limit = req.limit ?? DEFAULT_LIST_LIMIT
     if (!Number.isSafeInteger(limit) || limit < 1) fail('INVALID_PARAMS', `limit must be a positive integer, not ${limit}`)
     const re = req.regex !== undefined && req.regex !== '' ? compileSearchRegex(req.regex) : undefined
@@ -776,7 +776,7 @@ export class MasterService implements MasterCalls {
   }
 
   /** Drops a segment at once: its replicas are gone, leases notwithstanding (S4). */
-  private unmountNow(seg: Segment, reason: Reason, now: number): void {
+  private unmountNow(seg: Segment, reason: Reason, now: number, syncSweep = true): void {
     if (seg.allocator === null) return
     seg.allocator = null
     seg.status = 'UNMOUNTING'
@@ -791,7 +791,9 @@ export class MasterService implements MasterCalls {
     }
     this.sweepShard = 0
     this.m.sweepPending = true
-    if (this.table.size <= SYNC_SWEEP_LIMIT) this.sweep(Infinity)
+    // Replicas on the segment are unreadable from now on (lookups purge them); erasing the objects
+    // left without replicas happens here for a small table, else in bounded steps of tick().
+    if (syncSweep && this.table.size <= SYNC_SWEEP_LIMIT) this.sweep(Infinity)
   }
 
   private rebuildOk(): void {
@@ -839,7 +841,7 @@ export class MasterService implements MasterCalls {
   private expireClient(c: ClientRecord, now: number): void {
     this.clients.delete(c.id)
     this.m.expiredClients += 1
-    for (const seg of [...c.segments]) this.unmountNow(seg, 'expired', now)
+    for (const seg of [...c.segments]) this.unmountNow(seg, 'expired', now, false)
   }
 
   // --- misc ------------------------------------------------------------------------------------
@@ -899,7 +901,7 @@ export class MasterService implements MasterCalls {
     for (const c of [...this.clients.values()]) if (now > c.deadline) this.expireClient(c, now)
 
     for (const seg of [...this.draining]) {
-      if (now >= seg.maxLease || now >= seg.drainDeadline) this.unmountNow(seg, seg.drainByOperator ? 'operator' : 'owner', now)
+      if (now >= seg.maxLease || now >= seg.drainDeadline) this.unmountNow(seg, seg.drainByOperator ? 'operator' : 'owner', now, false)
     }
     while (this.tombstones.size > 0) {
       const first = this.tombstones.values().next().value as Tombstone
@@ -958,7 +960,7 @@ export class MasterService implements MasterCalls {
     this.round = {base, target, lower, want1, evicted: 0, phase: 1, want2: 0}
   }
 
-  private evictStep(rnow: number, budget: {ops: number; until: number}, force = false): void {
+  private evictStep(rnow: number, budget: Budget, force = false): void {
     if (this.round === null && !force) {
       const ratio = this.usedRatio()
       const wm = this.options.evictionHighWatermarkRatio
@@ -974,7 +976,7 @@ export class MasterService implements MasterCalls {
     let n = 0
     if (r.phase === 1) {
       while (r.evicted < r.want1) {
-        if (budget.ops <= 0 || ((++n & 63) === 0 && performance.now() > budget.until)) return
+        if (budget.ops <= 0 || ((++n & 15) === 0 && performance.now() > budget.until)) return
         const o = this.plainHeap.popExpired(rnow, budget)
         if (o === null) {
           if (budget.ops <= 0) return
@@ -987,7 +989,7 @@ export class MasterService implements MasterCalls {
       r.phase = 2
     }
     while (r.want2 > 0) {
-      if (budget.ops <= 0 || ((++n & 63) === 0 && performance.now() > budget.until)) return
+      if (budget.ops <= 0 || ((++n & 15) === 0 && performance.now() > budget.until)) return
       let o = this.plainHeap.popExpired(rnow, budget)
       if (o === null && budget.ops > 0 && this.options.allowEvictSoftPinnedObjects) o = this.pinnedHeap.popExpired(rnow, budget)
       if (o === null) {
@@ -1008,7 +1010,7 @@ export class MasterService implements MasterCalls {
     const t0 = performance.now()
     const rnow = now - this.epoch
     this.expirePins(rnow, 4096)
-    const budget = {ops: SYNC_EVICT_MAX_OBJECTS * 8}
+    const budget: Budget = {ops: SYNC_EVICT_MAX_OBJECTS * 16, until: t0 + SYNC_EVICT_BUDGET_MS}
     let evicted = 0
     while (evicted < SYNC_EVICT_MAX_OBJECTS && budget.ops > 0) {
       let o = this.plainHeap.popExpired(rnow, budget)
@@ -1020,7 +1022,7 @@ export class MasterService implements MasterCalls {
       })
       if (freed) evicted += 1
       if (fits) break
-      if ((evicted & 63) === 0 && performance.now() - t0 > SYNC_EVICT_BUDGET_MS) break
+      if ((evicted & 15) === 0 && performance.now() > budget.until) break
     }
     this.m.syncEvictions += 1
     const ms = performance.now() - t0
@@ -1045,7 +1047,7 @@ export class MasterService implements MasterCalls {
     return true
   }
 
-  private releaseZombies(rnow: number, budget: {ops: number; until: number}): void {
+  private releaseZombies(rnow: number, budget: Budget): void {
     const timeout = this.options.putStartReleaseTimeoutMs
     let n = 0
     for (const o of this.processing) {
@@ -1179,6 +1181,7 @@ export class MasterService implements MasterCalls {
 
   /** The object under a key, after dropping replicas on unmounted segments (undefined if none is left). */
   private lookup(key: string): Obj | undefined {
+    if (typeof key !== 'string') return undefined
     const o = this.table.get(key)
     if (o === undefined) return undefined
     return this.purge(o) ? o : undefined

@@ -33,6 +33,14 @@ export interface DownloadPlan {
   verify: boolean
   /** Called once per shard after it landed and was verified (write it out, advertise it). */
   landed(shard: ShardLayout): Promise<void>
+  /** A read of the shard from `holder` starts (true) or failed (false): published as a claim. */
+  claim?(index: number, holder: string, claimed: boolean): void
+  /**
+   * Most reads in flight towards one holder, counting the ones other downloaders publish: a
+   * holder's uplink is shared, and fewer, faster reads let shards land (and be re-served)
+   * sooner. @default 4
+   */
+  maxReadsPerHolder?: number
   onEvent?: (event: P2PEvent) => void
 }
 
@@ -44,6 +52,7 @@ export interface DownloadStats {
 interface Holder {
   entry: HolderEntry
   shards: ShardBitmap
+  pending: ShardBitmap | undefined
 }
 
 const BACKOFF_MIN_MS = 100
@@ -138,7 +147,12 @@ export class Downloader {
   private upsert(entry: HolderEntry): void {
     if (entry.peer === this.plan.self) return
     if (entry.payloadId !== this.plan.record.id) return
-    this.holders.set(entry.peer, {entry, shards: ShardBitmap.decode(entry.shards, this.plan.record.shardCount)})
+    const size = this.plan.record.shardCount
+    this.holders.set(entry.peer, {
+      entry,
+      shards: ShardBitmap.decode(entry.shards, size),
+      pending: entry.pending ? ShardBitmap.decode(entry.pending, size) : undefined,
+    })
   }
 
   /** Re-reads the holder set from etcd (coalesced, rate-limited). */
@@ -165,38 +179,64 @@ export class Downloader {
     return !failure || failure.until <= now
   }
 
-  /** Rarest available shard first (random among equals), with its least-loaded holder. */
+  /**
+   * The shard to read next: rarest first, counting holders and other peers' claims, and among
+   * equals one that a partial copy (not only a complete one) can serve; random among ties.
+   * So peers starting together spread over different shards, the seeder's uplink carries
+   * bytes nobody has yet, and peers fetch what others already have from each other.
+   */
   private pick(now: number): {shard: ShardLayout; holder: Holder} | {waitMs: number} {
+    const cap = this.plan.maxReadsPerHolder ?? 4
+    // Reads in flight towards each holder: ours, plus what other downloaders publish.
+    const load = new Map<string, number>(this.inFlightByHolder)
+    for (const [peer, holder] of this.holders) {
+      if (peer === this.plan.self || !holder.entry.reading) continue
+      for (const [target, n] of Object.entries(holder.entry.reading)) load.set(target, (load.get(target) ?? 0) + n)
+    }
+    const open = (peer: string): boolean => this.usable(peer, now) && (load.get(peer) ?? 0) < cap
     let best: ShardLayout | undefined
-    let bestCount = Infinity
+    let bestKey = Infinity
     let ties = 0
     let soonest = Infinity
+    let busy = false
     for (const index of this.pending) {
       if (this.inFlightShards.has(index)) continue
       let count = 0
+      let claims = 0
       let available = 0
+      let partial = false
       for (const [peer, holder] of this.holders) {
+        if (holder.pending?.has(index)) claims++
         if (!holder.shards.has(index)) continue
         count++
-        if (this.usable(peer, now)) available++
-        else soonest = Math.min(soonest, this.failures.get(peer)!.until - now)
+        if (!this.usable(peer, now)) soonest = Math.min(soonest, this.failures.get(peer)!.until - now)
+        else if (!open(peer)) busy = true
+        else {
+          available++
+          if (!holder.shards.complete) partial = true
+        }
       }
       if (available === 0) continue
-      if (count < bestCount) {
+      const key = (count + claims) * 2 + (partial ? 0 : 1)
+      if (key < bestKey) {
         best = this.plan.shards[index]
-        bestCount = count
+        bestKey = key
         ties = 1
-      } else if (count === bestCount && Math.random() * ++ties < 1) {
+      } else if (key === bestKey && Math.random() * ++ties < 1) {
         best = this.plan.shards[index]
       }
     }
-    if (!best) return {waitMs: Number.isFinite(soonest) ? soonest : 1_000}
+    if (!best) {
+      // Holders at their cap publish when a read ends (watch); re-check soon in case of lag.
+      const wait = busy ? 200 : 1_000
+      return {waitMs: Math.min(wait, Number.isFinite(soonest) ? soonest : wait)}
+    }
     let chosen: Holder | undefined
     let chosenScore = Infinity
     let chosenTies = 0
     for (const [peer, holder] of this.holders) {
-      if (!holder.shards.has(best.index) || !this.usable(peer, now)) continue
-      const score = (this.inFlightByHolder.get(peer) ?? 0) * 2 + (holder.shards.complete ? 1 : 0)
+      if (!holder.shards.has(best.index) || !open(peer)) continue
+      const score = (load.get(peer) ?? 0) * 2 + (holder.shards.complete ? 1 : 0)
       if (score < chosenScore) {
         chosen = holder
         chosenScore = score
@@ -264,6 +304,7 @@ export class Downloader {
     const peer = holder.entry.peer
     this.inFlightShards.add(shard.index)
     this.inFlightByHolder.set(peer, (this.inFlightByHolder.get(peer) ?? 0) + 1)
+    plan.claim?.(shard.index, peer, true)
     try {
       const readTimeout = plan.deadline === undefined ? plan.readTimeoutMs : Math.max(1, Math.min(plan.readTimeoutMs, plan.deadline - Date.now()))
       await plan.plane.read(
@@ -305,6 +346,7 @@ export class Downloader {
       plan.onEvent?.({type: 'retry', name: plan.record.name, shard: shard.index, holder: peer, error: `${error.code}: ${error.message}`, attempt: previous + 1})
       void this.refresh()
     } finally {
+      plan.claim?.(shard.index, peer, false)
       this.inFlightShards.delete(shard.index)
       const left = (this.inFlightByHolder.get(peer) ?? 1) - 1
       if (left > 0) this.inFlightByHolder.set(peer, left)

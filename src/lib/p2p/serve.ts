@@ -59,10 +59,15 @@ export type ReplicaKind = 'seed' | 'replica'
 
 export class LocalReplica {
   readonly shards: ShardBitmap
+  /** Shards being downloaded right now (published as claims). */
+  readonly pending = new Set<number>()
+  /** Reads in flight by holder peer (published so others can see each holder's load). */
+  readonly reading = new Map<string, number>()
   private putting: Promise<void> | undefined
   private dirty = false
   private released = false
   private advertised = false
+  private silent = false
 
   constructor(
     readonly record: PayloadRecord,
@@ -77,6 +82,25 @@ export class LocalReplica {
 
   get name(): string {
     return this.record.name
+  }
+
+  /** Records the start (true) or end (false) of a read of shard `index` from `holder`. */
+  track(index: number, holder: string, started: boolean): void {
+    if (started) {
+      this.pending.add(index)
+      this.reading.set(holder, (this.reading.get(holder) ?? 0) + 1)
+    } else {
+      this.pending.delete(index)
+      const left = (this.reading.get(holder) ?? 1) - 1
+      if (left > 0) this.reading.set(holder, left)
+      else this.reading.delete(holder)
+    }
+  }
+
+  private encodePending(): string {
+    const map = new ShardBitmap(this.record.shardCount)
+    for (const index of this.pending) map.set(index)
+    return Buffer.from(map.bits).toString('base64')
   }
 
   /** The holder entry was published by the create transaction (register). */
@@ -97,13 +121,20 @@ export class LocalReplica {
       base: 0,
       shards: this.shards.encode(),
       count: this.shards.count,
+      ...(this.pending.size > 0 ? {pending: this.encodePending()} : {}),
+      ...(this.reading.size > 0 ? {reading: Object.fromEntries(this.reading)} : {}),
       payloadId: this.record.id,
     }
   }
 
+  /** Never advertise this replica (a download that does not serve others). */
+  silence(): void {
+    this.silent = true
+  }
+
   /** Publishes the current shard set (coalesced); resolves when a put covering it is done. */
   advertise(): Promise<void> {
-    if (this.released) return Promise.resolve()
+    if (this.released || this.silent) return Promise.resolve()
     this.dirty = true
     if (!this.putting) this.putting = this.pump()
     return this.putting

@@ -34,6 +34,7 @@ export const P2P_DEFAULTS = Object.freeze({
   port: 0,
   leaseTtlMs: 10_000,
   concurrency: 4,
+  maxReadsPerHolder: 4,
   readTimeoutMs: 60_000,
   stallTimeoutMs: 30_000,
   drainMs: 2_000,
@@ -58,7 +59,11 @@ export class P2PStore {
   private readonly replicas = new Map<string, LocalReplica>()
   /** Names being registered or downloaded right now (the one-replica-per-name rule). */
   private readonly busy = new Set<string>()
+  /** Segments allocated ahead of a download by prepare(). */
+  private readonly prepared = new Map<string, {id: string; segment: DataSegment}>()
   private controlWatcher: Watcher | undefined
+  private readonly controls = new Set<Promise<void>>()
+  private closing = false
   private closed = false
   private regranting: Promise<void> | undefined
 
@@ -68,7 +73,7 @@ export class P2PStore {
     private readonly meta: P2PMetadata,
     private readonly plane: DataPlane,
     private lease: Lease,
-    private readonly options: Required<Pick<P2PStoreOptions, 'leaseTtlMs' | 'concurrency' | 'readTimeoutMs' | 'drainMs' | 'fileChunkSize'>> & {
+    private readonly options: Required<Pick<P2PStoreOptions, 'leaseTtlMs' | 'concurrency' | 'maxReadsPerHolder' | 'readTimeoutMs' | 'drainMs' | 'fileChunkSize'>> & {
       checksums: boolean
       onEvent?: (event: P2PEvent) => void
     },
@@ -100,6 +105,7 @@ export class P2PStore {
       const store = new P2PStore(peerName, clusterId, meta, plane, lease, {
         leaseTtlMs,
         concurrency: options.concurrency ?? P2P_DEFAULTS.concurrency,
+        maxReadsPerHolder: options.maxReadsPerHolder ?? P2P_DEFAULTS.maxReadsPerHolder,
         readTimeoutMs: options.readTimeoutMs ?? P2P_DEFAULTS.readTimeoutMs,
         drainMs: options.drainMs ?? P2P_DEFAULTS.drainMs,
         fileChunkSize: options.fileChunkSize ?? P2P_DEFAULTS.fileChunkSize,
@@ -107,7 +113,7 @@ export class P2PStore {
         onEvent: options.onEvent,
       })
       store.watchLease(lease)
-      store.controlWatcher = await meta.watchControl(peerName, (req, key) => void store.handleControl(req, key))
+      store.controlWatcher = await meta.watchControl(peerName, (req, key) => store.onControl(req, key))
       return store
     } catch (err) {
       await lease?.revoke().catch(() => {})
@@ -211,17 +217,19 @@ export class P2PStore {
 
   /**
    * P5: downloads payload `name` into the destinations (sizes must match the registered
+   * sizeList; `null` keeps the replica in this peer's memory only, a relay that just serves)
    * sizeList) and serves each shard to other peers as soon as it has landed. The replica keeps
    * being served after the download until deleteReplica(name) or close().
    */
-  async getReplica(name: string, destinations: readonly P2PDestination[], options: GetReplicaOptions = {}): Promise<GetReplicaResult> {
+  async getReplica(name: string, destinations: readonly P2PDestination[] | null, options: GetReplicaOptions = {}): Promise<GetReplicaResult> {
     this.ensureOpen()
     validatePayloadName(name)
     const started = Date.now()
     const record = await this.meta.getPayload(name)
     if (!record) throw new MooncakeError('PAYLOAD_NOT_FOUND', `payload "${name}" is not registered`)
-    if (!Array.isArray(destinations)) throw new MooncakeError('INVALID_PARAMS', 'destinations must be a list')
-    checkSizes(name, record.sizeList, DestinationSet.sizesOf(destinations, record.sizeList))
+    if (destinations !== null && !Array.isArray(destinations)) throw new MooncakeError('INVALID_PARAMS', 'destinations must be a list (or null)')
+    if (destinations !== null) checkSizes(name, record.sizeList, DestinationSet.sizesOf(destinations, record.sizeList))
+    const advertise = options.advertise ?? true
     this.claimLocal(name)
     let replica: LocalReplica | undefined
     let files: DestinationSet | undefined
@@ -230,10 +238,14 @@ export class P2PStore {
       if (shards.length !== record.shardCount) {
         throw new MooncakeError('DESERIALIZE_FAIL', `payload "${name}" record is inconsistent (${record.shardCount} shards recorded, ${shards.length} computed)`)
       }
-      const segment = await this.plane.createSegment(this.segmentName(name), record.totalSize)
+      const ready = this.prepared.get(name)
+      this.prepared.delete(name)
+      if (ready && ready.id !== record.id) await ready.segment.close().catch(() => {})
+      const segment = ready?.id === record.id ? ready.segment : await this.plane.createSegment(this.segmentName(name), record.totalSize)
       replica = this.newReplica(record, 'replica', segment)
       this.replicas.set(name, replica)
-      files = await DestinationSet.open(destinations, record.sizeList)
+      if (!advertise) replica.silence()
+      if (destinations !== null) files = await DestinationSet.open(destinations, record.sizeList)
       let done = 0
       const target = replica
       const sink = files
@@ -251,16 +263,21 @@ export class P2PStore {
         signal: options.signal,
         verify: this.options.checksums,
         onEvent: this.options.onEvent,
+        maxReadsPerHolder: this.options.maxReadsPerHolder,
+        claim: (index, holder, started) => {
+          target.track(index, holder, started)
+          void target.advertise()
+        },
         landed: async (shard) => {
           target.shards.set(shard.index)
           void target.advertise()
-          await sink.write(shard.part, shard.partOffset, segment.window(shard.offset, shard.length))
+          await sink?.write(shard.part, shard.partOffset, segment.window(shard.offset, shard.length))
           done += shard.length
           options.onProgress?.(done, record.totalSize)
         },
       })
       const stats = await downloader.run()
-      await files.commit()
+      await files?.commit()
       files = undefined
       await replica.advertise()
       return {name, bytes: record.totalSize, seconds: (Date.now() - started) / 1000, bytesByHolder: stats.bytesByHolder, retries: stats.retries}
@@ -271,6 +288,21 @@ export class P2PStore {
     } finally {
       this.busy.delete(name)
     }
+  }
+
+  /**
+   * Allocates (and pre-faults) the memory a later getReplica(name) downloads into, so that
+   * cost (about 0.3-1.5 s per GiB on a VM) is paid before the payload is needed.
+   */
+  async prepare(name: string): Promise<void> {
+    this.ensureOpen()
+    const record = await this.meta.getPayload(name)
+    if (!record) throw new MooncakeError('PAYLOAD_NOT_FOUND', `payload "${name}" is not registered`)
+    if (this.replicas.has(name)) throw new MooncakeError('REPLICA_ALREADY_EXISTS', `peer "${this.peerName}" already holds "${name}"`)
+    const previous = this.prepared.get(name)
+    if (previous?.id === record.id) return
+    await previous?.segment.close().catch(() => {})
+    this.prepared.set(name, {id: record.id, segment: await this.plane.createSegment(this.segmentName(name), record.totalSize)})
   }
 
   /** P6: stops serving this peer's downloaded replica of `name`. */
@@ -286,9 +318,14 @@ export class P2PStore {
 
   /** Stops serving everything, revokes the lease (peer and holder keys go at once), closes etcd. */
   async close(): Promise<void> {
-    if (this.closed) return
-    this.closed = true
+    if (this.closing) return
+    this.closing = true
     await this.controlWatcher?.cancel().catch(() => {})
+    // Requests being handled finish and are acknowledged first.
+    await Promise.allSettled([...this.controls])
+    this.closed = true
+    for (const {segment} of this.prepared.values()) await segment.close().catch(() => {})
+    this.prepared.clear()
     const replicas = [...this.replicas.values()]
     // Holder keys first, all at once, then one drain for all of them.
     await Promise.all(replicas.map((r) => this.releaseLocal(r, 'close', 0)))
@@ -343,6 +380,12 @@ export class P2PStore {
     } catch (err) {
       this.options.onEvent?.({type: 'warning', message: `cleanup of "${record.name}": ${(err as Error).message}`})
     }
+  }
+
+  private onControl(req: ControlRequest, key: string): void {
+    if (this.closing) return
+    const handling = this.handleControl(req, key).finally(() => this.controls.delete(handling))
+    this.controls.add(handling)
   }
 
   private async handleControl(req: ControlRequest, key: string): Promise<void> {

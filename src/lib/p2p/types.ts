@@ -64,6 +64,13 @@ export interface HolderEntry {
   shards: 'all' | string
   /** Number of shards held. */
   count: number
+  /**
+   * Base64 bitmap of the shards the peer is downloading right now (claims): others prefer
+   * different shards, so the seeder's uplink is not spent twice on the same bytes.
+   */
+  pending?: string
+  /** Reads the peer has in flight, by holder peer: others add them up to see each holder's load. */
+  reading?: Record<string, number>
   /** Read grant for the payload's range of the segment, when the engine uses grants (hex). */
   grant?: string
   /** Id of the payload registration this replica belongs to. */
@@ -110,6 +117,8 @@ export interface P2PStoreOptions {
   leaseTtlMs?: number
   /** Shards downloaded at the same time by one getReplica. @default 4 */
   concurrency?: number
+  /** Most reads in flight towards one holder, all downloaders together (as published). @default 4 */
+  maxReadsPerHolder?: number
   /** Deadline of one shard read from one holder. @default 60_000 */
   readTimeoutMs?: number
   /** How long unregister/deleteReplica wait for reads in flight before releasing memory. @default 2_000 */
@@ -144,6 +153,11 @@ export interface GetReplicaOptions {
   stallTimeoutMs?: number
   /** Progress callback: bytes landed so far, total bytes. */
   onProgress?: (done: number, total: number) => void
+  /**
+   * Serve the shards to other peers as they land and after the download. False makes a
+   * download that serves nobody (the single-source baseline of the benchmark). @default true
+   */
+  advertise?: boolean
   /** Aborts the download (the error is INTERRUPTED). */
   signal?: AbortSignal
 }

@@ -13,6 +13,8 @@ interface Registration {
   buffer: Uint8Array
   start: number
   end: number
+  /** Being unregistered: new requests on it are refused. */
+  closing: boolean
 }
 
 /**
@@ -122,12 +124,12 @@ export class TransferEngine {
 
   /** Lets transfers read and write `buffer` in place. Empty or overlapping registrations are refused. */
   registerLocalMemory(buffer: Uint8Array): void {
-    const {native} = this.#running()
+    const {native, id} = this.#running()
     if (!(buffer instanceof Uint8Array)) throw new MooncakeError('INVALID_PARAMS', 'registerLocalMemory expects a Buffer or Uint8Array')
     if (buffer.length === 0) throw new MooncakeError('INVALID_PARAMS', 'cannot register an empty buffer')
-    callNative(() => native.memoryRegister(buffer))
+    callNative(() => native.memoryRegister(id, buffer))
     const list = this.#registered.get(buffer.buffer) ?? []
-    list.push({buffer, start: buffer.byteOffset, end: buffer.byteOffset + buffer.length})
+    list.push({buffer, start: buffer.byteOffset, end: buffer.byteOffset + buffer.length, closing: false})
     this.#registered.set(buffer.buffer, list)
   }
 
@@ -136,11 +138,13 @@ export class TransferEngine {
     const list = this.#registered.get(buffer.buffer)
     const index = list?.findIndex((r) => r.buffer === buffer || (r.start === buffer.byteOffset && r.end === buffer.byteOffset + buffer.length)) ?? -1
     if (!list || index < 0) throw new MooncakeError('INVALID_PARAMS', 'the buffer is not registered with this engine')
-    const native = loadNative()
-    while (!callNative(() => native.memoryUnregister(list[index].buffer))) {
+    const registration = list[index]
+    registration.closing = true
+    const {native, id} = this.#running()
+    while (!callNative(() => native.memoryUnregister(id, registration.buffer))) {
       await Promise.allSettled([...this.#inflight])
     }
-    list.splice(index, 1)
+    list.splice(list.indexOf(registration), 1)
     if (list.length === 0) this.#registered.delete(buffer.buffer)
   }
 
@@ -156,7 +160,9 @@ export class TransferEngine {
     if (localOffset + r.length > r.local.length) return `local range [${localOffset}, +${r.length}) is outside the local buffer of ${r.local.length} bytes`
     const start = r.local.byteOffset + localOffset
     const regs = this.#registered.get(r.local.buffer)
-    if (!regs?.some((g) => start >= g.start && start + r.length <= g.end)) return 'local memory is not inside a registered buffer (registerLocalMemory)'
+    const reg = regs?.find((g) => start >= g.start && start + r.length <= g.end)
+    if (!reg) return 'local memory is not inside a registered buffer (registerLocalMemory)'
+    if (reg.closing) return 'the registered buffer is being unregistered'
     return undefined
   }
 
@@ -283,7 +289,7 @@ export class TransferEngine {
     native.engineClose(this.#id!)
     await Promise.allSettled([...this.#inflight])
     for (const segment of [...this.#segments.values()]) segment.close()
-    for (const list of this.#registered.values()) for (const r of list) native.memoryUnregister(r.buffer)
+    native.engineRelease(this.#id!)
     this.#registered.clear()
     this.#state = 'closed'
   }

@@ -77,14 +77,16 @@ export interface NativeBinding {
   engineCreate(options: NativeEngineOptions): number
   engineStart(engine: number): string[]
   engineClose(engine: number): void
+  /** Drops the engine's registrations (after its last batch completed). */
+  engineRelease(engine: number): void
   engineCloseListener(engine: number, host: string): boolean
   engineStats(engine: number): NativeEngineStats
   segmentCreate(engine: number, name: string, size: number, grants: boolean): {handle: number; path: string; grantKey?: Buffer}
   segmentClose(handle: number): void
   segmentWindow(handle: number, offset: number, length: number): Buffer
-  memoryRegister(buffer: Uint8Array): void
+  memoryRegister(engine: number, buffer: Uint8Array): void
   /** true = removed; false = still used by batches in flight (now refused for new ones). */
-  memoryUnregister(buffer: Uint8Array): boolean
+  memoryUnregister(engine: number, buffer: Uint8Array): boolean
   submit(
     engine: number,
     peers: string[][],

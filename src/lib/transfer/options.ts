@@ -26,8 +26,10 @@ export interface TransferEngineOptions {
    */
   lanesPerPeer?: number
   /**
-   * Native threads that move client slices (TCP lanes and same-host memcpy).
-   * @default 4
+   * Native threads that move client slices (TCP lanes and same-host memcpy), shared by all
+   * peers. Keep it above lanesPerPeer: a frozen peer can hold up to lanesPerPeer of them until
+   * its requests' deadline.
+   * @default 8
    */
   clientThreads?: number
   /**
@@ -86,7 +88,7 @@ export const TRANSFER_DEFAULTS: ResolvedTransferEngineOptions = {
   port: 0,
   token: '',
   lanesPerPeer: 4,
-  clientThreads: 4,
+  clientThreads: 8,
   serverThreads: 4,
   sliceSize: 1 << 20,
   requestTimeoutMs: 30_000,

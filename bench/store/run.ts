@@ -1,0 +1,307 @@
+/**
+ * Store benchmark: put/get throughput and latency through MooncakeClient, against Redis
+ * measured in the same run on the same machine.
+ *
+ *   node --import tsx bench/store/run.ts [--transport tcp|auto|both] [--quick] [--no-redis] [--json]
+ *
+ * A master and a segment owner run as separate node processes; the client (this process)
+ * runs 1, 8 or 64 concurrent callers. Values are pre-generated in registered memory and gets
+ * land in registered buffers (zero copy, as an inference engine would use it). 4 KiB values are
+ * also measured through batchPut/batchGet. Redis: Debian redis-server on loopback with
+ * persistence off, driven by redis-benchmark at the same value sizes.
+ */
+import {execFileSync, spawn} from 'node:child_process'
+import {randomFillSync} from 'node:crypto'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
+import {MooncakeClient} from '../../src/lib/client/client.js'
+import type {TransportMode} from '../../src/lib/client/options.js'
+import {freePort, killAll, startFixture} from '../../test/helpers/processes.js'
+
+const KiB = 1024
+const MiB = 1024 * KiB
+const argv = process.argv.slice(2)
+const flag = (name: string) => argv.includes(`--${name}`)
+const opt = (name: string, dflt: string) => {
+  const i = argv.indexOf(`--${name}`)
+  return i >= 0 && argv[i + 1] ? argv[i + 1] : dflt
+}
+const JSON_OUT = flag('json')
+const QUICK = flag('quick')
+const transports: TransportMode[] = opt('transport', 'both') === 'both' ? ['tcp', 'auto'] : [opt('transport', 'both') as TransportMode]
+const SIZES = (process.env.BENCH_SIZES ?? "4096,65536,1048576,16777216").split(",").map(Number)
+const CONCURRENCY = [1, 8, 64]
+const PHASE_MS = QUICK ? 300 : 700
+const SEGMENT_SIZE = 3 * 1024 * MiB
+/** Most bytes one put phase stores before the pool is cleared. */
+const PUT_BUDGET = 1536 * MiB
+
+const log = (...a: unknown[]) => {
+  if (!JSON_OUT) console.error(...a)
+}
+
+interface Row {
+  system: 'mooncake' | 'redis'
+  transport?: TransportMode
+  op: string
+  size: number
+  concurrency: number
+  pipeline?: number
+  opsPerSec: number
+  gbPerSec: number
+  p50Ms: number
+  p99Ms: number
+}
+
+function pct(sorted: number[], p: number): number {
+  if (sorted.length === 0) return 0
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]
+}
+
+function row(system: Row['system'], op: string, size: number, concurrency: number, ops: number, seconds: number, lat: number[], extra: Partial<Row> = {}): Row {
+  lat.sort((a, b) => a - b)
+  return {system, op, size, concurrency, opsPerSec: ops / seconds, gbPerSec: (ops * size) / seconds / 1e9, p50Ms: pct(lat, 50), p99Ms: pct(lat, 99), ...extra}
+}
+
+async function benchMooncake(address: string, transport: TransportMode, source: Buffer, dests: Buffer[]): Promise<Row[]> {
+  const client = await MooncakeClient.connect({masterAddress: address, transport, timeoutMs: 60_000})
+  const rows: Row[] = []
+  try {
+    await client.registerLocalMemory(source)
+    for (const d of dests) await client.registerLocalMemory(d)
+    for (const size of SIZES) {
+      for (const conc of CONCURRENCY) {
+        const prefix = `b/${transport}/${size}/${conc}/`
+        const maxKeys = Math.max(conc, Math.floor(PUT_BUDGET / size))
+        const spread = Math.max(1, Math.floor((source.length - size) / 4096))
+        // put phase
+        let next = 0
+        const putLat: number[] = []
+        const t0 = performance.now()
+        const deadline = t0 + PHASE_MS
+        await Promise.all(
+          Array.from({length: conc}, async () => {
+            while (performance.now() < deadline && next < maxKeys) {
+              const i = next++
+              const off = (i % spread) * 4096
+              const s = performance.now()
+              await client.put(prefix + i, source.subarray(off, off + size))
+              putLat.push(performance.now() - s)
+            }
+          }),
+        )
+        const putSec = (performance.now() - t0) / 1000
+        const stored = next
+        rows.push(row('mooncake', 'put', size, conc, stored, putSec, putLat, {transport}))
+        // get phase
+        let done = 0
+        const getLat: number[] = []
+        const g0 = performance.now()
+        const gDeadline = g0 + PHASE_MS
+        await Promise.all(
+          Array.from({length: conc}, async (_, c) => {
+            const dest = dests[c]
+            let i = c
+            while (performance.now() < gDeadline) {
+              const s = performance.now()
+              await client.getInto(prefix + (i % stored), dest)
+              getLat.push(performance.now() - s)
+              i += conc
+              done++
+            }
+          }),
+        )
+        rows.push(row('mooncake', 'get', size, conc, done, (performance.now() - g0) / 1000, getLat, {transport}))
+        await client.removeAll({force: true})
+        const last = rows.slice(-2)
+        log(`mooncake ${transport} ${fmtSize(size)} c=${conc}: put ${fmtOps(last[0].opsPerSec)} (${last[0].gbPerSec.toFixed(2)} GB/s), get ${fmtOps(last[1].opsPerSec)} (${last[1].gbPerSec.toFixed(2)} GB/s)`)
+      }
+    }
+    // 4 KiB through batchPut / batchGet: 8 callers, 256 keys per batch
+    const size = 4 * KiB
+    const batch = 256
+    const callers = 8
+    let n = 0
+    const bpLat: number[] = []
+    const t0 = performance.now()
+    const deadline = t0 + PHASE_MS * 2
+    await Promise.all(
+      Array.from({length: callers}, async () => {
+        while (performance.now() < deadline) {
+          const base = n
+          n += batch
+          const items = Array.from({length: batch}, (_, j) => ({key: `bb/${transport}/${base + j}`, value: source.subarray((base + j) * 64, (base + j) * 64 + size)}))
+          const s = performance.now()
+          const res = await client.batchPut(items)
+          bpLat.push(performance.now() - s)
+          if (!res.every((r) => r.ok)) throw new Error(`batchPut failed: ${JSON.stringify(res.find((r) => !r.ok))}`)
+        }
+      }),
+    )
+    rows.push(row('mooncake', 'batchPut', size, callers, n, (performance.now() - t0) / 1000, bpLat, {transport, pipeline: batch}))
+    const stored = n
+    let got = 0
+    const bgLat: number[] = []
+    const g0 = performance.now()
+    const gDeadline = g0 + PHASE_MS * 2
+    await Promise.all(
+      Array.from({length: callers}, async (_, c) => {
+        let i = c * batch
+        while (performance.now() < gDeadline) {
+          const keys = Array.from({length: batch}, (_, j) => `bb/${transport}/${(i + j) % stored}`)
+          const s = performance.now()
+          const res = await client.batchGet(keys)
+          bgLat.push(performance.now() - s)
+          if (!res.every((r) => r.ok)) throw new Error('batchGet failed')
+          got += batch
+          i += callers * batch
+        }
+      }),
+    )
+    rows.push(row('mooncake', 'batchGet', size, callers, got, (performance.now() - g0) / 1000, bgLat, {transport, pipeline: batch}))
+    await client.removeAll({force: true})
+    const last = rows.slice(-2)
+    log(`mooncake ${transport} 4KiB batch x${batch} c=${callers}: batchPut ${fmtOps(last[0].opsPerSec)}, batchGet ${fmtOps(last[1].opsPerSec)}`)
+  } finally {
+    await client.close()
+  }
+  return rows
+}
+
+async function benchRedis(): Promise<Row[]> {
+  const port = await freePort()
+  const dir = mkdtempSync(path.join(tmpdir(), 'mc-bench-redis-'))
+  const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no'], {stdio: 'ignore'})
+  const rows: Row[] = []
+  try {
+    for (let i = 0; i < 100; i++) {
+      try {
+        execFileSync('redis-cli', ['-p', String(port), 'ping'], {stdio: 'pipe'})
+        break
+      } catch {
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    }
+    const configs: Array<{size: number; c: number; P: number; n: number}> = []
+    for (const size of SIZES) {
+      if (size <= 64 * KiB) {
+        configs.push({size, c: 50, P: 1, n: size <= 4 * KiB ? 100_000 : 40_000})
+        configs.push({size, c: 50, P: 16, n: size <= 4 * KiB ? 400_000 : 60_000})
+      } else {
+        const n = size >= 16 * MiB ? 150 : 3000
+        configs.push({size, c: 4, P: 1, n})
+        configs.push({size, c: 50, P: 1, n})
+      }
+    }
+    for (const cfg of configs) {
+      const n = QUICK ? Math.max(50, Math.floor(cfg.n / 4)) : cfg.n
+      const out = execFileSync(
+        'redis-benchmark',
+        ['-h', '127.0.0.1', '-p', String(port), '-t', 'set,get', '-d', String(cfg.size), '-n', String(n), '-c', String(cfg.c), '-P', String(cfg.P), '--csv'],
+        {encoding: 'utf8', maxBuffer: 16 * MiB, timeout: 120_000},
+      )
+      for (const line of out.split('\n')) {
+        const cols = line.split(',').map((c) => c.replace(/"/g, ''))
+        if (cols[0] !== 'SET' && cols[0] !== 'GET') continue
+        const rps = Number(cols[1])
+        rows.push({system: 'redis', op: cols[0] === 'SET' ? 'put' : 'get', size: cfg.size, concurrency: cfg.c, pipeline: cfg.P, opsPerSec: rps, gbPerSec: (rps * cfg.size) / 1e9, p50Ms: Number(cols[4]), p99Ms: Number(cols[6])})
+      }
+      const last = rows.slice(-2)
+      log(`redis ${fmtSize(cfg.size)} c=${cfg.c} P=${cfg.P}: SET ${fmtOps(last[0]?.opsPerSec ?? 0)}, GET ${fmtOps(last[1]?.opsPerSec ?? 0)}`)
+    }
+  } finally {
+    server.kill('SIGTERM')
+    await new Promise((r) => server.once('exit', r))
+    rmSync(dir, {recursive: true, force: true})
+  }
+  return rows
+}
+
+function fmtSize(n: number): string {
+  return n >= MiB ? `${n / MiB}MiB` : `${n / KiB}KiB`
+}
+
+function fmtOps(n: number): string {
+  return n >= 1000 ? `${(n / 1000).toFixed(1)}k/s` : `${n.toFixed(0)}/s`
+}
+
+function best(rows: Row[], system: Row['system'], op: string, size: number, filter: (r: Row) => boolean = () => true): Row | undefined {
+  return rows.filter((r) => r.system === system && r.op === op && r.size === size && filter(r)).sort((a, b) => b.opsPerSec - a.opsPerSec)[0]
+}
+
+interface Target {
+  name: string
+  ours: number
+  redis: number
+  want: number
+  ratio: number
+  ok: boolean
+}
+
+function targets(rows: Row[]): Target[] {
+  const out: Target[] = []
+  const add = (name: string, ours: Row | undefined, redis: Row | undefined, want: number) => {
+    if (!ours || !redis) return
+    const ratio = ours.opsPerSec / redis.opsPerSec
+    out.push({name, ours: ours.opsPerSec, redis: redis.opsPerSec, want, ratio, ok: ratio >= want})
+  }
+  for (const size of [MiB, 16 * MiB]) {
+    for (const op of ['put', 'get']) {
+      const redisBest = best(rows, 'redis', op, size)
+      add(`${fmtSize(size)} ${op}, 8 clients, tcp vs Redis best`, best(rows, 'mooncake', op, size, (r) => r.transport === 'tcp' && r.concurrency === 8), redisBest, 1)
+      add(`${fmtSize(size)} ${op}, 8 clients, same-host vs 2x Redis best`, best(rows, 'mooncake', op, size, (r) => r.transport === 'auto' && r.concurrency === 8), redisBest, 2)
+    }
+  }
+  for (const [ours, theirs] of [['batchPut', 'put'], ['batchGet', 'get']]) {
+    add(`4KiB ${ours} (tcp) vs Redis c=50 P=1`, best(rows, 'mooncake', ours, 4 * KiB, (r) => r.transport === 'tcp'), best(rows, 'redis', theirs, 4 * KiB, (r) => r.pipeline === 1), 1)
+  }
+  return out
+}
+
+function printTable(rows: Row[], goals: Target[]): void {
+  const lines: string[] = []
+  lines.push('| system | transport | op | value | callers | pipeline | ops/s | GB/s | p50 ms | p99 ms |')
+  lines.push('|---|---|---|---|---|---|---|---|---|---|')
+  for (const r of rows) {
+    lines.push(
+      `| ${r.system} | ${r.transport ?? '-'} | ${r.op} | ${fmtSize(r.size)} | ${r.concurrency} | ${r.pipeline ?? 1} | ${Math.round(r.opsPerSec)} | ${r.gbPerSec.toFixed(2)} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} |`,
+    )
+  }
+  lines.push('')
+  lines.push('| target | mooncake ops/s | redis ops/s | ratio | wanted | met |')
+  lines.push('|---|---|---|---|---|---|')
+  for (const g of goals) lines.push(`| ${g.name} | ${Math.round(g.ours)} | ${Math.round(g.redis)} | ${g.ratio.toFixed(2)} | >= ${g.want} | ${g.ok ? 'yes' : 'NO'} |`)
+  console.log(lines.join('\n'))
+}
+
+async function main(): Promise<void> {
+  const started = Date.now()
+  const master = await startFixture<{address: string}>('test/integration/fixtures/client-master.ts', [JSON.stringify({})])
+  await startFixture('test/integration/fixtures/segment-owner.ts', [JSON.stringify({masterAddress: master.ready.address, size: SEGMENT_SIZE})], {timeoutMs: 120_000})
+  log(`master ${master.ready.address}, segment ${SEGMENT_SIZE / MiB} MiB ready in ${Date.now() - started} ms`)
+  const source = Buffer.allocUnsafeSlow(64 * MiB)
+  randomFillSync(source)
+  const dests = Array.from({length: Math.max(...CONCURRENCY)}, () => Buffer.alloc(Math.max(...SIZES)))
+  const rows: Row[] = []
+  try {
+    for (const transport of transports) rows.push(...(await benchMooncake(master.ready.address, transport, source, dests)))
+  } finally {
+    await killAll()
+  }
+  if (!flag('no-redis')) rows.push(...(await benchRedis()))
+  const goals = targets(rows)
+  const seconds = (Date.now() - started) / 1000
+  if (JSON_OUT) console.log(JSON.stringify({seconds, rows, targets: goals}))
+  else {
+    printTable(rows, goals)
+    console.log(`\n(${seconds.toFixed(0)} s)`)
+  }
+}
+
+main().catch(async (err) => {
+  console.error(err)
+  await killAll()
+  process.exit(1)
+})

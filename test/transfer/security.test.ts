@@ -1,0 +1,222 @@
+// Grants, cluster tokens and hostile frames against a live owner process.
+import {randomBytes} from 'node:crypto'
+
+import {test} from 'uvu'
+import * as assert from 'uvu/assert'
+
+import {ErrorCode} from '../../src/lib/errors.js'
+import {mintGrant, TransferEngine, type Grant, type TransferTransport} from '../../src/lib/transfer/index.js'
+import {killAllOwners, pseudoRandom, spawnOwner, type Owner} from './helpers.js'
+import {encodeRequest, RawConn} from './wire.js'
+
+const MiB = 1 << 20
+const clients: TransferEngine[] = []
+let granted: Owner
+let open: Owner
+let tokened: Owner
+let buf: Buffer
+
+async function client(token?: string): Promise<TransferEngine> {
+  const e = new TransferEngine({listenHosts: [], token})
+  await e.start()
+  e.registerLocalMemory(buf)
+  clients.push(e)
+  return e
+}
+
+test.before(async () => {
+  buf = pseudoRandom(4 * MiB, 3)
+  ;[granted, open, tokened] = await Promise.all([
+    spawnOwner(['--size', String(4 * MiB)]),
+    spawnOwner(['--size', String(4 * MiB), '--no-grants']),
+    spawnOwner(['--size', String(4 * MiB), '--no-grants', '--token', 'cluster-secret']),
+  ])
+})
+
+test.after(async () => {
+  for (const e of clients) await e.close()
+  await killAllOwners()
+})
+
+const TRANSPORTS: TransferTransport[] = ['tcp', 'memcpy']
+
+test('grants: a valid grant works; missing, expired, forged, tampered, too small or wrong-op grants are refused', async () => {
+  const engine = await client()
+  const peer = granted.ready.endpoints
+  const key = granted.grantKey
+  const now = Date.now()
+  const good = mintGrant(key, {segment: 'seg', offset: MiB, length: MiB, ops: ['read', 'write'], expiresAt: now + 600_000})
+  const cases: Array<[string, Grant | undefined, 'read' | 'write', number, number]> = [
+    ['valid write', good, 'write', MiB, MiB],
+    ['valid read', good, 'read', MiB + 100, 1000],
+    ['missing', undefined, 'read', MiB, 10],
+    ['expired', mintGrant(key, {segment: 'seg', offset: 0, length: 4 * MiB, ops: ['read'], expiresAt: now - 1}), 'read', 0, 10],
+    ['other key', mintGrant(randomBytes(32), {segment: 'seg', offset: 0, length: 4 * MiB, ops: ['read'], expiresAt: now + 600_000}), 'read', 0, 10],
+    ['tampered length', {...good, length: 4 * MiB}, 'read', MiB, 3 * MiB],
+    ['tampered expiry', {...mintGrant(key, {segment: 'seg', offset: 0, length: 10, ops: ['read'], expiresAt: now - 1}), expiresAt: now + 600_000}, 'read', 0, 10],
+    ['signed for another segment', {...mintGrant(key, {segment: 'other', offset: 0, length: 4 * MiB, ops: ['read'], expiresAt: now + 600_000}), segment: 'seg'}, 'read', 0, 10],
+    ['range starts before', good, 'read', MiB - 1, 10],
+    ['range ends after', good, 'read', 2 * MiB - 5, 10],
+    ['read-only grant, write', mintGrant(key, {segment: 'seg', offset: 0, length: 4 * MiB, ops: ['read'], expiresAt: now + 600_000}), 'write', 0, 10],
+  ]
+  for (const transport of TRANSPORTS) {
+    const results = await engine.submit(
+      cases.map(([, grant, op, offset, length]) => ({op, local: buf, peer, segment: 'seg', offset, length, grant})),
+      {transport},
+    )
+    results.forEach((r, i) => {
+      const name = `${transport}: ${cases[i][0]}`
+      if (i < 2) assert.equal(r, {ok: true, via: transport}, name)
+      else assert.is(r.ok ? 'ok' : r.code, 'ACCESS_DENIED', name)
+    })
+  }
+})
+
+test('token: missing or wrong token refused, right token accepted (TCP and memcpy)', async () => {
+  const peer = tokened.ready.endpoints
+  const req = {op: 'write' as const, local: buf, peer, segment: 'seg', offset: 0, length: MiB}
+  for (const transport of TRANSPORTS) {
+    for (const token of [undefined, 'wrong-secret']) {
+      const engine = await client(token)
+      const [r] = await engine.submit([req], {transport})
+      assert.is(r.ok ? 'ok' : r.code, 'UNAUTHENTICATED', `${transport} with ${token ?? 'no token'}`)
+    }
+    const engine = await client('cluster-secret')
+    const [r] = await engine.submit([req], {transport})
+    assert.equal(r, {ok: true, via: transport})
+  }
+  const {stats} = await tokened.command<{stats: {server: {authFailures: number}}}>('stats')
+  assert.ok(stats.server.authFailures >= 4)
+})
+
+test('token: a client with a token refuses a server that cannot prove it', async () => {
+  const engine = await client('cluster-secret')
+  const [r] = await engine.submit([{op: 'read', local: buf, peer: open.ready.endpoints, segment: 'seg', offset: 0, length: 10}], {transport: 'tcp'})
+  assert.is(r.ok ? 'ok' : r.code, 'UNAUTHENTICATED')
+})
+
+test('token: a forged proof is refused on the raw wire', async () => {
+  const conn = await RawConn.open(tokened.ready.endpoints[0])
+  const r = await conn.handshake('not-the-token')
+  assert.is(r.status, ErrorCode.UNAUTHENTICATED)
+  await conn.waitClosed()
+  const ok = await RawConn.open(tokened.ready.endpoints[0])
+  const good = await ok.handshake('cluster-secret')
+  assert.is(good.status, 0)
+  assert.is(good.payload.length, 32, 'the server proves the token back')
+  ok.close()
+})
+
+test('hostile frames get an error and a closed connection; the server keeps serving', async () => {
+  const endpoint = open.ready.endpoints[0]
+  const name = 'seg'
+  const frames: Array<[string, Buffer]> = [
+    ['bad magic', encodeRequest({magic: 0xdeadbeef, op: 1, offset: 0n, length: 10n, segment: name})],
+    ['bad version', encodeRequest({version: 9, op: 1, offset: 0n, length: 10n, segment: name})],
+    ['unknown op', encodeRequest({op: 77, offset: 0n, length: 10n, segment: name})],
+    ['huge length', encodeRequest({op: 2, offset: 0n, length: 1n << 62n, segment: name})],
+    ['length just above the limit', encodeRequest({op: 1, offset: 0n, length: (64n << 20n) + 1n, segment: name})],
+    ['empty segment name', encodeRequest({op: 1, offset: 0n, length: 10n, segment: ''})],
+    ['bad checksum', encodeRequest({op: 1, offset: 0n, length: 10n, segment: name, badCrc: true})],
+    ['unknown flags', encodeRequest({op: 1, flags: 0x80, offset: 0n, length: 10n, segment: name})],
+    ['name length larger than sent, then close', encodeRequest({op: 1, offset: 0n, length: 10n, segment: name, nameLength: 255})],
+    ['garbage', randomBytes(4096)],
+  ]
+  for (const [what, frame] of frames) {
+    const conn = await RawConn.open(endpoint)
+    assert.is((await conn.handshake()).status, 0)
+    conn.write(frame)
+    if (what.endsWith('then close')) conn.socket.end()
+    const head = await conn.read(32)
+    if (head.length === 32) assert.is(head.readInt32LE(16), ErrorCode.INVALID_PARAMS, what)
+    await conn.waitClosed()
+  }
+  // Garbage instead of the handshake, and a truncated header.
+  for (const bytes of [randomBytes(80), randomBytes(3)]) {
+    const conn = await RawConn.open(endpoint)
+    await conn.read(48)
+    conn.write(bytes)
+    conn.socket.end()
+    await conn.waitClosed()
+  }
+})
+
+test('valid frames outside the segment are refused and the connection stays usable', async () => {
+  const conn = await RawConn.open(open.ready.endpoints[0])
+  await conn.handshake()
+  const size = BigInt(4 * MiB)
+  const refusals: Array<[string, Buffer, Buffer?]> = [
+    ['offset + length wraps 2^64', encodeRequest({op: 1, offset: (1n << 64n) - 8n, length: 16n, segment: 'seg'})],
+    ['one past the end', encodeRequest({op: 1, offset: size, length: 1n, segment: 'seg'})],
+    ['zero length', encodeRequest({op: 1, offset: 0n, length: 0n, segment: 'seg'})],
+    ['write past the end (body drained)', encodeRequest({op: 2, offset: size - 1n, length: 2n * BigInt(MiB), segment: 'seg'}), Buffer.alloc(2 * MiB, 1)],
+    ['unknown segment', encodeRequest({op: 1, offset: 0n, length: 1n, segment: 'nope'})],
+  ]
+  for (const [what, frame, body] of refusals) {
+    conn.write(frame)
+    if (body) conn.write(body)
+    const r = await conn.response()
+    assert.ok(r.status < 0, what)
+  }
+  conn.write(encodeRequest({op: 2, id: 42n, offset: 0n, length: 3n, segment: 'seg'}))
+  conn.write(Buffer.from([1, 2, 3]))
+  const w = await conn.response()
+  assert.equal([w.status, w.id], [0, 42n])
+  conn.write(encodeRequest({op: 1, id: 43n, offset: 0n, length: 3n, segment: 'seg'}))
+  const r = await conn.response()
+  assert.equal([r.status, r.id, [...r.payload]], [0, 43n, [1, 2, 3]])
+  conn.close()
+})
+
+test('a flood of garbage connections does not stop a good client', async () => {
+  const endpoint = open.ready.endpoints[0]
+  const conns = await Promise.all(Array.from({length: 100}, () => RawConn.open(endpoint)))
+  for (const c of conns) {
+    c.write(randomBytes(1 + Math.floor(Math.random() * 300)))
+    c.socket.end()
+  }
+  await Promise.all(conns.map((c) => c.waitClosed()))
+  const engine = await client()
+  const peer = open.ready.endpoints
+  const [w] = await engine.submit([{op: 'write', local: buf, peer, segment: 'seg', offset: 0, length: 4 * MiB}], {transport: 'tcp'})
+  assert.ok(w.ok)
+  const back = Buffer.alloc(4 * MiB)
+  engine.registerLocalMemory(back)
+  const [r] = await engine.submit([{op: 'read', local: back, peer, segment: 'seg', offset: 0, length: 4 * MiB}], {transport: 'tcp'})
+  assert.ok(r.ok)
+  assert.ok(back.equals(buf))
+  const {stats} = await open.command<{stats: {server: {malformedFrames: number}}}>('stats')
+  assert.ok(stats.server.malformedFrames > 0)
+  assert.is(open.proc.exitCode, null, 'the owner is alive')
+})
+
+test('connection cap: connections beyond maxConnections are refused, not queued forever', async () => {
+  const capped = await spawnOwner(['--size', String(MiB), '--no-grants', '--max-connections', '2'])
+  const a = await RawConn.open(capped.ready.endpoints[0])
+  const b = await RawConn.open(capped.ready.endpoints[0])
+  await a.handshake()
+  await b.handshake()
+  const c = await RawConn.open(capped.ready.endpoints[0])
+  const head = await c.read(32)
+  assert.is(head.readInt32LE(16), ErrorCode.UNAVAILABLE)
+  await c.waitClosed()
+  a.close()
+  b.close()
+})
+
+test('idle connections are closed by the server', async () => {
+  const idle = await spawnOwner(['--size', String(MiB), '--no-grants', '--idle-ms', '300'])
+  const conn = await RawConn.open(idle.ready.endpoints[0])
+  await conn.handshake()
+  await conn.waitClosed()
+  const {stats} = await idle.command<{stats: {server: {idleClosed: number}}}>('stats')
+  assert.ok(stats.server.idleClosed >= 1)
+  // A client whose pooled connection was closed while idle reconnects transparently.
+  const engine = await client()
+  const req = {op: 'read' as const, local: buf, peer: idle.ready.endpoints, segment: 'seg', offset: 0, length: 100}
+  assert.ok((await engine.submit([req], {transport: 'tcp'}))[0].ok)
+  await new Promise((r) => setTimeout(r, 800))
+  assert.ok((await engine.submit([req], {transport: 'tcp'}))[0].ok)
+})
+
+test.run()

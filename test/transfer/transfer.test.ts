@@ -1,0 +1,162 @@
+// Two real processes: a segment owner (fixtures/owner.ts) and this process as the client.
+import {test} from 'uvu'
+import * as assert from 'uvu/assert'
+
+import {mintGrant, TransferEngine, type Grant, type TransferTransport} from '../../src/lib/transfer/index.js'
+import {killAllOwners, pseudoRandom, sha256, spawnOwner, type Owner} from './helpers.js'
+
+const MiB = 1 << 20
+const SEG_SIZE = 300 * MiB
+let owner: Owner
+let engine: TransferEngine
+let grant: Grant
+let src: Buffer
+let dst: Buffer
+
+test.before(async () => {
+  owner = await spawnOwner(['--size', String(SEG_SIZE), '--hosts', '127.0.0.1,127.0.0.2'])
+  engine = new TransferEngine({listenHosts: []})
+  await engine.start()
+  grant = mintGrant(owner.grantKey, {segment: 'seg', offset: 0, length: SEG_SIZE, ops: ['read', 'write'], expiresAt: Date.now() + 3_600_000})
+  src = pseudoRandom(256 * MiB, 1)
+  dst = Buffer.alloc(256 * MiB + 4096)
+  engine.registerLocalMemory(src)
+  engine.registerLocalMemory(dst)
+})
+
+test.after(async () => {
+  await engine?.close()
+  await killAllOwners()
+})
+
+const SIZES = [1, 4095, 64 * 1024 + 3, MiB, 16 * MiB + 5, 256 * MiB]
+
+for (const transport of ['tcp', 'memcpy'] as TransferTransport[]) {
+  test(`${transport}: write then read back 1 B to 256 MiB`, async () => {
+    let offset = 0
+    for (const size of SIZES) {
+      const at = size === 256 * MiB ? 7 : offset // unaligned remote offsets too
+      const localAt = size < MiB ? 13 : 0
+      const peer = owner.ready.endpoints
+      const [w] = await engine.submit([{op: 'write', local: src, localOffset: localAt, peer, segment: 'seg', offset: at, length: size, grant}], {transport})
+      assert.equal(w, {ok: true, via: transport}, `write ${size}`)
+      const remote = await owner.command<{sha256: string}>('sha256', {offset: at, length: size})
+      assert.is(remote.sha256, sha256(src.subarray(localAt, localAt + size)), `owner sees the bytes of ${size}`)
+      dst.fill(0, 0, size + 1)
+      const [r] = await engine.submit([{op: 'read', local: dst, peer, segment: 'seg', offset: at, length: size, grant}], {transport})
+      assert.equal(r, {ok: true, via: transport}, `read ${size}`)
+      assert.ok(dst.subarray(0, size).equals(src.subarray(localAt, localAt + size)), `read back ${size}`)
+      assert.is(dst[size], 0, 'nothing written past the request')
+      offset += size + 1
+    }
+  })
+}
+
+test('auto picks memcpy for a same-host peer; tcp can be forced', async () => {
+  const peer = owner.ready.endpoints
+  const auto = await engine.submit([{op: 'read', local: dst, peer, segment: 'seg', offset: 0, length: 4096, grant}])
+  assert.equal(auto, [{ok: true, via: 'memcpy'}])
+  const tcp = await engine.submit([{op: 'read', local: dst, peer, segment: 'seg', offset: 0, length: 4096, grant}], {transport: 'tcp'})
+  assert.equal(tcp, [{ok: true, via: 'tcp'}])
+})
+
+test('a local segment can be the source and the destination', async () => {
+  const local = engine.createSegment('client-side', 8 * MiB, {grants: false})
+  const data = pseudoRandom(8 * MiB, 9)
+  data.copy(local.window())
+  const peer = owner.ready.endpoints
+  for (const transport of ['tcp', 'memcpy'] as TransferTransport[]) {
+    const [w] = await engine.submit([{op: 'write', local, peer, segment: 'seg', offset: 100, length: 8 * MiB, grant}], {transport})
+    assert.ok(w.ok)
+    local.window().fill(0)
+    const [r] = await engine.submit([{op: 'read', local, peer, segment: 'seg', offset: 100, length: 8 * MiB, grant}], {transport})
+    assert.ok(r.ok)
+    assert.ok(local.window().equals(data))
+  }
+  local.close()
+})
+
+test('out-of-bounds, overflowing and zero-length requests are refused (both paths)', async () => {
+  const peer = owner.ready.endpoints
+  for (const transport of ['tcp', 'memcpy'] as TransferTransport[]) {
+    const results = await engine.submit(
+      [
+        {op: 'read', local: dst, peer, segment: 'seg', offset: SEG_SIZE, length: 1, grant},
+        {op: 'write', local: src, peer, segment: 'seg', offset: SEG_SIZE - 10, length: 11, grant},
+        {op: 'read', local: dst, peer, segment: 'seg', offset: Number.MAX_SAFE_INTEGER - 5, length: 5, grant},
+        {op: 'read', local: dst, peer, segment: 'seg', offset: 0, length: 0, grant},
+        {op: 'read', local: dst, peer, segment: 'nope', offset: 0, length: 1},
+        {op: 'write', local: src, peer, segment: 'seg', offset: SEG_SIZE - 10, length: 10, grant},
+      ],
+      {transport},
+    )
+    const codes = results.map((r) => (r.ok ? 'ok' : r.code))
+    assert.equal(codes.slice(0, 4), ['BUFFER_OVERFLOW', 'BUFFER_OVERFLOW', 'BUFFER_OVERFLOW', 'INVALID_PARAMS'], transport)
+    assert.is(codes[4], transport === 'tcp' ? 'SEGMENT_NOT_FOUND' : 'SEGMENT_NOT_FOUND')
+    assert.is(codes[5], 'ok', 'the connection stays usable after refusals')
+  }
+})
+
+test('many concurrent batches, mixed reads and writes, over both paths', async () => {
+  // 24 batches x 8 requests of 4 KiB..1 MiB on disjoint ranges; writes first, then reads.
+  const peer = owner.ready.endpoints
+  const slot = MiB + 8192
+  const sizes = Array.from({length: 192}, (_, i) => [4096, 65536 + i, 512 * 1024, MiB + 17][i % 4])
+  const writes = Array.from({length: 24}, (_, b) =>
+    engine.submit(
+      Array.from({length: 8}, (_, k) => {
+        const i = b * 8 + k
+        return {op: 'write' as const, local: src, localOffset: i * 1000, peer, segment: 'seg', offset: i * slot, length: sizes[i], grant}
+      }),
+      {transport: b % 2 ? 'tcp' : 'memcpy'},
+    ),
+  )
+  for (const batch of await Promise.all(writes)) assert.ok(batch.every((r) => r.ok), JSON.stringify(batch))
+  dst.fill(0)
+  const reads = Array.from({length: 24}, (_, b) =>
+    engine.submit(
+      Array.from({length: 8}, (_, k) => {
+        const i = b * 8 + k
+        return {op: 'read' as const, local: dst, localOffset: i * slot, peer, segment: 'seg', offset: i * slot, length: sizes[i], grant}
+      }),
+      {transport: b % 3 ? 'tcp' : 'auto', sliceSize: 64 * 1024 * (1 + (b % 4))},
+    ),
+  )
+  for (const batch of await Promise.all(reads)) assert.ok(batch.every((r) => r.ok), JSON.stringify(batch))
+  for (let i = 0; i < 192; i++) {
+    assert.ok(dst.subarray(i * slot, i * slot + sizes[i]).equals(src.subarray(i * 1000, i * 1000 + sizes[i])), `request ${i}`)
+  }
+})
+
+test('unregister waits for the batches in flight and refuses new ones meanwhile', async () => {
+  const buf = Buffer.alloc(128 * MiB)
+  engine.registerLocalMemory(buf)
+  const peer = owner.ready.endpoints
+  const order: string[] = []
+  const batch = engine
+    .submit([{op: 'read', local: buf, peer, segment: 'seg', offset: 0, length: 128 * MiB, grant}], {transport: 'tcp'})
+    .then((r) => {
+      order.push('batch')
+      return r
+    })
+  const unregistered = engine.unregisterLocalMemory(buf).then(() => order.push('unregister'))
+  const [late] = await engine.submit([{op: 'read', local: buf, peer, segment: 'seg', offset: 0, length: 1, grant}])
+  assert.is(late.ok, false)
+  assert.is(!late.ok && late.code, 'INVALID_PARAMS')
+  await Promise.all([batch, unregistered])
+  assert.equal(order, ['batch', 'unregister'])
+  assert.ok((await batch)[0].ok)
+})
+
+test('progress counter and both addresses used', async () => {
+  const before = engine.stats().transferredBytes
+  const peer = owner.ready.endpoints
+  const [r] = await engine.submit([{op: 'read', local: dst, peer, segment: 'seg', offset: 0, length: 64 * MiB, grant}], {transport: 'tcp'})
+  assert.ok(r.ok)
+  assert.is(engine.stats().transferredBytes - before, 64 * MiB)
+  const {stats} = await owner.command<{stats: {server: {listeners: Array<{requests: number; bytesRead: number}>}}}>('stats')
+  assert.is(stats.server.listeners.length, 2)
+  for (const l of stats.server.listeners) assert.ok(l.bytesRead > 0, 'every address served slices')
+})
+
+test.run()
