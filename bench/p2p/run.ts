@@ -15,7 +15,7 @@
  * p2p-distribution.svg}, and exits 1 when 8 peers take more than 1.5x the time of 1 peer.
  *
  * Environment: P2P_BENCH_RATE (tc rate per direction, default 1gbit), P2P_BENCH_SIZE (1GiB),
- * P2P_BENCH_SHARD (16MiB), P2P_BENCH_PEERS (1,2,4,8), P2P_BENCH_CONCURRENCY (4).
+ * P2P_BENCH_SHARD (8MiB), P2P_BENCH_PEERS (1,2,4,8), P2P_BENCH_CONCURRENCY (4).
  */
 import {execFileSync, spawn, type ChildProcess} from 'node:child_process'
 import {randomFillSync} from 'node:crypto'
@@ -33,7 +33,7 @@ const ROOT = path.resolve(HERE, '..', '..')
 const RESULTS = path.join(HERE, 'results')
 const RATE = process.env.P2P_BENCH_RATE ?? '1gbit'
 const SIZE = parseSize(process.env.P2P_BENCH_SIZE ?? '1GiB')
-const SHARD = parseSize(process.env.P2P_BENCH_SHARD ?? '16MiB')
+const SHARD = parseSize(process.env.P2P_BENCH_SHARD ?? '8MiB')
 const COUNTS = (process.env.P2P_BENCH_PEERS ?? '1,2,4,8').split(',').map(Number)
 const CONCURRENCY = Number(process.env.P2P_BENCH_CONCURRENCY ?? 4)
 const MODES = (process.env.P2P_BENCH_MODES ?? 'p2p,baseline').split(',') as Array<'p2p' | 'baseline'>

@@ -4,10 +4,10 @@
  * require grants.
  */
 import {toMooncakeError} from '../errors.js'
-import type {GrantMinter, ItemResult} from '../master/api.js'
+import type {ItemResult} from '../master/api.js'
 import {crc32c as nativeCrc32c} from '../transfer/crc32c.js'
 import {TransferEngine} from '../transfer/engine.js'
-import {decodeGrant, encodeGrant, mintGrant, type Grant, type TransferOp} from '../transfer/grant.js'
+import {decodeGrant, type Grant} from '../transfer/grant.js'
 import type {TransferRequest as EngineRequest, TransferResult} from '../transfer/types.js'
 import type {DataPath, LocalSegment, TransferOptions, TransferRequest} from './data-path.js'
 import type {TransportMode} from './options.js'
@@ -22,14 +22,7 @@ export interface EngineDataPathOptions {
   grants?: boolean
 }
 
-/**
- * Mints the opaque grant bytes the master puts in every MemoryLocation of a segment that has
- * a grant key (`MasterServiceDeps.mintGrant`). The owner's data server verifies them.
- */
-export const grantMinter: GrantMinter = (grantKeyHex, g) => {
-  const ops: TransferOp[] = g.ops === 'rw' ? ['read', 'write'] : g.ops === 'r' ? ['read'] : ['write']
-  return encodeGrant(mintGrant(Buffer.from(grantKeyHex, 'hex'), {segment: g.segment, offset: g.offset, length: g.length, ops, expiresAt: g.expiresAt}))
-}
+export {grantMinter} from '../master/grant-minter.js'
 
 interface Queued {
   request: EngineRequest

@@ -3,6 +3,7 @@
  * later metrics), with the background tick loop. Everything that touches sockets and timers
  * lives here; the service stays a pure state machine.
  */
+import {grantMinter} from './grant-minter.js'
 import {readFileSync} from 'node:fs'
 
 import * as grpc from '@grpc/grpc-js'
@@ -128,7 +129,7 @@ export async function startMasterServer(options: StartMasterOptions = {}): Promi
   const defined = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined))
   const o: MasterServerOptions = {...DEFAULT_MASTER_SERVER_OPTIONS, ...defined}
   validate(o)
-  const service = options.service ?? new MasterService(serviceOptions(o), {clock: options.clock ?? systemClock, version: packageVersion()})
+  const service = options.service ?? new MasterService(serviceOptions(o), {clock: options.clock ?? systemClock, version: packageVersion(), mintGrant: grantMinter})
   const onError = options.onError ?? rateLimitedWarning()
   const lifetime = new AbortController()
 
