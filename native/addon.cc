@@ -15,7 +15,7 @@
 #include "segment.h"
 
 namespace mooncake {
-constexpr uint32_t kNativeAbiVersion = 2;
+constexpr uint32_t kNativeAbiVersion = 3;
 
 namespace {
 
@@ -363,70 +363,117 @@ Napi::Value MemoryUnregister(const Napi::CallbackInfo& info) {
 
 // ---- transfers ----
 
-// submit(engine, peers: string[][], requests: object[], sliceSize, timeoutMs, transport)
-//   -> Promise<Array<[status, message, viaMemcpy]>>
+// submit(engine, peers: string[][], segments: string[], locals: Array<Uint8Array | segmentHandle>,
+//        grants: Uint8Array (48 bytes per grant, packed), rows: Float64Array, sliceSize, timeoutMs,
+//        transport) -> Promise<[status: Int32Array, viaMemcpy: Uint8Array, messages: (string|undefined)[] | undefined]>
+// Row i = rows[8i .. 8i+7]: op, peer index, segment index, local index, local offset, remote
+// offset, length, grant index (-1: none). A packed table instead of one object per request:
+// reading object properties through N-API costs microseconds per request.
+constexpr size_t kRowWidth = 8;
+
 Napi::Value Submit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Instance* in = Inst(env);
   Engine* e = EngineOf(info);
   if (!e || !e->client()) return Throw(env, kTransferFail, "the transfer engine is not running");
-  if (!info[1].IsArray() || !info[2].IsArray()) return Throw(env, kInvalidParams, "submit: arrays expected");
+  if (!info[1].IsArray() || !info[2].IsArray() || !info[3].IsArray() || !info[5].IsTypedArray() ||
+      info[5].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    return Throw(env, kInvalidParams, "submit: bad arguments");
   Napi::Array jp = info[1].As<Napi::Array>();
   std::vector<std::vector<std::string>> peers(jp.Length());
   for (uint32_t i = 0; i < jp.Length(); i++) {
     Napi::Array eps = jp.Get(i).As<Napi::Array>();
     for (uint32_t j = 0; j < eps.Length(); j++) peers[i].push_back(eps.Get(j).As<Napi::String>().Utf8Value());
   }
-  Napi::Array jr = info[2].As<Napi::Array>();
+  Napi::Array js = info[2].As<Napi::Array>();
+  std::vector<std::string> segNames(js.Length());
+  for (uint32_t i = 0; i < js.Length(); i++) {
+    segNames[i] = js.Get(i).As<Napi::String>().Utf8Value();
+    if (segNames[i].empty() || segNames[i].size() > kMaxSegmentName) return Throw(env, kInvalidParams, "bad segment name");
+  }
+  uint8_t* grantBytes = nullptr;
+  size_t grantLen = 0;
+  if (!info[4].IsUndefined() && !info[4].IsNull() && !GetBytes(info[4], &grantBytes, &grantLen))
+    return Throw(env, kInvalidParams, "submit: grants must be a Uint8Array");
+  const size_t grantCount = grantLen / kGrantWireSize;
+  std::vector<Grant> grants(grantCount);
+  for (size_t i = 0; i < grantCount; i++)
+    if (!DecodeGrant(grantBytes + i * kGrantWireSize, &grants[i])) return Throw(env, kInvalidParams, "malformed grant");
+  Napi::Float64Array rows = info[5].As<Napi::Float64Array>();
+  const double* row = rows.Data();
+  const size_t n = rows.ElementLength() / kRowWidth;
+
   const uint32_t engineId = uint32_t(Int(info[0]));
   LocalMemory& memory = in->memory[engineId];
-  std::vector<RequestSpec> reqs(jr.Length());
+  // Locals: a buffer (pinned once per registration it touches) or a segment of this engine.
+  struct Local {
+    uint8_t* data = nullptr;
+    size_t len = 0;
+    bool isSegment = false;
+    std::shared_ptr<Segment> seg;
+    uintptr_t pinStart = 0;  // the registration pinned for this local (0: none yet)
+    size_t pinLen = 0;
+  };
+  Napi::Array jl = info[3].As<Napi::Array>();
+  std::vector<Local> locals(jl.Length());
   std::vector<uintptr_t> pinned;
   std::vector<std::shared_ptr<void>> pins;
   auto unpinAll = [&] {
     for (uintptr_t k : pinned) memory.Unpin(k);
   };
-  for (uint32_t i = 0; i < jr.Length(); i++) {
-    Napi::Object o = jr.Get(i).As<Napi::Object>();
-    RequestSpec& r = reqs[i];
-    r.op = uint8_t(Int(o.Get("op")));
-    r.length = uint64_t(Int(o.Get("length")));
-    r.offset = uint64_t(Int(o.Get("offset")));
-    r.peer = uint32_t(Int(o.Get("peer")));
-    r.segment = o.Get("segment").As<Napi::String>().Utf8Value();
-    uint64_t localOffset = uint64_t(Int(o.Get("localOffset")));
-    Napi::Value seg = o.Get("localSegment");
-    if (seg.IsNumber()) {
-      auto it = in->segments.find(uint32_t(Int(seg)));
+  for (uint32_t i = 0; i < jl.Length(); i++) {
+    Napi::Value v = jl.Get(i);
+    Local& l = locals[i];
+    if (v.IsNumber()) {
+      auto it = in->segments.find(uint32_t(Int(v)));
       if (it == in->segments.end()) return unpinAll(), Throw(env, kSegmentNotFound, "the local segment is closed");
-      if (!it->second.seg->Contains(localOffset, r.length))
-        return unpinAll(), Throw(env, kBufferOverflow, "local range outside the local segment");
-      r.local = it->second.seg->data() + localOffset;
-      pins.push_back(it->second.seg);
-    } else {
-      uint8_t* data;
-      size_t len;
-      if (!GetBytes(o.Get("local"), &data, &len)) return unpinAll(), Throw(env, kInvalidParams, "local buffer expected");
-      if (localOffset > len || r.length > len - localOffset)
-        return unpinAll(), Throw(env, kBufferOverflow, "local range outside the local buffer");
-      uintptr_t key;
-      Result pr = memory.Pin(data + localOffset, size_t(r.length), &key);
-      if (!pr.ok()) return unpinAll(), ThrowResult(env, pr);
-      pinned.push_back(key);
-      r.local = data + localOffset;
+      l.isSegment = true;
+      l.seg = it->second.seg;
+      l.data = l.seg->data();
+      l.len = l.seg->size();
+      pins.push_back(l.seg);
+    } else if (!GetBytes(v, &l.data, &l.len)) {
+      return unpinAll(), Throw(env, kInvalidParams, "local buffer expected");
     }
-    Napi::Value g = o.Get("grant");
-    if (!g.IsUndefined() && !g.IsNull()) {
-      uint8_t* gb;
-      size_t gl;
-      if (!GetBytes(g, &gb, &gl) || gl != kGrantWireSize || !DecodeGrant(gb, &r.grant))
-        return unpinAll(), Throw(env, kInvalidParams, "malformed grant");
+  }
+  std::vector<RequestSpec> reqs(n);
+  for (size_t i = 0; i < n; i++) {
+    const double* f = row + i * kRowWidth;
+    RequestSpec& r = reqs[i];
+    r.op = uint8_t(f[0]);
+    r.peer = uint32_t(f[1]);
+    const double segIndex = f[2], localIndex = f[3], grantIndex = f[7];
+    const uint64_t localOffset = uint64_t(f[4]);
+    r.offset = uint64_t(f[5]);
+    r.length = uint64_t(f[6]);
+    if (!(segIndex >= 0 && segIndex < double(segNames.size())) || !(localIndex >= 0 && localIndex < double(locals.size())) ||
+        !(f[4] >= 0 && f[5] >= 0 && f[6] >= 0) || !(grantIndex < double(grantCount)))
+      return unpinAll(), Throw(env, kInvalidParams, "submit: bad request row");
+    r.segment = segNames[size_t(segIndex)];
+    Local& l = locals[size_t(localIndex)];
+    if (localOffset > l.len || r.length > l.len - localOffset)
+      return unpinAll(), Throw(env, kBufferOverflow, l.isSegment ? "local range outside the local segment" : "local range outside the local buffer");
+    r.local = l.data + localOffset;
+    if (!l.isSegment) {
+      const uintptr_t a = reinterpret_cast<uintptr_t>(r.local);
+      if (!(l.pinStart && a >= l.pinStart && a - l.pinStart <= l.pinLen && r.length <= l.pinLen - (a - l.pinStart))) {
+        uintptr_t key;
+        size_t regLen;
+        Result pr = memory.Pin(r.local, size_t(r.length), &key, &regLen);
+        if (!pr.ok()) return unpinAll(), ThrowResult(env, pr);
+        pinned.push_back(key);
+        l.pinStart = key;
+        l.pinLen = regLen;
+      }
+    }
+    if (grantIndex >= 0) {
+      r.grant = grants[size_t(grantIndex)];
       r.hasGrant = true;
     }
   }
-  uint64_t sliceSize = uint64_t(Int(info[3]));
-  int64_t timeoutMs = Int(info[4]);
-  uint8_t transport = uint8_t(Int(info[5]));
+  uint64_t sliceSize = uint64_t(Int(info[6]));
+  int64_t timeoutMs = Int(info[7]);
+  uint8_t transport = uint8_t(Int(info[8]));
 
   auto deferred = std::make_shared<Napi::Promise::Deferred>(Napi::Promise::Deferred::New(env));
   Tsfn tsfn = in->tsfn;
@@ -437,15 +484,25 @@ Napi::Value Submit(const Napi::CallbackInfo& info) {
       auto mem = in->memory.find(engineId);
       if (mem != in->memory.end())
         for (uintptr_t k : pinned) mem->second.Unpin(k);
-      Napi::Array out = Napi::Array::New(env, shared->size());
-      for (uint32_t i = 0; i < shared->size(); i++) {
+      const size_t n = shared->size();
+      Napi::Int32Array status = Napi::Int32Array::New(env, n);
+      Napi::Uint8Array via = Napi::Uint8Array::New(env, n);
+      Napi::Value messages = env.Undefined();
+      int32_t* st = status.Data();
+      uint8_t* vm = via.Data();
+      for (size_t i = 0; i < n; i++) {
         const RequestResult& r = (*shared)[i];
-        Napi::Array row = Napi::Array::New(env, 3);
-        row.Set(0u, r.status);
-        row.Set(1u, r.message);
-        row.Set(2u, r.viaMemcpy);
-        out.Set(i, row);
+        st[i] = r.status;
+        vm[i] = r.viaMemcpy ? 1 : 0;
+        if (r.status != kOk) {
+          if (messages.IsUndefined()) messages = Napi::Array::New(env, n);
+          messages.As<Napi::Array>().Set(uint32_t(i), r.message);
+        }
       }
+      Napi::Array out = Napi::Array::New(env, 3);
+      out.Set(0u, status);
+      out.Set(1u, via);
+      out.Set(2u, messages);
       EndPending(env);
       deferred->Resolve(out);
     });

@@ -1,8 +1,12 @@
 #include "client.h"
 
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "auth.h"
@@ -12,6 +16,9 @@ namespace mooncake {
 namespace {
 constexpr size_t kMaxErrorMessage = 64 * 1024;
 constexpr int64_t kAttachRetryMs = 10000;
+constexpr size_t kRecvBuf = 256 * 1024;
+// Payload remainders at least this large are received straight into their destination.
+constexpr uint64_t kDirectRecv = 64 * 1024;
 }  // namespace
 
 Client::Client(ClientOptions options) : opt_(std::move(options)) {}
@@ -148,24 +155,35 @@ Client::Peer* Client::PickPeerLocked() {
 }
 
 void Client::WorkerLoop() {
+  std::vector<SliceTask> group;
   while (true) {
     Peer* p = nullptr;
-    SliceTask t;
+    group.clear();
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || (p = PickPeerLocked()) != nullptr; });
       if (stopping_) return;
-      t = std::move(p->queue.front());
-      p->queue.pop_front();
+      // A group: consecutive slices of one batch to this peer, sent back to back on one lane
+      // (pipelined). Small slices are spread over the free lanes; a large slice goes alone.
+      const size_t lanes = size_t(std::max(1, opt_.lanesPerPeer - p->active));
+      const size_t want = std::min(kMaxGroup, std::max<size_t>(1, (p->queue.size() + lanes - 1) / lanes));
+      const Batch* batch = p->queue.front().batch.get();
+      uint64_t bytes = 0;
+      while (!p->queue.empty() && group.size() < want && p->queue.front().batch.get() == batch &&
+             (group.empty() || bytes + p->queue.front().len <= kGroupBytes)) {
+        bytes += p->queue.front().len;
+        group.push_back(std::move(p->queue.front()));
+        p->queue.pop_front();
+      }
       p->active++;
     }
-    RunSlice(p, t);
+    RunGroup(p, group);
     {
       std::lock_guard<std::mutex> lock(mu_);
       p->active--;
     }
     cv_.notify_one();
-    FinishSlice(t);
+    for (const SliceTask& t : group) FinishSlice(t);
   }
 }
 
@@ -182,33 +200,92 @@ void Client::FinishSlice(const SliceTask& t) {
   b.done(std::move(results));
 }
 
-void Client::RunSlice(Peer* p, const SliceTask& t) {
-  Batch& b = *t.batch;
-  const RequestSpec& rq = b.reqs[t.req];
-  if (b.st[t.req].failed) return;
-  if (stopping_) return Fail(b, t.req, kTransferFail, "the transfer engine was closed");
-  if (MonoMs() >= b.deadline) return Fail(b, t.req, kDeadlineExceeded, "the request deadline passed before it was sent");
-  if (b.transport != kTransportTcp) {
-    std::shared_ptr<Segment> seg;
-    auto a = AttachFor(p, rq.segment, b.deadline, &seg);
+void Client::RunGroup(Peer* p, std::vector<SliceTask>& group) {
+  Batch& b = *group[0].batch;
+  std::vector<const SliceTask*> tcp;
+  tcp.reserve(group.size());
+  // Same-host state, looked up once per segment of the group.
+  const std::string* attachedName = nullptr;
+  std::shared_ptr<Segment> seg;
+  std::shared_ptr<ShmAttach> attach;
+  GroupGrant lastGrant;
+  bool checkedLive = false;
+  std::vector<const SliceTask*> copied;  // memcpy slices, confirmed by a liveness check after the copies
+  auto confirmCopies = [&] {
+    // An owner that vanished during the copies may not have seen a write: report it.
+    if (!copied.empty() && !seg->Live())
+      for (const SliceTask* t : copied) Fail(b, t->req, kTransferFail, "the segment's owner went away during the copy");
+    else
+      for (const SliceTask* t : copied) {
+        b.st[t->req].viaMemcpy = true;
+        transferred_ += t->len;
+        memcpyBytes_ += t->len;
+      }
+    copied.clear();
+  };
+  for (const SliceTask& t : group) {
+    const RequestSpec& rq = b.reqs[t.req];
+    if (b.st[t.req].failed) continue;
+    if (stopping_) {
+      Fail(b, t.req, kTransferFail, "the transfer engine was closed");
+      continue;
+    }
+    if (MonoMs() >= b.deadline) {
+      Fail(b, t.req, kDeadlineExceeded, "the request deadline passed before it was sent");
+      continue;
+    }
+    if (b.transport == kTransportTcp) {
+      tcp.push_back(&t);
+      continue;
+    }
+    if (!attachedName || *attachedName != rq.segment) {
+      confirmCopies();
+      seg.reset();
+      attach = AttachFor(p, rq.segment, b.deadline, &seg);
+      attachedName = &rq.segment;
+      lastGrant.valid = false;
+      checkedLive = false;
+    }
     if (seg) {
-      if (RunMemcpySlice(p, seg, a, t)) return;
-      // The owner closed the segment or went away: with 'auto', TCP gives the authoritative answer.
-      if (b.transport == kTransportMemcpy)
-        return Fail(b, t.req, kTransferFail, "the owner of segment '" + rq.segment + "' closed it or exited");
-    } else if (b.transport == kTransportMemcpy) {
+      // The owner must be live before the first copy (and is checked again after the last).
+      if (!checkedLive) {
+        checkedLive = true;
+        if (!seg->Live()) seg.reset();
+      }
+    }
+    if (seg) {
+      int r = PrepareMemcpySlice(p, seg, attach, t, &lastGrant);
+      if (r == 0) continue;  // refused (failure recorded)
+      uint8_t* mine = rq.local + t.off;
+      uint8_t* theirs = seg->data() + rq.offset + t.off;
+      if (rq.op == kOpcodeRead) memcpy(mine, theirs, t.len);
+      else memcpy(theirs, mine, t.len);
+      copied.push_back(&t);
+      continue;
+    }
+    if (b.transport == kTransportMemcpy) {
       std::string why;
       int32_t status = kNotSupported;
-      if (a) {
-        std::lock_guard<std::mutex> lock(a->mu);
-        why = a->failure;
-        status = a->failureStatus;
+      if (attach && checkedLive) {
+        why = "the owner of segment '" + rq.segment + "' closed it or exited";
+        Fail(b, t.req, kTransferFail, why);
+        continue;
       }
-      return Fail(b, t.req, status, "the same-host memcpy path is not available for segment '" + rq.segment + "'" +
-                                        (why.empty() ? "" : ": " + why));
+      if (attach) {
+        std::lock_guard<std::mutex> lock(attach->mu);
+        why = attach->failure;
+        status = attach->failureStatus;
+      }
+      Fail(b, t.req, status, "the same-host memcpy path is not available for segment '" + rq.segment + "'" +
+                                 (why.empty() ? "" : ": " + why));
+      continue;
     }
+    // 'auto': the owner closed the segment or went away, or it is not mappable: TCP gives the
+    // authoritative answer.
+    tcp.push_back(&t);
   }
-  RunTcpSlice(p, t);
+  confirmCopies();
+  if (!tcp.empty()) RunTcpGroup(p, tcp);
 }
 
 std::shared_ptr<Client::ShmAttach> Client::AttachFor(Peer* p, const std::string& segment, int64_t deadline,
@@ -272,8 +349,8 @@ std::shared_ptr<Client::ShmAttach> Client::AttachFor(Peer* p, const std::string&
   return a;
 }
 
-bool Client::RunMemcpySlice(Peer* p, const std::shared_ptr<Segment>& seg, const std::shared_ptr<ShmAttach>& a,
-                            const SliceTask& t) {
+int Client::PrepareMemcpySlice(Peer* p, const std::shared_ptr<Segment>& seg, const std::shared_ptr<ShmAttach>& a,
+                               const SliceTask& t, GroupGrant* last) {
   Batch& b = *t.batch;
   const RequestSpec& rq = b.reqs[t.req];
   const uint64_t remote = rq.offset + t.off;
@@ -281,19 +358,19 @@ bool Client::RunMemcpySlice(Peer* p, const std::shared_ptr<Segment>& seg, const 
     Fail(b, t.req, kBufferOverflow, "[" + std::to_string(remote) + ", +" + std::to_string(t.len) +
                                         ") is outside segment '" + rq.segment + "' of " + std::to_string(seg->size()) +
                                         " bytes");
-    return true;
+    return 0;
   }
   if (seg->hasGrantKey()) {
     // Same checks as the server's, in this process: the key stays with the owner, so the
     // grant's signature is confirmed once over the data connection, then cached.
     if (!rq.hasGrant) {
       Fail(b, t.req, kAccessDenied, "segment '" + rq.segment + "' requires a grant");
-      return true;
+      return 0;
     }
     std::array<uint8_t, kGrantWireSize> mac;
     EncodeGrant(rq.grant, mac.data());
-    bool known;
-    {
+    bool known = last->valid && last->wire == mac;
+    if (!known) {
       std::lock_guard<std::mutex> lock(a->mu);
       known = a->verifiedGrants.count(mac) > 0;
     }
@@ -309,51 +386,44 @@ bool Client::RunMemcpySlice(Peer* p, const std::shared_ptr<Segment>& seg, const 
       Outcome o = Control(p, h, b.deadline, &payload);
       if (o.kind != Kind::kOk) {
         Fail(b, t.req, o.result.status, o.result.message);
-        return true;
+        return 0;
       }
       std::lock_guard<std::mutex> lock(a->mu);
       if (a->verifiedGrants.size() > 65536) a->verifiedGrants.clear();
       a->verifiedGrants.insert(mac);
     }
+    last->wire = mac;
+    last->valid = true;
     Result cover = GrantCovers(rq.grant, rq.op == kOpcodeRead ? kOpRead : kOpWrite, remote, t.len, WallMs());
     if (!cover.ok()) {
       Fail(b, t.req, cover.status, cover.message);
-      return true;
+      return 0;
     }
   }
-  if (!seg->Live()) return false;
-  uint8_t* mine = rq.local + t.off;
-  uint8_t* theirs = seg->data() + remote;
-  if (rq.op == kOpcodeRead) memcpy(mine, theirs, t.len);
-  else memcpy(theirs, mine, t.len);
-  // An owner that vanished during the copy may not have seen a write: report it.
-  if (!seg->Live()) {
-    Fail(b, t.req, kTransferFail, "the segment's owner went away during the copy");
-    return true;
-  }
-  b.st[t.req].viaMemcpy = true;
-  transferred_ += t.len;
-  memcpyBytes_ += t.len;
-  return true;
+  return 1;
 }
 
-void Client::RunTcpSlice(Peer* p, const SliceTask& t) {
-  Batch& b = *t.batch;
-  const RequestSpec& rq = b.reqs[t.req];
+void Client::RunTcpGroup(Peer* p, std::vector<const SliceTask*>& todo) {
+  Batch& b = *todo[0]->batch;
   const int maxAttempts = int(2 * p->eps.size() + 1);
   uint64_t excluded = 0;
   Result last = Result::Fail(kTransferFail, "no path to the peer");
+  std::vector<Wire> wires;
+  std::vector<const SliceTask*> left;
+  auto failAll = [&](int32_t status, const std::string& message) {
+    for (const SliceTask* t : todo) Fail(b, t->req, status, message);
+  };
   for (int attempt = 0; attempt < maxAttempts; attempt++) {
-    if (stopping_) return Fail(b, t.req, kTransferFail, "the transfer engine was closed");
-    if (MonoMs() >= b.deadline) return Fail(b, t.req, kDeadlineExceeded, "the request deadline passed");
-    if (attempt > 0) retries_++;
+    if (stopping_) return failAll(kTransferFail, "the transfer engine was closed");
+    if (MonoMs() >= b.deadline) return failAll(kDeadlineExceeded, "the request deadline passed");
+    if (attempt > 0) retries_ += todo.size();
     int ei = PickEndpoint(p, excluded);
     bool reused = false;
     Result err;
     int fd = AcquireConn(p, ei, b.deadline, &reused, &err);
     if (fd < 0) {
       ReleaseConn(p, ei, -1, false);
-      if (err.status == kUnauthenticated || err.status == kDeadlineExceeded) return Fail(b, t.req, err.status, err.message);
+      if (err.status == kUnauthenticated || err.status == kDeadlineExceeded) return failAll(err.status, err.message);
       {
         std::lock_guard<std::mutex> lock(mu_);
         p->eps[ei].cooldownUntil = MonoMs() + opt_.cooldownMs;
@@ -362,22 +432,37 @@ void Client::RunTcpSlice(Peer* p, const SliceTask& t) {
       last = err;
       continue;
     }
-    RequestHeader h;
-    h.op = rq.op;
-    h.flags = rq.hasGrant ? kFlagHasGrant : 0;
-    h.offset = rq.offset + t.off;
-    h.length = t.len;
-    h.segment = rq.segment;
-    h.grant = rq.grant;
-    Outcome o = Exchange(fd, h, rq.local + t.off, b.deadline, nullptr);
-    if (o.kind == Kind::kOk || o.kind == Kind::kServer) {
-      ReleaseConn(p, ei, fd, true);
-      if (o.kind == Kind::kServer) return Fail(b, t.req, o.result.status, o.result.message);
-      transferred_ += t.len;
-      return;
+    wires.clear();
+    wires.resize(todo.size());
+    for (size_t i = 0; i < todo.size(); i++) {
+      const SliceTask& t = *todo[i];
+      const RequestSpec& rq = b.reqs[t.req];
+      RequestHeader& h = wires[i].h;
+      h.op = rq.op;
+      h.flags = rq.hasGrant ? kFlagHasGrant : 0;
+      h.offset = rq.offset + t.off;
+      h.length = t.len;
+      h.segment = rq.segment;
+      h.grant = rq.grant;
+      wires[i].data = rq.local + t.off;
     }
-    ReleaseConn(p, ei, fd, false);
-    if (o.kind == Kind::kDeadline) return Fail(b, t.req, kDeadlineExceeded, o.result.message);
+    Outcome o = Pipeline(fd, wires.data(), wires.size(), b.deadline);
+    left.clear();
+    for (size_t i = 0; i < todo.size(); i++) {
+      const Wire& w = wires[i];
+      if (!w.done) {
+        left.push_back(todo[i]);
+      } else if (w.status != kOk) {
+        Fail(b, todo[i]->req, w.status, w.message);
+      } else {
+        transferred_ += todo[i]->len;
+      }
+    }
+    // Reusable only when every response arrived: the stream is then exactly between frames.
+    ReleaseConn(p, ei, fd, left.empty() && o.kind == Kind::kOk);
+    if (left.empty()) return;
+    todo.swap(left);
+    if (o.kind == Kind::kDeadline) return failAll(kDeadlineExceeded, o.result.message);
     last = o.result;
     // A pooled connection may simply have been closed by the server while idle: retry on a
     // fresh one before blaming the path.
@@ -387,7 +472,7 @@ void Client::RunTcpSlice(Peer* p, const SliceTask& t) {
       excluded |= 1ull << (ei % 64);
     }
   }
-  Fail(b, t.req, kTransferFail, "every path to the peer failed; last error: " + last.message);
+  failAll(kTransferFail, "every path to the peer failed; last error: " + last.message);
 }
 
 Client::Outcome Client::Control(Peer* p, RequestHeader& h, int64_t deadline, std::string* payload) {
@@ -406,7 +491,11 @@ Client::Outcome Client::Control(Peer* p, RequestHeader& h, int64_t deadline, std
       last = {Kind::kPath, err};
       continue;
     }
-    Outcome o = Exchange(fd, h, nullptr, deadline, payload);
+    Wire w;
+    w.h = h;
+    w.payload = payload;
+    Outcome o = Pipeline(fd, &w, 1, deadline);
+    if (o.kind == Kind::kOk && w.status != kOk) o = {Kind::kServer, Result::Fail(w.status, w.message)};
     ReleaseConn(p, ei, fd, o.kind == Kind::kOk || o.kind == Kind::kServer);
     if (o.kind != Kind::kPath) return o;
     last = o;
@@ -557,50 +646,175 @@ int Client::Handshake(int fd, int64_t deadline, Result* err) {
   return 0;
 }
 
-Client::Outcome Client::Exchange(int fd, RequestHeader& h, uint8_t* data, int64_t deadline, std::string* payload) {
-  auto classify = [](const Result& r) {
+// Sends every request of `w` back to back (headers and WRITE bodies gathered into few sendmsg
+// calls) while reading the responses as they come (matched by request id), so neither side
+// waits for a round trip per request, and neither can block the other: sending and receiving
+// progress together under one poll. Returns kOk when every response arrived (each Wire then
+// holds its status), otherwise kPath/kDeadline with the unanswered ones left !done.
+Client::Outcome Client::Pipeline(int fd, Wire* w, size_t n, int64_t deadline) {
+  const uint64_t base = nextRequestId_.fetch_add(n);
+  // Headers first (their bytes must not move once iovecs point at them), then the iovecs.
+  static thread_local std::vector<uint8_t> heads;
+  static thread_local std::vector<iovec> iov;
+  static thread_local std::vector<uint32_t> headAt;
+  heads.resize(n * RequestMaxSize());
+  headAt.resize(n + 1);
+  size_t used = 0;
+  for (size_t i = 0; i < n; i++) {
+    w[i].h.id = base + i;
+    headAt[i] = uint32_t(used);
+    used += EncodeRequest(w[i].h, heads.data() + used);
+  }
+  headAt[n] = uint32_t(used);
+  iov.clear();
+  for (size_t i = 0; i < n; i++) {
+    uint8_t* hp = heads.data() + headAt[i];
+    size_t hl = headAt[i + 1] - headAt[i];
+    // Consecutive headers (READs) share one iovec.
+    if (!iov.empty() && static_cast<uint8_t*>(iov.back().iov_base) + iov.back().iov_len == hp) iov.back().iov_len += hl;
+    else iov.push_back({hp, hl});
+    if (w[i].h.op == kOpcodeWrite) iov.push_back({w[i].data, size_t(w[i].h.length)});
+  }
+  size_t iovAt = 0;
+
+  static thread_local std::unique_ptr<uint8_t[]> rbuf(new uint8_t[kRecvBuf]);
+  uint8_t* rb = rbuf.get();
+  size_t lo = 0, hi = 0;
+  size_t pending = n;
+  // Current response: its wire, and where its payload goes (nullptr: into `msg`).
+  Wire* cur = nullptr;
+  uint8_t* dst = nullptr;
+  uint64_t left = 0;
+  std::string* text = nullptr;
+  size_t textAt = 0;
+
+  auto fail = [&](Kind k, Result r) { return Outcome{k, std::move(r)}; };
+  auto classify = [&](const Result& r) {
     return Outcome{r.status == kDeadlineExceeded ? Kind::kDeadline : Kind::kPath, r};
   };
-  h.id = nextRequestId_++;
-  uint8_t head[RequestMaxSize()];
-  size_t n = EncodeRequest(h, head);
-  const bool sendsBody = h.op == kOpcodeWrite;
-  Result r = SendAll(fd, head, n, deadline, nullptr, sendsBody);
-  if (!r.ok()) return classify(r);
-  if (sendsBody) {
-    r = SendAll(fd, data, h.length, deadline);
-    if (!r.ok()) return classify(r);
+  // Consumes buffered bytes; false with `err` on a protocol violation.
+  Result err;
+  auto parse = [&]() -> bool {
+    while (true) {
+      if (cur) {
+        size_t k = size_t(std::min<uint64_t>(left, hi - lo));
+        if (k) {
+          if (dst) {
+            memcpy(dst, rb + lo, k);
+            dst += k;
+          } else {
+            memcpy(&(*text)[textAt], rb + lo, k);
+            textAt += k;
+          }
+          lo += k;
+          left -= k;
+        }
+        if (left > 0) return true;
+        cur->done = true;
+        cur = nullptr;
+        pending--;
+        continue;
+      }
+      if (pending == 0 || hi - lo < kResponseSize) return true;
+      ResponseHeader rh;
+      std::string why;
+      if (!DecodeResponse(rb + lo, &rh, &why)) return err = Result::Fail(kTransferFail, "bad response: " + why), false;
+      lo += kResponseSize;
+      const uint64_t idx = rh.id - base;
+      if (rh.id < base || idx >= n || w[idx].done || rh.op != w[idx].h.op)
+        return err = Result::Fail(kTransferFail, "response does not match any request in flight"), false;
+      Wire& x = w[idx];
+      x.status = rh.status;
+      cur = &x;
+      dst = nullptr;
+      text = nullptr;
+      textAt = 0;
+      left = rh.payloadLength;
+      if (rh.status != kOk) {
+        if (rh.payloadLength > kMaxErrorMessage) return err = Result::Fail(kTransferFail, "oversized error message from the peer"), false;
+        x.message.resize(rh.payloadLength);
+        text = &x.message;
+      } else if (x.h.op == kOpcodeRead) {
+        if (rh.payloadLength != x.h.length) return err = Result::Fail(kTransferFail, "response length mismatch"), false;
+        dst = x.data;
+      } else if (x.h.op == kOpcodeWrite || x.h.op == kOpcodeGrantCheck) {
+        if (rh.payloadLength != 0) return err = Result::Fail(kTransferFail, "unexpected response payload"), false;
+      } else {
+        // Control replies are small and bounded.
+        if (rh.payloadLength > 64 * 1024 || !x.payload) return err = Result::Fail(kTransferFail, "oversized control reply"), false;
+        x.payload->resize(rh.payloadLength);
+        text = x.payload;
+      }
+    }
+  };
+
+  while (pending > 0) {
+    bool progress = false;
+    if (iovAt < iov.size()) {
+      msghdr m{};
+      m.msg_iov = &iov[iovAt];
+      m.msg_iovlen = std::min<size_t>(iov.size() - iovAt, 1024);
+      ssize_t r = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (r > 0) {
+        progress = true;
+        size_t k = size_t(r);
+        while (k > 0) {
+          iovec& v = iov[iovAt];
+          if (k >= v.iov_len) {
+            k -= v.iov_len;
+            iovAt++;
+          } else {
+            v.iov_base = static_cast<uint8_t*>(v.iov_base) + k;
+            v.iov_len -= k;
+            k = 0;
+          }
+        }
+      } else if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        return fail(Kind::kPath, Result::Fail(kTransferFail, std::string("send: ") + strerror(errno)));
+      }
+    }
+    ssize_t r;
+    if (cur && dst && lo == hi && left >= kDirectRecv) {
+      // Large payload: straight into its destination.
+      r = recv(fd, dst, size_t(std::min<uint64_t>(left, 4u << 20)), MSG_DONTWAIT);
+      if (r > 0) {
+        dst += r;
+        left -= uint64_t(r);
+        if (left == 0) {
+          cur->done = true;
+          cur = nullptr;
+          pending--;
+        }
+      }
+    } else {
+      if (lo == hi) lo = hi = 0;
+      else if (lo > kRecvBuf / 2) {
+        memmove(rb, rb + lo, hi - lo);
+        hi -= lo;
+        lo = 0;
+      }
+      r = recv(fd, rb + hi, kRecvBuf - hi, MSG_DONTWAIT);
+      if (r > 0) {
+        hi += size_t(r);
+        if (!parse()) return fail(Kind::kPath, err);
+      }
+    }
+    if (r > 0) progress = true;
+    else if (r == 0) return fail(Kind::kPath, Result::Fail(kTransferFail, "connection closed by the peer"));
+    else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+      return fail(Kind::kPath, Result::Fail(kTransferFail, std::string("recv: ") + strerror(errno)));
+    if (pending == 0) break;
+    if (progress) continue;
+    int64_t wait = deadline - MonoMs();
+    if (wait <= 0) return classify(Result::Fail(kDeadlineExceeded, "the request deadline passed during network I/O"));
+    pollfd pf{fd, short(POLLIN | (iovAt < iov.size() ? POLLOUT : 0)), 0};
+    int pr = poll(&pf, 1, int(wait > 60000 ? 60000 : wait));
+    if (pr < 0 && errno != EINTR) return fail(Kind::kPath, Result::Fail(kTransferFail, std::string("poll: ") + strerror(errno)));
+    if (pr > 0 && (pf.revents & POLLNVAL)) return fail(Kind::kPath, Result::Fail(kTransferFail, "connection closed locally"));
   }
-  uint8_t rb[kResponseSize];
-  r = RecvAll(fd, rb, sizeof rb, deadline);
-  if (!r.ok()) return classify(r);
-  ResponseHeader rh;
-  std::string why;
-  if (!DecodeResponse(rb, &rh, &why)) return {Kind::kPath, Result::Fail(kTransferFail, "bad response: " + why)};
-  if (rh.id != h.id || rh.op != h.op) return {Kind::kPath, Result::Fail(kTransferFail, "response does not match the request")};
-  if (rh.status != kOk) {
-    std::string msg;
-    r = ReadErrorMessage(fd, rh.payloadLength, deadline, &msg);
-    if (!r.ok()) return classify(r);
-    return {Kind::kServer, Result::Fail(rh.status, msg)};
-  }
-  if (h.op == kOpcodeRead) {
-    if (rh.payloadLength != h.length) return {Kind::kPath, Result::Fail(kTransferFail, "response length mismatch")};
-    r = RecvAll(fd, data, h.length, deadline);
-    if (!r.ok()) return classify(r);
-    return {Kind::kOk, Result::Ok()};
-  }
-  if (h.op == kOpcodeWrite || h.op == kOpcodeGrantCheck) {
-    if (rh.payloadLength != 0) return {Kind::kPath, Result::Fail(kTransferFail, "unexpected response payload")};
-    return {Kind::kOk, Result::Ok()};
-  }
-  // Control replies are small and bounded.
-  if (rh.payloadLength > 64 * 1024) return {Kind::kPath, Result::Fail(kTransferFail, "oversized control reply")};
-  payload->resize(rh.payloadLength);
-  if (rh.payloadLength) {
-    r = RecvAll(fd, &(*payload)[0], rh.payloadLength, deadline);
-    if (!r.ok()) return classify(r);
-  }
+  // Every response arrived; bytes beyond them would be a protocol violation (left for the
+  // idle check of the pooled connection to catch).
+  if (hi > lo) return fail(Kind::kPath, Result::Fail(kTransferFail, "unexpected bytes after the last response"));
   return {Kind::kOk, Result::Ok()};
 }
 

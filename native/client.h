@@ -1,6 +1,7 @@
 // The transfer client: batches are cut into slices that worker threads move over pooled,
 // persistent per-peer connections ("lanes"), spread over all of a peer's addresses, or copy
-// with memcpy when the peer's segment can be mapped on this host.
+// with memcpy when the peer's segment can be mapped on this host. A worker takes a group of
+// consecutive small slices at once and pipelines them on one lane (or copies them in one go).
 #pragma once
 
 #include <array>
@@ -134,12 +135,32 @@ class Client {
     Result result;
   };
 
+  // One request on the wire of a pipelined exchange, and its answer.
+  struct Wire {
+    RequestHeader h;
+    uint8_t* data = nullptr;         // READ destination / WRITE source
+    std::string* payload = nullptr;  // control replies
+    bool done = false;
+    int32_t status = kOk;
+    std::string message;
+  };
+  // The grant last confirmed while running a group (saves the lookup in the verified set).
+  struct GroupGrant {
+    std::array<uint8_t, kGrantWireSize> wire{};
+    bool valid = false;
+  };
+  // Slices of one batch to one peer taken by a worker at once: at most this many, and at most
+  // this many bytes (a slice larger than that goes alone).
+  static constexpr size_t kMaxGroup = 256;
+  static constexpr uint64_t kGroupBytes = 1u << 20;
+
   void WorkerLoop();
   Peer* PickPeerLocked();
-  void RunSlice(Peer* p, const SliceTask& t);
-  void RunTcpSlice(Peer* p, const SliceTask& t);
-  bool RunMemcpySlice(Peer* p, const std::shared_ptr<Segment>& seg, const std::shared_ptr<ShmAttach>& a,
-                      const SliceTask& t);
+  void RunGroup(Peer* p, std::vector<SliceTask>& group);
+  void RunTcpGroup(Peer* p, std::vector<const SliceTask*>& todo);
+  // 1: checks passed, copy; 0: refused (the failure is recorded).
+  int PrepareMemcpySlice(Peer* p, const std::shared_ptr<Segment>& seg, const std::shared_ptr<ShmAttach>& a,
+                         const SliceTask& t, GroupGrant* last);
   void FinishSlice(const SliceTask& t);
   static void Fail(Batch& b, uint32_t req, int32_t status, const std::string& message);
 
@@ -152,7 +173,7 @@ class Client {
   int AcquireConn(Peer* p, int ei, int64_t deadline, bool* reused, Result* err);
   void ReleaseConn(Peer* p, int ei, int fd, bool reusable);
   int Handshake(int fd, int64_t deadline, Result* err);
-  Outcome Exchange(int fd, RequestHeader& h, uint8_t* data, int64_t deadline, std::string* payload);
+  Outcome Pipeline(int fd, Wire* w, size_t n, int64_t deadline);
   void TrackFd(int fd, bool add);
 
   ClientOptions opt_;

@@ -36,6 +36,11 @@ Result LocalMemory::Unregister(uint8_t* data, size_t length, bool* busy) {
 }
 
 Result LocalMemory::Pin(uint8_t* data, size_t length, uintptr_t* key) {
+  size_t ignored;
+  return Pin(data, length, key, &ignored);
+}
+
+Result LocalMemory::Pin(uint8_t* data, size_t length, uintptr_t* key, size_t* regLength) {
   const uintptr_t a = reinterpret_cast<uintptr_t>(data);
   auto it = regions_.upper_bound(a);
   if (it == regions_.begin()) return Result::Fail(kInvalidParams, "local memory is not inside a registered buffer");
@@ -46,6 +51,7 @@ Result LocalMemory::Pin(uint8_t* data, size_t length, uintptr_t* key) {
   if (r.closing) return Result::Fail(kInvalidParams, "the registered buffer is being unregistered");
   r.inflight++;
   *key = r.start;
+  *regLength = r.length;
   return Result::Ok();
 }
 

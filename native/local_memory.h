@@ -30,6 +30,9 @@ class LocalMemory {
   Result Unregister(uint8_t* data, size_t length, bool* busy);
   // Finds the registration containing [data, data+length) and pins it for one batch.
   Result Pin(uint8_t* data, size_t length, uintptr_t* key);
+  // Same, also telling the registration's extent (so a batch pins each registration once and
+  // checks further requests against the extent).
+  Result Pin(uint8_t* data, size_t length, uintptr_t* key, size_t* regLength);
   void Unpin(uintptr_t key);
   size_t count() const { return regions_.size(); }
   void Clear() { regions_.clear(); }

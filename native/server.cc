@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include "auth.h"
@@ -24,7 +25,12 @@ constexpr uint64_t kListenerTag = 1ull << 63;
 constexpr uint64_t kMaxDrain = 16ull << 20;
 // Frames are served back to back while the client keeps them coming, up to this many, before
 // the connection goes back to epoll (fairness between connections).
-constexpr int kMaxFramesPerTurn = 64;
+constexpr int kMaxFramesPerTurn = 4096;
+// READ payloads up to this size are copied into the turn's output buffer (one send for many
+// responses); larger ones are sent straight from segment memory.
+constexpr uint64_t kInlineRead = 64 * 1024;
+// The output buffer is sent once it holds this much.
+constexpr size_t kOutFlush = 256 * 1024;
 }  // namespace
 
 Server::Server(ServerOptions options, SegmentTable* segments) : opt_(std::move(options)), segments_(segments) {}
@@ -262,13 +268,7 @@ void Server::WorkerLoop() {
       c = it->second;
       c->busy = true;
     }
-    bool keep = true;
-    for (int i = 0; i < kMaxFramesPerTurn && keep && !stopping_; i++) {
-      keep = ServeOne(*c);
-      if (!keep) break;
-      pollfd p{c->fd, POLLIN, 0};
-      if (poll(&p, 1, 0) <= 0) break;
-    }
+    bool keep = ServeTurn(*c);
     if (keep && !stopping_) Rearm(c);
     else CloseConn(c);
   }
@@ -319,42 +319,161 @@ bool Server::Handshake(Conn& c) {
   return SendAll(c.fd, proof, kProofSize, MonoMs() + opt_.ioTimeoutMs).ok();
 }
 
-Result Server::Authorize(const RequestHeader& h, const std::shared_ptr<Segment>& seg, uint32_t opBit) {
+
+// One turn's buffered I/O. The input buffer is empty whenever a turn ends (a turn only ends
+// between frames, after the buffer ran dry), so per-thread buffers are enough.
+struct Server::Io {
+  int fd;
+  int64_t ioTimeoutMs;
+  uint8_t* in;
+  size_t lo = 0, hi = 0;
+  std::vector<uint8_t>& out;
+  int64_t deadline = 0;  // of the frame being served
+
+  size_t avail() const { return hi - lo; }
+  bool Flush() {
+    if (out.empty()) return true;
+    bool ok = SendAll(fd, out.data(), out.size(), MonoMs() + ioTimeoutMs).ok();
+    out.clear();
+    return ok;
+  }
+  // Makes `n` (<= kInCap) contiguous bytes available at in + lo, waiting (after sending the
+  // queued responses: the peer may wait for them) until the frame's deadline.
+  bool Need(size_t n) {
+    if (avail() >= n) return true;
+    if (lo > 0) {
+      memmove(in, in + lo, avail());
+      hi -= lo;
+      lo = 0;
+    }
+    if (!Flush()) return false;
+    while (hi < n) {
+      ssize_t r = recv(fd, in + hi, kInCap - hi, 0);
+      if (r > 0) {
+        hi += size_t(r);
+        continue;
+      }
+      if (r == 0) return false;
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
+      pollfd p{fd, POLLIN, 0};
+      int64_t left = deadline - MonoMs();
+      if (left <= 0) return false;
+      if (poll(&p, 1, int(left > 60000 ? 60000 : left)) < 0 && errno != EINTR) return false;
+    }
+    return true;
+  }
+  // Moves `len` bytes of the stream to `dst` (nullptr: discard): first what is buffered, then
+  // large remainders straight from the socket, small ones through the buffer (which then also
+  // picks up the frames that follow).
+  bool Take(uint8_t* dst, uint64_t len) {
+    while (len > 0) {
+      if (avail() == 0) {
+        lo = hi = 0;
+        if (len >= kDirect && dst) {
+          if (!Flush()) return false;
+          return RecvAll(fd, dst, size_t(len), deadline).ok();
+        }
+        if (!Need(1)) return false;
+      }
+      size_t n = size_t(std::min<uint64_t>(len, avail()));
+      if (dst) {
+        memcpy(dst, in + lo, n);
+        dst += n;
+      }
+      lo += n;
+      len -= n;
+    }
+    return true;
+  }
+  static constexpr size_t kInCap = 256 * 1024;
+  static constexpr size_t kDirect = 64 * 1024;
+};
+
+bool Server::ServeTurn(Conn& c) {
+  if (!c.authed) return Handshake(c);
+  static thread_local std::unique_ptr<uint8_t[]> inBuf(new uint8_t[Io::kInCap]);
+  static thread_local std::vector<uint8_t> outBuf;
+  outBuf.clear();
+  Io io{c.fd, opt_.ioTimeoutMs, inBuf.get(), 0, 0, outBuf};
+  int frames = 0;
+  while (!stopping_) {
+    if (io.avail() == 0) {
+      // Between frames: answer what was served, then see whether more requests are waiting.
+      if (!io.Flush()) return false;
+      if (frames >= kMaxFramesPerTurn) return true;
+      io.lo = io.hi = 0;
+      ssize_t n = recv(c.fd, io.in, Io::kInCap, 0);
+      if (n == 0) return false;  // a clean close between frames is the normal end
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return errno == EAGAIN || errno == EWOULDBLOCK;
+      }
+      io.hi = size_t(n);
+    }
+    io.deadline = MonoMs() + opt_.ioTimeoutMs;
+    if (!ServeFrame(c, io)) {
+      io.Flush();
+      return false;
+    }
+    frames++;
+  }
+  return false;
+}
+
+void Server::Queue(Io& io, uint8_t op, uint64_t id, int32_t status, const std::string& message, uint32_t payloadLength) {
+  ResponseHeader r;
+  r.op = op;
+  r.id = id;
+  r.status = status;
+  const size_t msgLen = status == kOk ? 0 : std::min<size_t>(message.size(), 512);
+  r.payloadLength = status == kOk ? payloadLength : uint32_t(msgLen);
+  const size_t at = io.out.size();
+  io.out.resize(at + kResponseSize + msgLen);
+  EncodeResponse(r, io.out.data() + at);
+  if (msgLen) memcpy(io.out.data() + at + kResponseSize, message.data(), msgLen);
+}
+
+Result Server::Authorize(Conn& c, const RequestHeader& h, const std::shared_ptr<Segment>& seg, uint32_t opBit) {
   if (!seg->hasGrantKey()) return Result::Ok();
   if (!(h.flags & kFlagHasGrant)) return Result::Fail(kAccessDenied, "segment '" + h.segment + "' requires a grant");
-  if (!GrantAuthentic(seg->grantKey(), h.segment, h.grant))
-    return Result::Fail(kAccessDenied, "the grant's signature does not match segment '" + h.segment + "'");
+  uint8_t wire[kGrantWireSize];
+  EncodeGrant(h.grant, wire);
+  const bool sameSeg = c.grantValid && !c.grantSeg.owner_before(seg) && !seg.owner_before(c.grantSeg) &&
+                       c.grantSegName == h.segment;
+  if (!(sameSeg && memcmp(wire, c.grantWire, kGrantWireSize) == 0)) {
+    if (!GrantAuthentic(seg->grantKey(), h.segment, h.grant))
+      return Result::Fail(kAccessDenied, "the grant's signature does not match segment '" + h.segment + "'");
+    c.grantSeg = seg;
+    c.grantSegName = h.segment;
+    memcpy(c.grantWire, wire, kGrantWireSize);
+    c.grantValid = true;
+  }
   if (opBit == 0) return Result::Ok();
   return GrantCovers(h.grant, opBit, h.offset, h.length, WallMs());
 }
 
-bool Server::ServeOne(Conn& c) {
-  if (!c.authed) return Handshake(c);
+bool Server::ServeFrame(Conn& c, Io& io) {
   Listener& l = *listeners_[c.listener];
-  uint8_t fixed[kRequestFixedSize];
-  const int64_t deadline = MonoMs() + opt_.ioTimeoutMs;
-  {
-    // A clean close between frames is the normal end of a connection, not an error.
-    ssize_t n = recv(c.fd, fixed, 1, MSG_PEEK);
-    if (n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EINTR))) return false;
-  }
-  if (!RecvAll(c.fd, fixed, sizeof fixed, deadline).ok()) return false;
+  if (!io.Need(kRequestFixedSize)) return false;
+  const uint8_t* fixed = io.in + io.lo;
   RequestHeader h;
   std::string why;
   size_t tailLen = DecodeRequestFixed(fixed, &h, &why);
   if (tailLen == 0) {
     malformed_++;
-    Respond(c, h.op, GetU64(fixed + 8), kInvalidParams, "malformed request: " + why);
+    Queue(io, h.op, GetU64(fixed + 8), kInvalidParams, "malformed request: " + why);
     return false;
   }
-  uint8_t tail[kMaxSegmentName + kGrantWireSize];
-  if (!RecvAll(c.fd, tail, tailLen, deadline).ok()) return false;
-  if (!DecodeRequestTail(fixed, tail, tailLen, &h, &why)) {
+  if (!io.Need(kRequestFixedSize + tailLen)) return false;
+  fixed = io.in + io.lo;
+  if (!DecodeRequestTail(fixed, fixed + kRequestFixedSize, tailLen, &h, &why)) {
     malformed_++;
-    Respond(c, h.op, h.id, kInvalidParams, "malformed request: " + why);
+    Queue(io, h.op, h.id, kInvalidParams, "malformed request: " + why);
     return false;
   }
-  l.requests++;
+  io.lo += kRequestFixedSize + tailLen;
+  l.requests.fetch_add(1, std::memory_order_relaxed);
 
   std::shared_ptr<Segment> seg = segments_->Find(h.segment);
   const bool isData = h.op == kOpcodeRead || h.op == kOpcodeWrite;
@@ -368,40 +487,45 @@ bool Server::ServeOne(Conn& c) {
                                                 ") is outside segment '" + h.segment + "' of " +
                                                 std::to_string(seg->size()) + " bytes");
   } else if (h.op == kOpcodeRead) {
-    verdict = Authorize(h, seg, kOpRead);
+    verdict = Authorize(c, h, seg, kOpRead);
   } else if (h.op == kOpcodeWrite) {
-    verdict = Authorize(h, seg, kOpWrite);
+    verdict = Authorize(c, h, seg, kOpWrite);
   } else if (h.op == kOpcodeGrantCheck) {
-    verdict = Authorize(h, seg, 0);
+    verdict = Authorize(c, h, seg, 0);
   }
   if (!verdict.ok()) {
     if (verdict.status == kAccessDenied) denied_++;
-    if (!Respond(c, h.op, h.id, verdict.status, verdict.message)) return false;
+    Queue(io, h.op, h.id, verdict.status, verdict.message);
     if (h.op != kOpcodeWrite) return true;
     if (h.length > kMaxDrain) return false;
     // Keep the connection in step: swallow the body the client is already sending.
-    static thread_local uint8_t sink[256 * 1024];
-    uint64_t left = h.length;
-    while (left > 0) {
-      size_t n = left < sizeof sink ? size_t(left) : sizeof sink;
-      if (!RecvAll(c.fd, sink, n, deadline).ok()) return false;
-      left -= n;
-    }
-    return true;
+    return io.Take(nullptr, h.length);
   }
 
   switch (h.op) {
     case kOpcodeRead: {
-      if (!Respond(c, h.op, h.id, kOk, "", true, uint32_t(h.length))) return false;
-      if (!SendAll(c.fd, seg->data() + h.offset, h.length, deadline).ok()) return false;
-      l.bytesRead += h.length;
+      if (h.length <= kInlineRead) {
+        // Small: gathered with the other responses of this turn.
+        Queue(io, h.op, h.id, kOk, "", uint32_t(h.length));
+        io.out.insert(io.out.end(), seg->data() + h.offset, seg->data() + h.offset + h.length);
+        if (io.out.size() >= kOutFlush && !io.Flush()) return false;
+      } else {
+        Queue(io, h.op, h.id, kOk, "", uint32_t(h.length));
+        Result r = SendAll(c.fd, io.out.data(), io.out.size(), io.deadline, nullptr, true);
+        io.out.clear();
+        if (!r.ok()) return false;
+        if (!SendAll(c.fd, seg->data() + h.offset, h.length, io.deadline).ok()) return false;
+      }
+      l.bytesRead.fetch_add(h.length, std::memory_order_relaxed);
       return true;
     }
     case kOpcodeWrite: {
-      // The body lands directly in segment memory; the OK goes out only once all of it has.
-      if (!RecvAll(c.fd, seg->data() + h.offset, h.length, deadline).ok()) return false;
-      l.bytesWritten += h.length;
-      return Respond(c, h.op, h.id, kOk, "");
+      // The body lands directly in segment memory; the OK is queued only once all of it has.
+      if (!io.Take(seg->data() + h.offset, h.length)) return false;
+      l.bytesWritten.fetch_add(h.length, std::memory_order_relaxed);
+      Queue(io, h.op, h.id, kOk, "");
+      if (io.out.size() >= kOutFlush && !io.Flush()) return false;
+      return true;
     }
     case kOpcodeShmInfo: {
       ShmInfo info = seg->info();
@@ -413,11 +537,13 @@ bool Server::ServeOne(Conn& c) {
       PutU32(p + 24, uint32_t(info.ownerPid));
       PutU32(p + 28, info.grantRequired ? 1 : 0);
       memcpy(p + 32, info.path.data(), info.path.size());
-      if (!Respond(c, h.op, h.id, kOk, "", true, uint32_t(payload.size()))) return false;
-      return SendAll(c.fd, payload.data(), payload.size(), deadline).ok();
+      Queue(io, h.op, h.id, kOk, "", uint32_t(payload.size()));
+      io.out.insert(io.out.end(), payload.begin(), payload.end());
+      return true;
     }
     case kOpcodeGrantCheck:
-      return Respond(c, h.op, h.id, kOk, "");
+      Queue(io, h.op, h.id, kOk, "");
+      return true;
   }
   return false;
 }

@@ -1,7 +1,9 @@
 // The transfer server: a small pool of threads that all wait on one epoll set (connections are
 // EPOLLONESHOT, so exactly one thread takes a ready connection, with no hand-off between
-// threads). The taker serves that connection's frames with deadline-bounded blocking I/O
-// straight between the socket and segment memory, then re-arms it.
+// threads). The taker serves that connection's frames, then re-arms it. Input is read in large
+// chunks into a per-thread buffer, so a pipelined client's many small requests cost one recv;
+// responses are gathered and leave in one send when the input runs dry (or before any wait).
+// Large bodies move with deadline-bounded I/O straight between the socket and segment memory.
 #pragma once
 
 #include <atomic>
@@ -76,6 +78,13 @@ class Server {
     bool busy = false;
     int64_t lastActive = 0;
     uint8_t nonce[32] = {};
+    // The last grant whose MAC was verified on this connection, and for which segment: a
+    // pipelined batch repeats one grant for many requests, and the MAC (HMAC-SHA256) is the
+    // largest per-request cost. Range, op and expiry are still checked on every request.
+    std::weak_ptr<Segment> grantSeg;
+    std::string grantSegName;
+    uint8_t grantWire[kGrantWireSize] = {};
+    bool grantValid = false;
   };
 
   void WorkerLoop();
@@ -83,11 +92,15 @@ class Server {
   void Rearm(const std::shared_ptr<Conn>& c);
   void CloseConn(const std::shared_ptr<Conn>& c);
   void SweepIdle();
-  bool ServeOne(Conn& c);
+  struct Io;  // one turn's buffered input and output (thread-local buffers)
+  bool ServeTurn(Conn& c);
+  bool ServeFrame(Conn& c, Io& io);
   bool Handshake(Conn& c);
   bool Respond(Conn& c, uint8_t op, uint64_t id, int32_t status, const std::string& message, bool more = false,
                uint32_t payloadLength = 0);
-  Result Authorize(const RequestHeader& h, const std::shared_ptr<Segment>& seg, uint32_t opBit);
+  // Queues a response (and an error message) in the turn's output buffer.
+  void Queue(Io& io, uint8_t op, uint64_t id, int32_t status, const std::string& message, uint32_t payloadLength = 0);
+  Result Authorize(Conn& c, const RequestHeader& h, const std::shared_ptr<Segment>& seg, uint32_t opBit);
 
   ServerOptions opt_;
   SegmentTable* segments_;

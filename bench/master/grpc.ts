@@ -2,10 +2,15 @@
 // PutStart+PutEnd pairs/s and GetReplicaList/s with 1, 16 and 64 concurrent callers, and the batch
 // rpcs with 128 keys per call. Baseline in the same run: the same calls on an in-process
 // MasterService, without gRPC.
-//   node --import tsx bench/master/grpc.ts [--seconds 2] [--json]
+//   node --import tsx bench/master/grpc.ts [--seconds 2] [--only TEXT] [--json]
+// Each row also reports the CPU time per key (or call) of the client and of the master process,
+// which, unlike the rates, hardly depends on what else runs on the machine. `--only Batch` runs
+// the rows whose name contains the text. MOONCAKE_PROTO_CODEC=reflection runs both processes with
+// proto-loader's reflection codec instead of the compiled one (for before/after comparisons).
 // (`--serve` is the child's mode: it runs the master and prints its address.)
 import {spawn} from 'node:child_process'
 import {once} from 'node:events'
+import {readFileSync} from 'node:fs'
 import os from 'node:os'
 import {performance} from 'node:perf_hooks'
 import {createInterface} from 'node:readline'
@@ -28,6 +33,8 @@ const OBJECT_BYTES = 4096
 const BATCH = 128
 const CONCURRENCY = [1, 16, 64]
 const seconds = value('seconds', 2)
+const onlyAt = args.indexOf('--only')
+const only = onlyAt >= 0 ? args[onlyAt + 1]! : ''
 
 async function serve(): Promise<void> {
   enableLinearRegex()
@@ -45,6 +52,25 @@ interface Row {
   p50Ms: number
   p99Ms: number
   calls: number
+  /** CPU time of the client process per key (or call), µs. */
+  clientCpuUs: number
+  /** CPU time of the master process per key (or call), µs (0 for in-process rows). */
+  masterCpuUs: number
+}
+
+/** The master child's pid, to read its CPU time from /proc (Linux). */
+let masterPid: number | undefined
+
+function masterCpuMs(): number {
+  if (masterPid === undefined) return 0
+  try {
+    // Fields 14 and 15 of /proc/PID/stat (after the parenthesised command name): utime, stime in ticks.
+    const stat = readFileSync(`/proc/${masterPid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100
+  } catch {
+    return 0
+  }
 }
 
 function quantile(sorted: number[], q: number): number {
@@ -52,9 +78,12 @@ function quantile(sorted: number[], q: number): number {
 }
 
 /** Runs `op` in `concurrency` loops for the configured time; `op` returns how many keys it did. */
-async function measure(op: string, concurrency: number, fn: (worker: number, i: number) => Promise<number>): Promise<Row> {
+async function measure(op: string, concurrency: number, fn: (worker: number, i: number) => Promise<number>): Promise<Row | undefined> {
+  if (only !== '' && !op.includes(only)) return undefined
   const latencies: number[] = []
   let keys = 0
+  const cpu0 = process.cpuUsage()
+  const master0 = masterCpuMs()
   const t0 = performance.now()
   const until = t0 + seconds * 1000
   await Promise.all(
@@ -69,6 +98,8 @@ async function measure(op: string, concurrency: number, fn: (worker: number, i: 
     }),
   )
   const elapsed = (performance.now() - t0) / 1000
+  const cpu = process.cpuUsage(cpu0)
+  const masterMs = masterCpuMs() - master0
   latencies.sort((a, b) => a - b)
   return {
     op,
@@ -77,7 +108,13 @@ async function measure(op: string, concurrency: number, fn: (worker: number, i: 
     p50Ms: +quantile(latencies, 0.5).toFixed(3),
     p99Ms: +quantile(latencies, 0.99).toFixed(3),
     calls: latencies.length,
+    clientCpuUs: +((cpu.user + cpu.system) / keys).toFixed(2),
+    masterCpuUs: +((masterMs * 1000) / keys).toFixed(2),
   }
+}
+
+function push(rows: Row[], row: Row | undefined): void {
+  if (row) rows.push(row)
 }
 
 let round = 0
@@ -88,7 +125,8 @@ async function grpcRows(client: MasterClient): Promise<Row[]> {
   const clientId = 'bench'
   for (const c of CONCURRENCY) {
     const tag = `r${round++}`
-    rows.push(
+    push(
+      rows,
       await measure('PutStart+PutEnd', c, async (w, i) => {
         const key = `${tag}/${w}/${i}`
         await client.putStart({clientId, requestId: key, key, size: OBJECT_BYTES})
@@ -97,7 +135,8 @@ async function grpcRows(client: MasterClient): Promise<Row[]> {
         return 1
       }),
     )
-    rows.push(
+    push(
+      rows,
       await measure('GetReplicaList', c, async (w, i) => {
         await client.getReplicaList(written[(w * 7919 + i * 104_729) % written.length]!)
         return 1
@@ -106,7 +145,8 @@ async function grpcRows(client: MasterClient): Promise<Row[]> {
   }
   for (const c of CONCURRENCY) {
     const tag = `b${round++}`
-    rows.push(
+    push(
+      rows,
       await measure(`BatchPutStart+End x${BATCH}`, c, async (w, i) => {
         const reqs = Array.from({length: BATCH}, (_, j) => {
           const key = `${tag}/${w}/${i}/${j}`
@@ -120,7 +160,8 @@ async function grpcRows(client: MasterClient): Promise<Row[]> {
         return BATCH
       }),
     )
-    rows.push(
+    push(
+      rows,
       await measure(`BatchGetReplicaList x${BATCH}`, c, async (w, i) => {
         const base = (w * 7919 + i * 104_729) % written.length
         const keys = Array.from({length: BATCH}, (_, j) => written[(base + j) % written.length]!)
@@ -146,24 +187,30 @@ async function baselineRows(): Promise<Row[]> {
     }
     return 1000
   })
-  const get = await measure('in-process GetReplicaList', 1, async (_, i) => {
+  const get = keys.length === 0 ? undefined : await measure('in-process GetReplicaList', 1, async (_, i) => {
     for (let j = 0; j < 1000; j++) service.getReplicaList(keys[(i + j) % keys.length]!)
     return 1000
   })
+  const rows = [put, get].filter((r): r is Row => r !== undefined)
   // Per-call latency is meaningless for the 1000-call loops above.
-  for (const row of [put, get]) row.p50Ms = row.p99Ms = 0
-  return [put, get]
+  for (const row of rows) row.p50Ms = row.p99Ms = 0
+  return rows
 }
 
 async function main(): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--serve'], {
+  // The child inherits node's flags (e.g. --cpu-prof, to profile both processes).
+  const execArgv = process.execArgv.includes('tsx') ? process.execArgv : ['--import', 'tsx', ...process.execArgv]
+  const child = spawn(process.execPath, [...execArgv, fileURLToPath(import.meta.url), '--serve'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   })
+  masterPid = child.pid
   const [address] = (await once(createInterface({input: child.stdout!}), 'line')) as [string]
   const client = await connectMaster({address, timeoutMs: 60_000})
   try {
     await client.mountSegment({clientId: 'bench', segment: {id: 'seg', name: 'bench-seg', endpoints: ['127.0.0.1:1'], size: SEGMENT_BYTES, hostId: 'h'}})
-    const rows = [...(await grpcRows(client)), ...(await baselineRows())]
+    const rows = [...(await grpcRows(client))]
+    masterPid = undefined
+    rows.push(...(await baselineRows()))
     const result = {
       bench: 'master-grpc',
       node: process.version,
@@ -171,6 +218,7 @@ async function main(): Promise<void> {
       // The figures depend on what else runs: both processes share this machine's cores.
       loadAverage1m: +os.loadavg()[0]!.toFixed(2),
       seconds,
+      codec: process.env['MOONCAKE_PROTO_CODEC'] === 'reflection' ? 'reflection' : 'compiled',
       objectBytes: OBJECT_BYTES,
       batch: BATCH,
       rows,
@@ -181,10 +229,12 @@ async function main(): Promise<void> {
       console.log(
         `master over gRPC (separate process, ${seconds}s per row; single-key rows count calls, batch rows count keys; ${result.cpus} CPUs, load average ${result.loadAverage1m})`,
       )
-      console.log(`${'op'.padEnd(34)}${'callers'.padStart(8)}${'per s'.padStart(11)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}`)
+      console.log(
+        `${'op'.padEnd(34)}${'callers'.padStart(8)}${'per s'.padStart(11)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'client µs'.padStart(11)}${'master µs'.padStart(11)}`,
+      )
       for (const r of rows) {
         console.log(
-          `${r.op.padEnd(34)}${String(r.concurrency).padStart(8)}${r.perSecond.toLocaleString('en-US').padStart(11)}${r.p50Ms.toFixed(2).padStart(9)}${r.p99Ms.toFixed(2).padStart(9)}`,
+          `${r.op.padEnd(34)}${String(r.concurrency).padStart(8)}${r.perSecond.toLocaleString('en-US').padStart(11)}${r.p50Ms.toFixed(2).padStart(9)}${r.p99Ms.toFixed(2).padStart(9)}${r.clientCpuUs.toFixed(2).padStart(11)}${r.masterCpuUs.toFixed(2).padStart(11)}`,
         )
       }
     }

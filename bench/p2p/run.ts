@@ -1,5 +1,5 @@
 /**
- * P2P distribution benchmark (run as root, Linux; about 5 minutes with the defaults):
+ * P2P distribution benchmark (run as root, Linux; about 6 minutes with the defaults):
  *
  *   sudo node --import tsx bench/p2p/run.ts
  *
@@ -14,7 +14,7 @@
  * shard is verified with CRC32C. Prints a table, writes bench/p2p/results/{results.json,
  * p2p-distribution.svg}, and exits 1 when 8 peers take more than 1.5x the time of 1 peer.
  *
- * Environment: P2P_BENCH_RATE (tc rate per direction, default 1gbit), P2P_BENCH_SIZE (1GiB),
+ * Environment: P2P_BENCH_RATE (tc rate per direction, default 500mbit), P2P_BENCH_SIZE (1GiB),
  * P2P_BENCH_SHARD (8MiB), P2P_BENCH_PEERS (1,2,4,8), P2P_BENCH_CONCURRENCY (4).
  */
 import {execFileSync, spawn, type ChildProcess} from 'node:child_process'
@@ -31,11 +31,12 @@ import {renderSvg} from './svg.js'
 const HERE = path.dirname(fileURLToPath(import.meta.url))
 const ROOT = path.resolve(HERE, '..', '..')
 const RESULTS = path.join(HERE, 'results')
-const RATE = process.env.P2P_BENCH_RATE ?? '1gbit'
+const RATE = process.env.P2P_BENCH_RATE ?? '500mbit'
 const SIZE = parseSize(process.env.P2P_BENCH_SIZE ?? '1GiB')
 const SHARD = parseSize(process.env.P2P_BENCH_SHARD ?? '8MiB')
 const COUNTS = (process.env.P2P_BENCH_PEERS ?? '1,2,4,8').split(',').map(Number)
 const CONCURRENCY = Number(process.env.P2P_BENCH_CONCURRENCY ?? 4)
+const MTU = process.env.P2P_BENCH_MTU ?? '1500'
 const MODES = (process.env.P2P_BENCH_MODES ?? 'p2p,baseline').split(',') as Array<'p2p' | 'baseline'>
 const MAX_PEERS = Math.max(...COUNTS)
 const PREFIX = 'mcp2p'
@@ -93,11 +94,14 @@ function addHost(ns: string, ip: string, index: number, shaped: boolean): void {
   sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up'])
   sh('ip', ['-n', ns, 'link', 'set', inner, 'name', 'eth0'])
   sh('ip', ['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0'])
+  sh('ip', ['-n', BRIDGE_NS, 'link', 'set', outer, 'mtu', MTU])
+  sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'mtu', MTU])
   sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'up'])
   if (!shaped) return
   const tbf = ['tbf', 'rate', RATE, 'burst', '1mb', 'latency', '100ms']
   sh('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'eth0', 'root', ...tbf])
   sh('ip', ['-n', ns, 'link', 'add', 'ifb0', 'type', 'ifb'])
+  sh('ip', ['-n', ns, 'link', 'set', 'ifb0', 'mtu', MTU])
   sh('ip', ['-n', ns, 'link', 'set', 'ifb0', 'up'])
   sh('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'eth0', 'handle', 'ffff:', 'ingress'])
   sh('ip', ['netns', 'exec', ns, 'tc', 'filter', 'add', 'dev', 'eth0', 'parent', 'ffff:', 'protocol', 'all', 'u32', 'match', 'u32', '0', '0', 'action', 'mirred', 'egress', 'redirect', 'dev', 'ifb0'])

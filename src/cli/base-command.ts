@@ -10,7 +10,7 @@ import {CommandDeadline} from './deadline.js'
 import {errorLine, toCliError} from './errors.js'
 import {GLOBAL_FLAGS} from './flags.js'
 import {createLogger, type Logger} from './logger.js'
-import {createProgress, type Progress} from './progress.js'
+import {createProgress, PROGRESS_THRESHOLD, type Progress} from './progress.js'
 import {jsonLine} from './render.js'
 
 export type CommandFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
@@ -134,6 +134,22 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     await super.finally(err)
   }
 
+  /**
+   * One failed item of a multi-item command (rm, query, ...): the contract's error line on
+   * stderr, whatever --json/--quiet say; the command still prints its document.
+   */
+  protected itemError(code: MooncakeError['code'], message: string): void {
+    process.stderr.write(`${errorLine({code, message} as MooncakeError)}\n`)
+  }
+
+  /**
+   * Ends a command that printed its result with a non-zero exit code (exists with a missing key,
+   * a partial rm or query): the document still goes to stdout, the code tells the script.
+   */
+  protected setExitCode(code: number): void {
+    process.exitCode = code
+  }
+
   /** Runs `fn` after run(), on success and failure alike (close clients, remove temp files). */
   protected onCleanup(fn: () => unknown): void {
     this.#cleanups.push(fn)
@@ -147,6 +163,22 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   /** A progress bar on stderr for a transfer of `total` bytes; a no-op where nobody watches. */
   protected progress(label: string, total: number): Progress {
     return createProgress({label, total, enabled: !this.jsonEnabled() && !this.flags?.quiet})
+  }
+
+  /**
+   * A progress bar for a transfer of `total` bytes whose progress `read()` reports (polled);
+   * returns the function that stops and clears it. A no-op below 64 MiB or off a terminal.
+   */
+  protected trackTransfer(label: string, total: number, read: () => number): () => void {
+    const bar = this.progress(label, total)
+    if (total <= PROGRESS_THRESHOLD || !process.stderr.isTTY) return () => bar.done()
+    const start = read()
+    const timer = setInterval(() => bar.update(Math.min(total, read() - start)), 100)
+    timer.unref()
+    return () => {
+      clearInterval(timer)
+      bar.done()
+    }
   }
 
   /** The cluster token (MOONCAKE_TOKEN / MOONCAKE_TOKEN_FILE), or undefined. */
@@ -186,6 +218,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    * the resolved settings.
    */
   protected async connectClient(options: MooncakeClientOptions = {}): Promise<MooncakeClient> {
+    // With --etcd the leader is found through etcd by connectMaster; the client adopts it.
+    if (this.settings.etcd && this.settings.etcd.length > 0 && !options.master) {
+      options = {...options, master: await this.connectMaster()}
+    }
     const {MooncakeClient} = await import('../lib/client/client.js')
     this.deadline.waitingFor = `master ${this.settings.master}`
     try {

@@ -162,6 +162,7 @@ export function resolveMasterOptions(input: ConfigInput, resolved: ResolvedConfi
     putStartDiscardTimeoutMs: v.putStartDiscardTimeout,
     putStartReleaseTimeoutMs: v.putStartReleaseTimeout,
     rootFsDir: v.rootFsDir,
+    diskQuota: v.diskQuota,
     clusterId: resolved.global.clusterId,
     etcd: resolved.global.etcd,
     haLeaseTtlMs: v.haLeaseTtl,

@@ -52,6 +52,7 @@ import {
   type TransportMode,
 } from './options.js'
 import {StagingPool} from './staging.js'
+import {DISK_READ_SLICE, diskReplicas, directSink, readDiskReplica} from '../disk/reader.js'
 import type {SegmentOwner, SegmentOwnerOptions} from './segment-owner.js'
 
 const MAX_KEY_BYTES = 4096
@@ -586,7 +587,8 @@ export class MooncakeClient extends EventEmitter {
     let sentAt = Date.now()
     let info = await this.rpc(this.calls.getReplicaList(key), deadline, 'GetReplicaList')
     const {ordered: memory, local} = orderReplicas(info, this.opts.hostId, this.opts.transport)
-    if (memory.length === 0) {
+    const disks = diskReplicas(info)
+    if (memory.length === 0 && disks.length === 0) {
       throw new MooncakeError('REPLICA_IS_NOT_READY', `${key} has no readable memory replica`)
     }
     const size = info.size
@@ -622,6 +624,25 @@ export class MooncakeClient extends EventEmitter {
           lastError = new MooncakeError('CHECKSUM_MISMATCH', `${key}: the bytes read from ${plan.map((r) => r.segment).join(', ')} do not match the checksum written (${crc.toString(16)} != ${(info.checksum >>> 0).toString(16)})`)
           continue
         }
+        return size
+      }
+      // FILE_READ (disk tier): no memory replica left, or none could be read.
+      for (const d of disks) {
+        if (lastError && !sink.restartable) break
+        try {
+          await readDiskReplica(
+            {path: d.path, key, size, version: info.version, checksum: info.checksum ?? undefined},
+            sink instanceof BufferSink ? directSink(sink.destination) : sink,
+            {crc32c: (data, seed) => dp.crc32c(data, seed), sliceSize: Math.max(this.opts.sliceSize, DISK_READ_SLICE), check: () => lease.check()},
+          )
+        } catch (err) {
+          const e = toMooncakeError(err, 'FILE_READ_FAIL')
+          if (e.code === 'CHECKSUM_MISMATCH') this.counters.checksumMismatches++
+          if (e.code === 'LEASE_EXPIRED' || e.code === 'INTERRUPTED') throw e
+          lastError = e
+          continue
+        }
+        lease.check(key)
         return size
       }
       throw lastError ?? new MooncakeError('TRANSFER_FAIL', `${key}: no replica could be read`)

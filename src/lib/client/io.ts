@@ -189,6 +189,11 @@ export class BufferSink implements ReadSink {
     this.direct = dataPath.isRegistered(dest)
   }
 
+  /** The caller's buffer (a disk read fills it directly: no staging needed). */
+  get destination(): Uint8Array {
+    return this.dest
+  }
+
   target(offset: number, length: number): Promise<SliceView> | SliceView {
     if (this.direct) return {view: this.dest.subarray(offset, offset + length)}
     const got = this.staging.acquire(length)

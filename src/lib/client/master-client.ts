@@ -38,6 +38,7 @@ import {
 import {MooncakeError} from '../errors.js'
 import {CallSigner} from '../master/grpc-auth.js'
 import * as codec from '../master/grpc-codec.js'
+import {decodeDiskTask, encodeDiskResult} from '../master/disk-codec.js'
 import {fromServiceError, isTransportUnavailable} from '../master/grpc-errors.js'
 import type * as w from '../proto/generated/index.js'
 import type {MasterDefinition} from '../proto/generated/mooncake/v1/Master.js'
@@ -54,6 +55,14 @@ export interface MasterClientOptions {
   connectTimeoutMs?: number
   /** Retry an idempotent call once, within its deadline, when the connection failed. @default true */
   retry?: boolean
+  /**
+   * Merge batch calls of the same kind issued in the same event-loop turn (batchPutStart,
+   * batchPutEnd, batchGetReplicaList, ...) into one rpc of up to 4096 items. Each caller still
+   * gets its own items' results; the master processes them in the same order. Saves the per-rpc
+   * cost of gRPC (about 0.2 ms of CPU on each side) when many callers run concurrently.
+   * @default true
+   */
+  coalesceBatches?: boolean
   /** Reserved for leader discovery through etcd (HA); not supported yet. @default undefined */
   etcd?: string[]
   /** Reserved for leader discovery through etcd (HA). @default 'mooncake_cluster' */
@@ -108,6 +117,83 @@ function itemsOf<T, V>(res: {items: unknown[]}, decode: (v: V) => T): ItemResult
   return res.items.map((item) => codec.decodeItem(item as Parameters<typeof codec.decodeItem<V, T>>[0], decode))
 }
 
+/** Most items one merged batch rpc carries (the master accepts up to 100 000). */
+export const MAX_COALESCED_ITEMS = 4096
+
+interface PendingBatch<In, Out> {
+  items: In[]
+  idempotent: boolean
+  resolve(out: Out[]): void
+  reject(err: unknown): void
+}
+
+/**
+ * Batch calls of one rpc issued in the same event-loop turn, sent as one rpc at the next
+ * setImmediate (or as soon as MAX_COALESCED_ITEMS are waiting). Results are split back by position.
+ */
+class BatchCoalescer<In, Out> {
+  #queue: PendingBatch<In, Out>[] = []
+  #count = 0
+  #scheduled = false
+
+  constructor(private readonly send: (items: In[], idempotent: boolean) => Promise<Out[]>) {}
+
+  add(items: In[], idempotent: boolean): Promise<Out[]> {
+    if (items.length === 0) return this.send(items, idempotent)
+    return new Promise<Out[]>((resolve, reject) => {
+      if (this.#count + items.length > MAX_COALESCED_ITEMS) this.#flush()
+      this.#queue.push({items, idempotent, resolve, reject})
+      this.#count += items.length
+      if (!this.#scheduled) {
+        this.#scheduled = true
+        setImmediate(() => {
+          this.#scheduled = false
+          this.#flush()
+        })
+      }
+    })
+  }
+
+  #flush(): void {
+    const queue = this.#queue
+    if (queue.length === 0) return
+    this.#queue = []
+    this.#count = 0
+    if (queue.length === 1) {
+      const only = queue[0]!
+      this.send(only.items, only.idempotent).then(only.resolve, only.reject)
+      return
+    }
+    const all: In[] = []
+    let idempotent = true
+    for (const p of queue) {
+      for (const item of p.items) all.push(item)
+      idempotent &&= p.idempotent
+    }
+    this.send(all, idempotent).then(
+      (out) => {
+        if (out.length !== all.length) {
+          const err = new MooncakeError('INTERNAL_ERROR', `the master answered ${out.length} items for a batch of ${all.length}`)
+          for (const p of queue) p.reject(err)
+          return
+        }
+        let at = 0
+        for (const p of queue) {
+          p.resolve(out.slice(at, at + p.items.length))
+          at += p.items.length
+        }
+      },
+      (err: unknown) => {
+        // A request the master refuses as a whole (a malformed field) must fail only its caller:
+        // send the parts again one by one.
+        if (err instanceof MooncakeError && err.code === 'INVALID_PARAMS') {
+          for (const p of queue) this.send(p.items, p.idempotent).then(p.resolve, p.reject)
+        } else for (const p of queue) p.reject(err)
+      },
+    )
+  }
+}
+
 class GrpcMasterClient implements MasterClient {
   readonly address: string
   readonly #client: grpc.Client
@@ -115,12 +201,24 @@ class GrpcMasterClient implements MasterClient {
   readonly #signer: CallSigner | undefined
   readonly #timeoutMs: number
   readonly #retry: boolean
+  readonly #coalesce: boolean
   #closed = false
+  readonly #putStarts = new BatchCoalescer<PutStartRequest, ItemResult<PutStartResult>>(async (reqs, idempotent) =>
+    itemsOf(await this.call('BatchPutStart', {items: reqs.map(codec.encodePutStartRequest)}, idempotent), codec.decodePutStartResult),
+  )
+  readonly #putEnds = new BatchCoalescer<PutEndRequest, ItemResult<void>>(async (reqs) =>
+    codec.decodeVoidItems(await this.call('BatchPutEnd', {items: reqs.map(codec.encodePutEndRequest)}, true)),
+  )
+  readonly #replicaLists = new BatchCoalescer<string, ItemResult<GetReplicaListResult>>(async (keys) =>
+    itemsOf(await this.call('BatchGetReplicaList', {keys}, true), codec.decodeReplicaList),
+  )
+  readonly #exists = new BatchCoalescer<string, boolean>(async (keys) => (await this.call('BatchExistKey', {keys}, true)).exists)
 
   constructor(options: MasterClientOptions) {
     this.address = options.address
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_MASTER_TIMEOUT_MS
     this.#retry = options.retry ?? true
+    this.#coalesce = options.coalesceBatches ?? true
     this.#signer = options.token === undefined ? undefined : new CallSigner(options.token)
     this.#def = loadMooncakeProto().master
     this.#client = new grpc.Client(options.address, grpc.credentials.createInsecure(), {
@@ -229,11 +327,13 @@ class GrpcMasterClient implements MasterClient {
 
   async batchPutStart(reqs: PutStartRequest[]): Promise<ItemResult<PutStartResult>[]> {
     const idempotent = reqs.every((r) => r.requestId !== '')
+    if (this.#coalesce) return this.#putStarts.add(reqs, idempotent)
     const res = await this.call('BatchPutStart', {items: reqs.map(codec.encodePutStartRequest)}, idempotent)
     return itemsOf(res, codec.decodePutStartResult)
   }
 
   async batchPutEnd(reqs: PutEndRequest[]): Promise<ItemResult<void>[]> {
+    if (this.#coalesce) return this.#putEnds.add(reqs, true)
     return codec.decodeVoidItems(await this.call('BatchPutEnd', {items: reqs.map(codec.encodePutEndRequest)}, true))
   }
 
@@ -260,6 +360,7 @@ class GrpcMasterClient implements MasterClient {
   }
 
   async batchGetReplicaList(keys: string[]): Promise<ItemResult<GetReplicaListResult>[]> {
+    if (this.#coalesce) return this.#replicaLists.add(keys, true)
     return itemsOf(await this.call('BatchGetReplicaList', {keys}, true), codec.decodeReplicaList)
   }
 
@@ -273,6 +374,7 @@ class GrpcMasterClient implements MasterClient {
   }
 
   async batchExistKey(keys: string[]): Promise<boolean[]> {
+    if (this.#coalesce) return this.#exists.add(keys, true)
     return (await this.call('BatchExistKey', {keys}, true)).exists
   }
 
@@ -346,8 +448,10 @@ class GrpcMasterClient implements MasterClient {
   }
 
   async ping(req: PingRequest): Promise<PingResult> {
-    const res = await this.call('Ping', {clientId: req.clientId}, true)
-    return {viewVersion: res.viewVersion, status: codec.decodeClientStatus(res.status)}
+    const res = await this.call('Ping', {clientId: req.clientId, diskResults: req.diskResults?.map(encodeDiskResult) ?? []}, true)
+    const out: PingResult = {viewVersion: res.viewVersion, status: codec.decodeClientStatus(res.status)}
+    if (res.diskTasks !== undefined && res.diskTasks.length > 0) out.diskTasks = res.diskTasks.map(decodeDiskTask)
+    return out
   }
 
   // --- service -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 import {randomUUID} from 'node:crypto'
 import {EventEmitter} from 'node:events'
 
+import {DiskWriter} from '../disk/writer.js'
 import {MooncakeError, toMooncakeError} from '../errors.js'
 import type {ListKeysRequest, MasterApi, PingResult, SegmentDescriptor} from '../master/api.js'
 import {createDefaultDataPath, type DataPath, type LocalSegment} from './data-path.js'
@@ -77,6 +78,10 @@ export class SegmentOwner extends EventEmitter {
   private pinging: Promise<void> | undefined
   private consecutiveFailures = 0
   private closing: Promise<void> | undefined
+  /** Writes the disk replicas the master asks for (disk tier; docs/disk-tier.md). */
+  private readonly diskWriter: DiskWriter
+  /** Ping again at once (disk results are waiting). */
+  private pingNow = false
 
   private constructor(
     private readonly master: MasterApi,
@@ -92,6 +97,25 @@ export class SegmentOwner extends EventEmitter {
     private readonly rpcTimeoutMs: number,
   ) {
     super()
+    this.diskWriter = new DiskWriter(
+      {name: segment.name, window: (offset, length) => segment.window(offset, length)},
+      {crc32c: (data, seed) => dataPath.crc32c(data, seed), onResult: () => this.pingSoon()},
+    )
+  }
+
+  /** Disk replicas written and failed by this owner, and bytes written. */
+  get diskStats(): {written: number; failed: number; bytes: number; pending: number} {
+    return {...this.diskWriter.counts, pending: this.diskWriter.pending}
+  }
+
+  /** Reports finished disk writes now rather than at the next regular ping. */
+  private pingSoon(): void {
+    if (this.closing || this._state === 'closed' || this._state === 'unmounted') return
+    this.pingNow = true
+    if (this.pinging || this.timer === undefined) return
+    clearTimeout(this.timer)
+    this.timer = undefined
+    this.schedule()
   }
 
   /** Creates the segment, mounts it and starts pinging; resolves once mounted. */
@@ -178,20 +202,29 @@ export class SegmentOwner extends EventEmitter {
 
   private schedule(): void {
     if (this._state === 'closed' || this._state === 'unmounted' || this.closing) return
+    const delay = this.pingNow ? 0 : this.pingIntervalMs
+    this.pingNow = false
     this.timer = setTimeout(() => {
+      this.timer = undefined
       this.pinging = this.pingOnce().finally(() => {
         this.pinging = undefined
         this.schedule()
       })
-    }, this.pingIntervalMs)
+    }, delay)
   }
 
   /** One liveness round: Ping, then re-mount or stop as the master says. */
   private async pingOnce(): Promise<void> {
     let result: PingResult
+    const diskResults = this.diskWriter.takeResults()
     try {
-      result = await withDeadline(this.master.ping({clientId: this.clientId}), Date.now() + this.rpcTimeoutMs, 'Ping')
+      result = await withDeadline(
+        this.master.ping(diskResults.length > 0 ? {clientId: this.clientId, diskResults} : {clientId: this.clientId}),
+        Date.now() + this.rpcTimeoutMs,
+        'Ping',
+      )
     } catch (err) {
+      this.diskWriter.requeueResults(diskResults)
       const e = toMooncakeError(err)
       this.consecutiveFailures++
       if (this.closing) return
@@ -205,6 +238,7 @@ export class SegmentOwner extends EventEmitter {
     switch (result.status) {
       case 'OK':
         if (this._state === 'remounting') this.setState('mounted')
+        this.diskWriter.submit(result.diskTasks)
         return
       case 'NEED_REMOUNT':
         await this.remount()
@@ -228,6 +262,7 @@ export class SegmentOwner extends EventEmitter {
 
   private async stopAfterOperatorUnmount(): Promise<void> {
     if (this.timer) clearTimeout(this.timer)
+    await this.diskWriter.close()
     await this.segment.close().catch(() => {})
     if (this.ownsDataPath) await this.dataPath.close().catch(() => {})
     if (this.ownedMaster) await Promise.resolve(this.ownedMaster.close()).catch(() => {})
@@ -243,6 +278,7 @@ export class SegmentOwner extends EventEmitter {
   private async doClose(): Promise<void> {
     if (this.timer) clearTimeout(this.timer)
     await this.pinging?.catch(() => {})
+    await this.diskWriter.close()
     if (this._state !== 'unmounted') {
       try {
         await withDeadline(this.master.unmountSegment({name: this.name, clientId: this.clientId}), Date.now() + this.rpcTimeoutMs, 'UnmountSegment')

@@ -186,6 +186,12 @@ export const MASTER_SETTINGS = {
     helpValue: 'DIR',
     summary: 'disk tier: every object also gets a disk replica under DIR/<cluster-id>',
   },
+  diskQuota: {
+    key: 'diskQuota',
+    flag: 'disk-quota',
+    kind: 'size',
+    summary: 'disk tier: bytes its files may take; the oldest files are evicted beyond it [default: no quota]',
+  },
   haLeaseTtl: {
     key: 'haLeaseTtl',
     flag: 'ha-lease-ttl',

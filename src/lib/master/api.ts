@@ -219,11 +219,38 @@ export interface ListKeysPage {
 
 export interface PingRequest {
   clientId: string
+  /** Outcomes of disk tasks this owner finished since its last Ping (docs/disk-tier.md). */
+  diskResults?: DiskTaskResult[]
 }
 
 export interface PingResult {
   viewVersion: number
   status: ClientStatus
+  /** Disk replicas this owner should write from its segment memory (docs/disk-tier.md). */
+  diskTasks?: DiskTask[]
+}
+
+/** Write the value at [offset, offset+length) of `segment` to `path` (disk tier, issue 6). */
+export interface DiskTask {
+  key: string
+  version: number
+  segment: string
+  offset: number
+  length: number
+  path: string
+  /** The object's CRC32C, when the writer gave one: the owner checks its bytes against it. */
+  checksum?: number
+}
+
+export interface DiskTaskResult {
+  key: string
+  version: number
+  ok: boolean
+  /** CRC32C of the value written (ok). */
+  checksum?: number
+  /** Why the write failed (not ok). */
+  code?: ErrorCodeName
+  message?: string
 }
 
 export interface ServiceReadyResult {

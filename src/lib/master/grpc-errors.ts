@@ -9,6 +9,8 @@ import * as grpc from '@grpc/grpc-js'
 import {type ErrorCodeName, ErrorCode, isErrorCodeName, MooncakeError} from '../errors.js'
 
 export const ERROR_CODE_METADATA = 'mooncake-error-code'
+/** Trailing metadata of a NOT_LEADER answer: the leader's HOST:PORT. */
+export const LEADER_METADATA = 'mooncake-leader'
 
 const STATUS_BY_CODE: Partial<Record<ErrorCodeName, grpc.status>> = {
   OBJECT_NOT_FOUND: grpc.status.NOT_FOUND,
@@ -56,6 +58,8 @@ export function toServiceError(err: unknown): grpc.ServiceError {
       : new MooncakeError('INTERNAL_ERROR', `master bug: ${err instanceof Error ? err.message : String(err)}`)
   const metadata = new grpc.Metadata()
   metadata.set(ERROR_CODE_METADATA, mooncake.code)
+  // NOT_LEADER names the leader when known (HA), so a client can go there directly.
+  if (typeof mooncake.details?.leader === 'string') metadata.set(LEADER_METADATA, mooncake.details.leader)
   const error = new Error(mooncake.message) as grpc.ServiceError
   error.code = grpcStatusFor(mooncake.code)
   error.details = mooncake.message

@@ -14,6 +14,7 @@ import type {MasterDefinition, MasterHandlers} from '../proto/generated/mooncake
 import {masterMethodPath} from '../proto/loader.js'
 import type {CallVerifier} from './grpc-auth.js'
 import * as codec from './grpc-codec.js'
+import {decodeDiskResults, encodeDiskTask} from './disk-codec.js'
 import {toServiceError} from './grpc-errors.js'
 import {batch, invalid, key, malformedReason, strictDeserializer, text} from './grpc-validate.js'
 
@@ -25,6 +26,11 @@ export interface HandlerContext {
   signal: AbortSignal
   /** How often a drain wait looks at the segment. @default 50 */
   drainPollMs?: number
+  /**
+   * HA / journal (src/lib/master/ha): runs every call; refuses it (NOT_LEADER) on a master that
+   * is not the serving leader, and holds the reply until the changes it made are durable.
+   */
+  around?: <T>(rpc: string, run: () => T | Promise<T>) => T | Promise<T>
 }
 
 /** The service definition with strict request decoding (see strictDeserializer). */
@@ -54,7 +60,7 @@ function unary<Req, Res>(
     const fail = (err: unknown) => callback(toServiceError(err))
     try {
       admit(ctx, rpc, call as Call)
-      const out = fn(call.request, call)
+      const out = ctx.around ? ctx.around(rpc, () => fn(call.request, call)) : fn(call.request, call)
       if (out instanceof Promise) out.then((res) => callback(null, res), fail)
       else callback(null, out)
     } catch (err) {
@@ -186,6 +192,7 @@ export function masterHandlers(ctx: HandlerContext): MasterHandlers {
     GetAllKeys: (call) => {
       try {
         admit(ctx, 'GetAllKeys', call as Call)
+        ctx.around?.('GetAllKeys', () => undefined)
       } catch (err) {
         call.emit('error', toServiceError(err))
         return
@@ -219,8 +226,8 @@ export function masterHandlers(ctx: HandlerContext): MasterHandlers {
     GetAllSegments: unary(ctx, 'GetAllSegments', () => ({segments: s.getAllSegments().map(codec.encodeSegmentInfo)})),
     QuerySegments: unary(ctx, 'QuerySegments', (req: w.QuerySegmentsRequest__Output) => s.querySegments(text(req.name, 'name'))),
     Ping: unary(ctx, 'Ping', (req: w.PingRequest__Output) => {
-      const res = s.ping({clientId: text(req.clientId, 'clientId')})
-      return {viewVersion: res.viewVersion, status: codec.encodeClientStatus(res.status)}
+      const res = s.ping({clientId: text(req.clientId, 'clientId'), diskResults: decodeDiskResults(req.diskResults)})
+      return {viewVersion: res.viewVersion, status: codec.encodeClientStatus(res.status), diskTasks: res.diskTasks?.map(encodeDiskTask) ?? []}
     }),
 
     ServiceReady: unary(ctx, 'ServiceReady', () => s.serviceReady()),

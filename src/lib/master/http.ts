@@ -34,8 +34,13 @@ export async function startHttpServer(host: string, port: number, routes: Map<st
       res.writeHead(r.status ?? 200, {'content-type': r.contentType ?? 'text/plain; charset=utf-8'})
       res.end(req.method === 'HEAD' ? undefined : r.body)
     }
-    if (!route || (req.method !== 'GET' && req.method !== 'HEAD')) {
+    if (!route) {
       send(json({error: {code: 'NOT_FOUND', message: `no route ${req.method} ${path}`}}, 404))
+      return
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD')
+      send(json({error: {code: 'METHOD_NOT_ALLOWED', message: `${path} answers GET only`}}, 405))
       return
     }
     Promise.resolve()

@@ -25,6 +25,8 @@ export interface MasterServiceOptions {
   rootFsDir?: string
   /** Namespace of etcd keys and disk directories. @default 'mooncake_cluster' */
   clusterId: string
+  /** Bytes the disk tier's files may take; the oldest files are evicted beyond it. @default undefined (no quota) */
+  diskQuota?: number
   /** Number of metadata shards (by key hash). @default 1024 */
   shardCount: number
 }
@@ -62,6 +64,7 @@ export const DEFAULT_MASTER_SERVICE_OPTIONS: Readonly<MasterServiceOptions> = Ob
   putStartReleaseTimeoutMs: 600_000,
   rootFsDir: undefined,
   clusterId: 'mooncake_cluster',
+  diskQuota: undefined,
   shardCount: 1024,
 })
 

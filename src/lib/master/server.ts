@@ -3,7 +3,6 @@
  * later metrics), with the background tick loop. Everything that touches sockets and timers
  * lives here; the service stays a pure state machine.
  */
-import {grantMinter} from './grant-minter.js'
 import {readFileSync} from 'node:fs'
 
 import * as grpc from '@grpc/grpc-js'
@@ -11,9 +10,10 @@ import * as grpc from '@grpc/grpc-js'
 import {type Clock, systemClock} from './api.js'
 import {MooncakeError} from '../errors.js'
 import {loadMooncakeProto} from '../proto/loader.js'
+import {grantMinter} from './grant-minter.js'
 import {CallVerifier} from './grpc-auth.js'
 import {masterHandlers, strictMasterDefinition} from './grpc-handlers.js'
-import {formatHostPort, type HttpRoute, json, type RunningHttp, startHttpServer} from './http.js'
+import {formatHostPort, type HttpRoute, type RunningHttp, startHttpServer} from './http.js'
 import {startTickLoop} from './loop-lag.js'
 import {
   DEFAULT_MASTER_SERVER_OPTIONS,
@@ -21,7 +21,9 @@ import {
   type MasterServerOptions,
   type MasterServiceOptions,
 } from './options.js'
+import {attachReplication, healthRole} from './ha/index.js'
 import {MasterService} from './service.js'
+import {observeMaster} from '../metrics/http-routes.js'
 
 /** Largest gRPC message either way: batches of thousands of keys, never object bytes. */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -57,13 +59,6 @@ export function isLoopbackHost(host: string): boolean {
 }
 
 function validate(o: MasterServerOptions): void {
-  // Refuse rather than ignore: a master that silently ran without HA or a journal would lose data.
-  if (o.etcd !== undefined && o.etcd.length > 0) {
-    throw new MooncakeError('NOT_SUPPORTED', 'high availability through etcd is not implemented yet: run without --etcd')
-  }
-  if (o.dataDir !== undefined) {
-    throw new MooncakeError('NOT_SUPPORTED', 'the metadata journal (--data-dir) is not implemented yet: run without --data-dir')
-  }
   if (typeof o.host !== 'string' || o.host === '') throw new MooncakeError('INVALID_PARAMS', 'host must not be empty')
   if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65_535) {
     throw new MooncakeError('INVALID_PARAMS', `port must be 0 to 65535 (got ${o.port})`)
@@ -131,6 +126,11 @@ export async function startMasterServer(options: StartMasterOptions = {}): Promi
   validate(o)
   const service = options.service ?? new MasterService(serviceOptions(o), {clock: options.clock ?? systemClock, version: packageVersion(), mintGrant: grantMinter})
   const onError = options.onError ?? rateLimitedWarning()
+  // Disk tier: disk-only objects of an earlier run come back before anything is served (docs/disk-tier.md).
+  if (service.disk !== undefined) await service.disk.restore(service)
+  // HA election + replication log (--etcd) or journal (--data-dir): installed before metrics wrap the service.
+  const replication = attachReplication(service, o, onError)
+  const observed = observeMaster(service) // metrics: counted calls for gRPC, routes for HTTP
   const lifetime = new AbortController()
 
   const server = new grpc.Server({
@@ -144,9 +144,10 @@ export async function startMasterServer(options: StartMasterOptions = {}): Promi
   server.addService(
     strictMasterDefinition(proto.master),
     masterHandlers({
-      service,
+      service: observed.calls,
       verifier: o.token === undefined ? undefined : new CallVerifier(o.token),
       signal: lifetime.signal,
+      around: replication?.around.bind(replication),
     }) as unknown as grpc.UntypedServiceImplementation,
   )
 
@@ -155,19 +156,21 @@ export async function startMasterServer(options: StartMasterOptions = {}): Promi
   try {
     const port = await bindGrpc(server, o.host, o.port)
     if (o.metricsPort >= 0) {
-      const routes = new Map<string, HttpRoute>(Object.entries(options.httpRoutes ?? {}))
-      routes.set('/health', () => json({status: 'ok', role: 'leader', ready: true, version: service.serviceReady().version}))
+      const leader = o.advertise ?? formatHostPort(o.host, port)
+      const routes = new Map<string, HttpRoute>(Object.entries({...observed.routes({version: service.serviceReady().version, leader, role: replication && (() => healthRole(replication))}), ...options.httpRoutes}))
       http = await startHttpServer(o.host, o.metricsPort, routes)
     }
+    await replication?.start(formatHostPort(o.host, port))
     ticks = startTickLoop((loopLagMs) => service.tick({loopLagMs}), TICK_INTERVAL_MS, onError)
     let closing: Promise<void> | undefined
     return {
       address: formatHostPort(o.host, port),
       httpAddress: http?.address,
       service,
-      close: () => (closing ??= shutdown(server, lifetime, ticks, http)),
+      close: () => (closing ??= replication ? replication.close().then(() => shutdown(server, lifetime, ticks, http)) : shutdown(server, lifetime, ticks, http)),
     }
   } catch (err) {
+    await replication?.close().catch(() => {})
     await shutdown(server, lifetime, ticks, http)
     throw err
   }

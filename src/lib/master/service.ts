@@ -29,6 +29,8 @@ import {
   type MountSegmentRequest,
   type MountSegmentResult,
   type ObjectInfo,
+  type DiskTask,
+  type DiskTaskResult,
   type PingRequest,
   type PingResult,
   type PutEndRequest,
@@ -49,6 +51,7 @@ import {
   type ServiceReadyResult,
   type UnmountSegmentRequest,
 } from './api.js'
+import {MasterDiskTier} from './disk-tier.js'
 import {DiscardHeap, LeaseHeap, PinQueue, type Budget} from './eviction.js'
 import type {CommittedReplica, Mutation} from './mutations.js'
 import {
@@ -68,6 +71,7 @@ import {
 } from './objects.js'
 import {DEFAULT_MASTER_SERVICE_OPTIONS, type MasterServiceOptions} from './options.js'
 import {placeReplicas, type Placement} from './placement.js'
+import {reserveRanges, type RestoredItem} from './restore.js'
 import {ClientRecord, Segment, type Tombstone} from './segments.js'
 
 export type {Mutation, CommittedReplica} from './mutations.js'
@@ -190,6 +194,8 @@ function validateDescriptor(d: SegmentDescriptor | undefined): asserts d is Segm
 
 export class MasterService implements MasterCalls {
   readonly options: Readonly<MasterServiceOptions>
+  /** The disk tier (issue 6, disk-tier.ts): present when rootFsDir is set. */
+  readonly disk: MasterDiskTier | undefined
   /** Mutation hook (journal / replication log, issue 5). */
   onMutation?: (m: Mutation) => void
   /**
@@ -255,6 +261,7 @@ export class MasterService implements MasterCalls {
     this.random = deps.random ?? Math.random
     this.epoch = this.clock.now()
     this.table = new ObjectTable(merged.shardCount)
+    this.disk = merged.rootFsDir === undefined ? undefined : new MasterDiskTier({rootFsDir: merged.rootFsDir, clusterId: merged.clusterId, quotaBytes: merged.diskQuota})
   }
 
   // --- HA hooks --------------------------------------------------------------------------------
@@ -265,6 +272,89 @@ export class MasterService implements MasterCalls {
 
   setViewVersion(v: number): void {
     this.view = v
+  }
+
+  // --- restore (journal and HA, issue 5; see restore.ts) -------------------------------------
+
+  /** Forgets every object, segment and client, as a new service would (a deposed leader, before it follows the log). */
+  resetState(): void {
+    const fresh = new MasterService(this.options, {clock: this.clock, mintGrant: this.mintGrant, version: this.version, random: this.random})
+    const keep = new Set(['options', 'onMutation', 'maxTickGapMs', 'clock', 'mintGrant', 'version', 'random'])
+    for (const k of Object.keys(fresh)) if (!keep.has(k)) (this as unknown as Record<string, unknown>)[k] = (fresh as unknown as Record<string, unknown>)[k]
+  }
+
+  /** Versions and replica ids handed out from now on are at least these (continue above a restored image). */
+  raiseIdFloors(nextVersion: number, nextReplicaId: number): void {
+    if (nextVersion > this.nextVersion) this.nextVersion = nextVersion
+    if (nextReplicaId > this.nextReplicaId) this.nextReplicaId = nextReplicaId
+  }
+
+  /**
+   * Restores COMPLETE objects: with `segmentName`, their memory replicas on that segment, which
+   * must have just been (re)mounted by its owner (its allocator still empty: the ranges are
+   * reserved exactly where they were); without, objects with a COMPLETE disk replica. A replica
+   * whose key now holds another version is dropped (its range stays free). Returns how many were
+   * restored; each restored object is reported as objectCommitted.
+   */
+  restoreObjects(segmentName: string | undefined, items: readonly RestoredItem[]): number {
+    const now = this.clock.now()
+    const rnow = now - this.epoch
+    let seg: Segment | undefined
+    let handles: number[] = []
+    if (segmentName !== undefined) {
+      seg = this.segByName.get(segmentName)
+      if (seg === undefined || seg.allocator === null) fail('SEGMENT_NOT_FOUND', `segment ${JSON.stringify(segmentName)} is not mounted`)
+      handles = reserveRanges(seg.allocator, items.map((it) => it.replica ?? {offset: -1, length: 0}))
+    }
+    let restored = 0
+    items.forEach((it, i) => {
+      this.raiseIdFloors(it.version + 1, Math.max(it.replica?.id ?? 0, it.diskReplicaId ?? 0) + 1)
+      const h = seg === undefined ? -1 : handles[i]
+      if (seg !== undefined && h < 0) return
+      const release = () => {
+        if (seg !== undefined) seg.allocator!.release(h)
+      }
+      let o = this.lookup(it.key)
+      if (o !== undefined) {
+        if (o.version !== it.version || o.memState === TIER_PROCESSING || seg === undefined) return release()
+        let dup = false
+        this.forEachMem(o, (idx) => (dup ||= idx === seg.idx))
+        if (dup) return release()
+        if (o.seg < 0) {
+          o.seg = seg.idx
+          o.h = h
+          o.rid = it.replica!.id
+        } else (o.more ??= []).push(seg.idx, h, it.replica!.id)
+        o.memState = TIER_COMPLETE
+      } else {
+        if (seg === undefined && (it.diskReplicaId === undefined || this.options.rootFsDir === undefined)) return
+        o = new Obj(it.key, it.size, it.version, '', '', rnow)
+        o.cid = null
+        o.req = 0
+        if (it.checksum !== undefined) this.setChecksum(o, it.checksum)
+        if (it.diskReplicaId !== undefined && this.options.rootFsDir !== undefined) {
+          o.did = it.diskReplicaId
+          o.diskState = TIER_COMPLETE
+        }
+        if (seg !== undefined) {
+          o.seg = seg.idx
+          o.h = h
+          o.rid = it.replica!.id
+          o.memState = TIER_COMPLETE
+        }
+        if (it.softPinExpiresAt !== null && it.softPinExpiresAt > now) {
+          o.flags |= F_WANT_PIN | F_PIN_ACTIVE
+          this.pinnedCount += 1
+          o.pin = it.softPinExpiresAt - this.epoch
+          this.pinQueue.push(o, o.pin)
+        }
+        this.insertObject(o)
+      }
+      this.readable(o)
+      this.commit(o, now)
+      restored += 1
+    })
+    return restored
   }
 
   // --- put lifecycle ---------------------------------------------------------------------------
@@ -344,6 +434,7 @@ export class MasterService implements MasterCalls {
       if (o.size === req.size && o.memState === TIER_COMPLETE && o.memCount > 0) {
         if (this.onMutation !== undefined) this.onMutation({type: 'objectRemoved', key: o.key})
         this.unreadable(o)
+        this.dropDisk(o)
         o.memState = TIER_PROCESSING
         if (this.options.rootFsDir !== undefined) {
           if (o.diskState === TIER_NONE) o.did = this.nextReplicaId++
@@ -357,6 +448,7 @@ export class MasterService implements MasterCalls {
         }
         if (this.onMutation !== undefined) this.onMutation({type: 'objectRemoved', key: o.key})
         this.unreadable(o)
+        this.dropDisk(o)
         this.freeMemory(o)
         o.size = req.size
         this.attach(o, placed)
@@ -475,6 +567,7 @@ export class MasterService implements MasterCalls {
       o.pin = rnow + this.options.softPinTtlMs
       this.pinQueue.push(o, o.pin)
     }
+    if (this.disk !== undefined && o.diskState === TIER_PROCESSING) this.queueDiskWrite(o)
     this.readable(o)
     this.commit(o, now)
     this.afterWrite(o)
@@ -490,6 +583,7 @@ export class MasterService implements MasterCalls {
     if (target === 'disk') {
       if (o.cid !== req.clientId && !this.ownsMemReplica(o, req.clientId)) fail('ILLEGAL_CLIENT', 'not the writer of this object')
       if (o.diskState !== TIER_PROCESSING) fail('INVALID_WRITE', `key ${JSON.stringify(req.key)} has no disk replica being written`)
+      this.dropDisk(o)
       o.diskState = TIER_NONE
     } else {
       if (o.cid !== req.clientId) fail('ILLEGAL_CLIENT', 'not the writer of this object')
@@ -514,6 +608,7 @@ export class MasterService implements MasterCalls {
   /** After a write step: a put with nothing left in progress forgets its writer (keeps a hash). */
   private afterWrite(o: Obj): void {
     if (o.processing) return
+    this.readable(o)
     if (o.cid !== null && typeof o.req === 'string') o.req = requestHash(o.cid, o.req)
     o.cid = null
     if ((o.flags & F_IN_PROCESSING) !== 0) {
@@ -822,8 +917,14 @@ export class MasterService implements MasterCalls {
     if (req === null || typeof req !== 'object' || !isNonEmptyString(req.clientId)) fail('INVALID_PARAMS', 'clientId must be non-empty')
     const now = this.clock.now()
     const c = this.touchClient(req.clientId, now)
+    if (this.disk !== undefined && Array.isArray(req.diskResults)) this.applyDiskResults(req.diskResults)
     if (c.segments.size === 0 && this.tombstonesByClient.has(req.clientId)) return {viewVersion: this.view, status: 'UNMOUNTED'}
-    return {viewVersion: this.view, status: c.ok ? 'OK' : 'NEED_REMOUNT'}
+    const res: PingResult = {viewVersion: this.view, status: c.ok ? 'OK' : 'NEED_REMOUNT'}
+    if (this.disk !== undefined && c.ok) {
+      const tasks = this.diskTasksFor(req.clientId, now)
+      if (tasks.length > 0) res.diskTasks = tasks
+    }
+    return res
   }
 
   private touchClient(clientId: string, now: number): ClientRecord {
@@ -842,6 +943,7 @@ export class MasterService implements MasterCalls {
     this.clients.delete(c.id)
     this.m.expiredClients += 1
     for (const seg of [...c.segments]) this.unmountNow(seg, 'expired', now, false)
+    if (this.disk !== undefined) this.requeueDiskTasks(c.id)
   }
 
   // --- misc ------------------------------------------------------------------------------------
@@ -1059,7 +1161,10 @@ export class MasterService implements MasterCalls {
         this.m.releasedZombieReplicas += o.memCount
         this.freeMemory(o)
       }
-      if (o.diskState === TIER_PROCESSING) o.diskState = TIER_NONE
+      if (o.diskState === TIER_PROCESSING) {
+        this.dropDisk(o)
+        o.diskState = TIER_NONE
+      }
       if (o.memCount === 0 && o.diskState !== TIER_COMPLETE) this.eraseObject(o)
       else this.afterWrite(o)
     }
@@ -1109,6 +1214,7 @@ export class MasterService implements MasterCalls {
     if ((o.flags & F_DEAD) !== 0) return
     this.unreadable(o)
     this.freeMemory(o)
+    this.dropDisk(o)
     if ((o.flags & F_IN_PROCESSING) !== 0) this.processing.delete(o)
     if ((o.flags & F_PIN_ACTIVE) !== 0) this.pinnedCount -= 1
     o.flags = (o.flags & ~(F_IN_PROCESSING | F_PIN_ACTIVE)) | F_DEAD
@@ -1141,6 +1247,8 @@ export class MasterService implements MasterCalls {
   /** Puts a newly readable object into an eviction heap. */
   private readable(o: Obj): void {
     if (o.hi >= 0 || o.memState !== TIER_COMPLETE || o.memCount === 0) return
+    // Not evictable while its owner copies the memory replica to disk (settling makes it readable).
+    if (o.diskState === TIER_PROCESSING && this.disk !== undefined) return
     if ((o.flags & F_PIN_ACTIVE) !== 0) {
       o.flags |= F_IN_PINNED_HEAP
       this.pinnedHeap.push(o)
@@ -1276,10 +1384,97 @@ export class MasterService implements MasterCalls {
     return loc
   }
 
-  private diskPath(key: string): string {
-    const h = createHash('sha256').update(key).digest('hex')
+  private diskPath(o: Obj): string {
+    if (this.disk !== undefined) return this.disk.pathOf(o.key, o.version)
+    const h = createHash('sha256').update(o.key).digest('hex')
     const root = this.options.rootFsDir!.replace(/\/+$/, '')
     return `${root}/${this.options.clusterId}/${h.slice(0, 2)}/${h.slice(2, 4)}/${h}`
+  }
+
+  // --- disk tier (issue 6; disk-tier.ts, docs/disk-tier.md) ----------------------------------
+
+  /** Whether (key, version) has a COMPLETE disk replica (restart scan). */
+  diskReplicaLive(key: string, version: number): boolean {
+    const o = this.table.get(key)
+    return o !== undefined && (o.flags & F_DEAD) === 0 && o.version === version && o.diskState === TIER_COMPLETE
+  }
+
+  /** Drops the COMPLETE disk replica (key, version) (quota): the object goes if nothing else is left. */
+  evictDiskReplica(key: string, version: number): void {
+    const o = this.table.get(key)
+    if (o === undefined || (o.flags & F_DEAD) !== 0 || o.version !== version || o.diskState !== TIER_COMPLETE) return
+    this.dropDisk(o)
+    o.diskState = TIER_NONE
+    if (o.memCount === 0) this.eraseObject(o)
+    else this.commit(o, this.clock.now())
+  }
+
+  /** Deletes the file of the object's current disk replica (before its state or version changes). */
+  private dropDisk(o: Obj): void {
+    if (this.disk !== undefined && o.diskState !== TIER_NONE) this.disk.deleteFile(o.key, o.version)
+  }
+
+  /** Memory PutEnd: the owner of the first memory replica will write the disk replica. */
+  private queueDiskWrite(o: Obj): void {
+    const owner = o.seg >= 0 ? this.segs[o.seg].clientId : undefined
+    if (owner !== undefined && this.disk!.enqueue(owner, o.key, o.version, o.size, (e) => this.evictDiskReplica(e.key, e.version))) return
+    this.dropDisk(o)
+    o.diskState = TIER_NONE
+  }
+
+  private diskTasksFor(clientId: string, now: number): DiskTask[] {
+    return this.disk!.takeTasks(clientId, now, (key, version) => {
+      const o = this.lookup(key)
+      if (o === undefined || o.version !== version || o.diskState !== TIER_PROCESSING || o.memState !== TIER_COMPLETE || o.seg < 0) return undefined
+      const seg = this.segs[o.seg]
+      if (seg.clientId !== clientId) return {reassign: seg.clientId}
+      const task: DiskTask = {key, version, segment: seg.name, offset: seg.allocator!.offsetOf(o.h), length: o.size, path: this.diskPath(o)}
+      if ((o.flags & F_CHECKSUM) !== 0) task.checksum = o.checksum >>> 0
+      return task
+    })
+  }
+
+  /** An owner died: its queued disk writes go to the owner of the next memory replica, if any. */
+  private requeueDiskTasks(clientId: string): void {
+    for (const {key, version} of this.disk!.takeQueue(clientId)) {
+      const o = this.lookup(key)
+      if (o === undefined || o.version !== version || o.diskState !== TIER_PROCESSING) continue
+      if (o.seg >= 0 && o.memState === TIER_COMPLETE) this.disk!.requeue(this.segs[o.seg].clientId, key, version)
+      else {
+        this.dropDisk(o)
+        o.diskState = TIER_NONE
+        if (o.memCount === 0) this.eraseObject(o)
+        else this.afterWrite(o)
+      }
+    }
+  }
+
+  /** Outcomes of disk writes reported by an owner's Ping. A stale report only deletes its file. */
+  private applyDiskResults(results: readonly DiskTaskResult[]): void {
+    const disk = this.disk!
+    const now = this.clock.now()
+    for (const r of results) {
+      if (r === null || typeof r !== 'object' || typeof r.key !== 'string' || !Number.isSafeInteger(r.version)) continue
+      const o = this.lookup(r.key)
+      if (o === undefined || o.version !== r.version || o.diskState !== TIER_PROCESSING) {
+        if (!this.diskReplicaLive(r.key, r.version)) disk.deleteFile(r.key, r.version)
+        continue
+      }
+      const crc = typeof r.checksum === 'number' ? r.checksum >>> 0 : undefined
+      const ok = r.ok === true && crc !== undefined && ((o.flags & F_CHECKSUM) === 0 || crc === o.checksum >>> 0)
+      if (ok) {
+        o.diskState = TIER_COMPLETE
+        if ((o.flags & F_CHECKSUM) === 0) this.setChecksum(o, crc)
+        disk.written(o.key, o.version, o.size)
+        this.commit(o, now)
+      } else {
+        disk.counters.failed++
+        this.dropDisk(o)
+        o.diskState = TIER_NONE
+      }
+      if (o.memCount === 0 && o.diskState !== TIER_COMPLETE) this.eraseObject(o)
+      else this.afterWrite(o)
+    }
   }
 
   private putResult(o: Obj, requested: number, now: number): PutStartResult {
@@ -1294,7 +1489,7 @@ export class MasterService implements MasterCalls {
         id: o.did,
         type: 'disk',
         status: o.diskState === TIER_COMPLETE ? 'COMPLETE' : 'PROCESSING',
-        disk: {path: this.diskPath(o.key), size: o.size},
+        disk: {path: this.diskPath(o), size: o.size},
       })
     }
     return {replicas, version: o.version, requestedReplicas: requested}
@@ -1308,7 +1503,7 @@ export class MasterService implements MasterCalls {
       })
     }
     if (o.diskState === TIER_COMPLETE) {
-      replicas.push({id: o.did, type: 'disk', status: 'COMPLETE', disk: {path: this.diskPath(o.key), size: o.size}})
+      replicas.push({id: o.did, type: 'disk', status: 'COMPLETE', disk: {path: this.diskPath(o), size: o.size}})
     }
     const res: GetReplicaListResult = {
       replicas,
@@ -1330,7 +1525,7 @@ export class MasterService implements MasterCalls {
       replicas.push({type: 'memory', status, segment: seg.name, endpoint: seg.endpoints[0]})
     })
     if (o.diskState !== TIER_NONE) {
-      replicas.push({type: 'disk', status: o.diskState === TIER_COMPLETE ? 'COMPLETE' : 'PROCESSING', path: this.diskPath(o.key)})
+      replicas.push({type: 'disk', status: o.diskState === TIER_COMPLETE ? 'COMPLETE' : 'PROCESSING', path: this.diskPath(o)})
     }
     const res: ObjectInfo = {
       key: o.key,

@@ -9,6 +9,7 @@ import {fileURLToPath} from 'node:url'
 import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
 
+import {compileCodecs, loadProtoRoot, type MessageCodec} from './fast-codec.js'
 import type {ProtoGrpcType} from './generated/mooncake.js'
 import type {MasterDefinition} from './generated/mooncake/v1/Master.js'
 
@@ -38,19 +39,50 @@ export function protoLoaderOptions(): protoLoader.Options {
 export interface MooncakeProto {
   packageDefinition: protoLoader.PackageDefinition
   grpcObject: ProtoGrpcType
-  /** Method definitions of mooncake.v1.Master, keyed by rpc name (PutStart, ...). */
+  /**
+   * Method definitions of mooncake.v1.Master, keyed by rpc name (PutStart, ...), with the compiled
+   * codec of fast-codec.ts as serializers (same objects as proto-loader's, several times cheaper).
+   * `MOONCAKE_PROTO_CODEC=reflection` keeps proto-loader's own (for comparisons).
+   */
   master: MasterDefinition
+  /** The same methods with proto-loader's reflection serializers (what `master` must agree with). */
+  reflectionMaster: MasterDefinition
+  /** Compiled codecs of every message type, keyed by full name (`mooncake.v1.PutStartRequest`). */
+  codecs: Map<string, MessageCodec>
+}
+
+type AnyMethod = protoLoader.MethodDefinition<object, object>
+const typeName = (t: protoLoader.MessageTypeDefinition<object, object>) => (t.type as {name: string}).name
+
+/** Method definitions whose (de)serializers are the compiled ones. */
+function withFastCodec(def: MasterDefinition, codecs: Map<string, MessageCodec>): MasterDefinition {
+  const out: Record<string, AnyMethod> = {}
+  for (const [name, method] of Object.entries(def) as [string, AnyMethod][]) {
+    const req = codecs.get(`mooncake.v1.${typeName(method.requestType)}`)
+    const res = codecs.get(`mooncake.v1.${typeName(method.responseType)}`)
+    if (!req || !res) throw new Error(`no compiled codec for the messages of ${name}`)
+    out[name] = {
+      ...method,
+      requestSerialize: req.encode as AnyMethod['requestSerialize'],
+      requestDeserialize: req.decode as AnyMethod['requestDeserialize'],
+      responseSerialize: res.encode as AnyMethod['responseSerialize'],
+      responseDeserialize: res.decode as AnyMethod['responseDeserialize'],
+    }
+  }
+  return out as unknown as MasterDefinition
 }
 
 let cached: MooncakeProto | undefined
 
-/** Parses the .proto once per process (about 20 ms). */
+/** Parses the .proto once per process (about 20 ms, and a few ms to compile the codec). */
 export function loadMooncakeProto(): MooncakeProto {
   if (cached) return cached
   const packageDefinition = protoLoader.loadSync(MOONCAKE_PROTO_PATH, protoLoaderOptions())
   const grpcObject = grpc.loadPackageDefinition(packageDefinition) as unknown as ProtoGrpcType
-  const master = packageDefinition['mooncake.v1.Master'] as unknown as MasterDefinition
-  cached = {packageDefinition, grpcObject, master}
+  const reflectionMaster = packageDefinition['mooncake.v1.Master'] as unknown as MasterDefinition
+  const codecs = compileCodecs(loadProtoRoot(MOONCAKE_PROTO_PATH))
+  const master = process.env['MOONCAKE_PROTO_CODEC'] === 'reflection' ? reflectionMaster : withFastCodec(reflectionMaster, codecs)
+  cached = {packageDefinition, grpcObject, master, reflectionMaster, codecs}
   return cached
 }
 

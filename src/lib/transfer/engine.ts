@@ -1,13 +1,28 @@
 import {codeName, MooncakeError} from '../errors.js'
-import {encodeGrant} from './grant.js'
+import {encodeGrant, type Grant} from './grant.js'
 import {callNative, fromNative} from './native-call.js'
-import {loadNative, type NativeBinding, type NativeRequest} from './native.js'
+import {loadNative, type NativeBinding, type NativeSubmitResult} from './native.js'
 import {MAX_SLICE_SIZE, MIN_SLICE_SIZE, resolveTransferOptions, type ResolvedTransferEngineOptions, type TransferEngineOptions} from './options.js'
 import {Segment} from './segment.js'
 import type {CreateSegmentOptions, SubmitOptions, TransferEngineState, TransferEngineStats, TransferRequest, TransferResult, TransferTransport} from './types.js'
 
 const TRANSPORT_CODE: Record<TransferTransport, number> = {auto: 0, tcp: 1, memcpy: 2}
 const ENDPOINT = /^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d{1,5}$/
+/** Endpoints already seen to be well formed (bounded: a cache, not a registry). */
+const goodEndpoints = new Set<string>()
+function validEndpoint(e: unknown): boolean {
+  if (typeof e !== 'string') return false
+  if (goodEndpoints.has(e)) return true
+  if (!ENDPOINT.test(e)) return false
+  if (goodEndpoints.size > 4096) goodEndpoints.clear()
+  goodEndpoints.add(e)
+  return true
+}
+/** Numbers per request row of the native submit table. */
+const ROW_WIDTH = 8
+/** Shared, frozen success results (a batch of many requests allocates nothing per success). */
+const OK_TCP: TransferResult = Object.freeze({ok: true, via: 'tcp'} as const)
+const OK_MEMCPY: TransferResult = Object.freeze({ok: true, via: 'memcpy'} as const)
 
 interface Registration {
   buffer: Uint8Array
@@ -182,69 +197,140 @@ export class TransferEngine {
       throw new MooncakeError('INVALID_PARAMS', `sliceSize must be from ${MIN_SLICE_SIZE} to ${MAX_SLICE_SIZE}`)
     }
 
-    const results: TransferResult[] = new Array(requests.length)
+    const n = requests.length
+    const results: TransferResult[] = new Array(n)
+    // Packed for the addon (see native.ts NativeSubmit): per-call tables of distinct peers,
+    // segment names, locals and grants, and one row of numbers per request. The checks below
+    // cache their verdicts per distinct value, so a batch of many small requests costs little.
     const peers: string[][] = []
-    const peerIndex = new Map<string, number>()
-    const rows: NativeRequest[] = []
-    const rowOf: number[] = []
-    requests.forEach((r, i) => {
+    const peerByArray = new Map<readonly string[], number>()
+    const peerByKey = new Map<string, number>()
+    const segments: string[] = []
+    const segmentIndex = new Map<string, number>()
+    const locals: Array<Uint8Array | number> = []
+    const localIndex = new Map<Uint8Array | Segment, number>()
+    const grantIndex = new Map<Grant, number>()
+    const grantBytes: Buffer[] = []
+    const rows = new Float64Array(n * ROW_WIDTH)
+    const rowOf = new Int32Array(n)
+    let count = 0
+    for (let i = 0; i < n; i++) {
+      const r = requests[i]
       const refuse = (code: 'INVALID_PARAMS' | 'BUFFER_OVERFLOW', message: string): void => {
         results[i] = {ok: false, code, message}
       }
-      if (r === null || typeof r !== 'object') return refuse('INVALID_PARAMS', 'a request must be an object')
-      if (r.op !== 'read' && r.op !== 'write') return refuse('INVALID_PARAMS', `op must be 'read' or 'write'`)
-      if (!Number.isSafeInteger(r.length) || r.length <= 0) return refuse('INVALID_PARAMS', `length must be a positive integer (got ${r.length})`)
-      if (!Number.isSafeInteger(r.offset) || r.offset < 0) return refuse('INVALID_PARAMS', `offset must be a non-negative integer (got ${r.offset})`)
-      if (!Number.isSafeInteger(r.offset + r.length)) return refuse('BUFFER_OVERFLOW', 'offset + length overflows')
-      const nameBytes = typeof r.segment === 'string' ? Buffer.byteLength(r.segment, 'utf8') : 0
-      if (nameBytes === 0 || nameBytes > 255) return refuse('INVALID_PARAMS', 'segment must be a name of 1 to 255 bytes')
-      if (!Array.isArray(r.peer) || r.peer.length === 0 || r.peer.length > 64 || !r.peer.every((e: unknown) => typeof e === 'string' && ENDPOINT.test(e))) {
-        return refuse('INVALID_PARAMS', 'peer must list 1 to 64 "ip:port" endpoints')
+      if (r === null || typeof r !== 'object') {
+        refuse('INVALID_PARAMS', 'a request must be an object')
+        continue
+      }
+      if (r.op !== 'read' && r.op !== 'write') {
+        refuse('INVALID_PARAMS', `op must be 'read' or 'write'`)
+        continue
+      }
+      if (!Number.isSafeInteger(r.length) || r.length <= 0) {
+        refuse('INVALID_PARAMS', `length must be a positive integer (got ${r.length})`)
+        continue
+      }
+      if (!Number.isSafeInteger(r.offset) || r.offset < 0) {
+        refuse('INVALID_PARAMS', `offset must be a non-negative integer (got ${r.offset})`)
+        continue
+      }
+      if (!Number.isSafeInteger(r.offset + r.length)) {
+        refuse('BUFFER_OVERFLOW', 'offset + length overflows')
+        continue
+      }
+      let seg = segmentIndex.get(r.segment)
+      if (seg === undefined) {
+        const nameBytes = typeof r.segment === 'string' ? Buffer.byteLength(r.segment, 'utf8') : 0
+        if (nameBytes === 0 || nameBytes > 255) {
+          refuse('INVALID_PARAMS', 'segment must be a name of 1 to 255 bytes')
+          continue
+        }
+        seg = segments.length
+        segments.push(r.segment)
+        segmentIndex.set(r.segment, seg)
+      }
+      let p = Array.isArray(r.peer) ? peerByArray.get(r.peer) : undefined
+      if (p === undefined) {
+        if (!Array.isArray(r.peer) || r.peer.length === 0 || r.peer.length > 64 || !r.peer.every(validEndpoint)) {
+          refuse('INVALID_PARAMS', 'peer must list 1 to 64 "ip:port" endpoints')
+          continue
+        }
+        const key = r.peer.join(',')
+        p = peerByKey.get(key)
+        if (p === undefined) {
+          p = peers.length
+          peers.push([...r.peer])
+          peerByKey.set(key, p)
+        }
+        peerByArray.set(r.peer, p)
       }
       const local = this.#localCheck(r)
-      if (local) return refuse(local.includes('outside') ? 'BUFFER_OVERFLOW' : 'INVALID_PARAMS', local)
-      let grant: Buffer | undefined
+      if (local) {
+        refuse(local.includes('outside') ? 'BUFFER_OVERFLOW' : 'INVALID_PARAMS', local)
+        continue
+      }
+      let g = -1
       if (r.grant !== undefined) {
-        if (r.grant.segment !== r.segment) return refuse('INVALID_PARAMS', `the grant is for segment '${r.grant.segment}', not '${r.segment}'`)
-        try {
-          grant = encodeGrant(r.grant)
-        } catch (err) {
-          return refuse('INVALID_PARAMS', (err as Error).message)
+        if (r.grant.segment !== r.segment) {
+          refuse('INVALID_PARAMS', `the grant is for segment '${r.grant.segment}', not '${r.segment}'`)
+          continue
+        }
+        const known = grantIndex.get(r.grant)
+        if (known !== undefined) g = known
+        else {
+          try {
+            grantBytes.push(encodeGrant(r.grant))
+          } catch (err) {
+            refuse('INVALID_PARAMS', (err as Error).message)
+            continue
+          }
+          g = grantBytes.length - 1
+          grantIndex.set(r.grant, g)
         }
       }
-      const key = r.peer.join(',')
-      let p = peerIndex.get(key)
-      if (p === undefined) {
-        p = peers.length
-        peers.push([...r.peer])
-        peerIndex.set(key, p)
+      let l = localIndex.get(r.local)
+      if (l === undefined) {
+        l = locals.length
+        locals.push(r.local instanceof Segment ? r.local.nativeHandle() : r.local)
+        localIndex.set(r.local, l)
       }
-      rows.push({
-        op: r.op === 'read' ? 1 : 2,
-        ...(r.local instanceof Segment ? {localSegment: r.local.nativeHandle()} : {local: r.local}),
-        localOffset: r.localOffset ?? 0,
-        peer: p,
-        segment: r.segment,
-        offset: r.offset,
-        length: r.length,
-        ...(grant ? {grant} : {}),
-      })
-      rowOf.push(i)
-    })
-    if (rows.length === 0) return results
+      const o = count * ROW_WIDTH
+      rows[o] = r.op === 'read' ? 1 : 2
+      rows[o + 1] = p
+      rows[o + 2] = seg
+      rows[o + 3] = l
+      rows[o + 4] = r.localOffset ?? 0
+      rows[o + 5] = r.offset
+      rows[o + 6] = r.length
+      rows[o + 7] = g
+      rowOf[count++] = i
+    }
+    if (count === 0) return results
 
-    let pending: Promise<unknown>
+    let pending: Promise<NativeSubmitResult>
     try {
-      pending = native.submit(id, peers, rows, sliceSize, timeoutMs, TRANSPORT_CODE[transport])
+      pending = native.submit(
+        id,
+        peers,
+        segments,
+        locals,
+        grantBytes.length > 0 ? Buffer.concat(grantBytes) : undefined,
+        count === n ? rows : rows.subarray(0, count * ROW_WIDTH),
+        sliceSize,
+        timeoutMs,
+        TRANSPORT_CODE[transport],
+      )
     } catch (err) {
       throw fromNative(err)
     }
     this.#inflight.add(pending)
     try {
-      const out = (await pending) as Array<[number, string, boolean]>
-      out.forEach(([status, message, viaMemcpy], k) => {
-        results[rowOf[k]] = status === 0 ? {ok: true, via: viaMemcpy ? 'memcpy' : 'tcp'} : {ok: false, code: codeName(status), message}
-      })
+      const [status, via, messages] = await pending
+      for (let k = 0; k < count; k++) {
+        const st = status[k]
+        results[rowOf[k]] = st === 0 ? (via[k] ? OK_MEMCPY : OK_TCP) : {ok: false, code: codeName(st), message: messages?.[k] ?? ''}
+      }
       return results
     } finally {
       this.#inflight.delete(pending)

@@ -6,7 +6,7 @@ import {fileURLToPath} from 'node:url'
 import {MooncakeError} from '../errors.js'
 
 /** Bumped whenever the native function table changes, so a stale build is detected. */
-export const EXPECTED_NATIVE_ABI = 2
+export const EXPECTED_NATIVE_ABI = 3
 
 /** Options object passed to `engineCreate` (already validated and defaulted by options.ts). */
 export interface NativeEngineOptions {
@@ -23,22 +23,12 @@ export interface NativeEngineOptions {
   cooldownMs: number
 }
 
-/** One request row of `submit`; `op` 1 = read (peer to local), 2 = write (local to peer). */
-export interface NativeRequest {
-  op: 1 | 2
-  local?: Uint8Array
-  localSegment?: number
-  localOffset: number
-  peer: number
-  segment: string
-  offset: number
-  length: number
-  /** 48-byte wire form of the grant (grant.ts encodeGrant). */
-  grant?: Uint8Array
-}
-
-/** [status, message, viaMemcpy] per request; status 0 is success, otherwise an ErrorCode value. */
-export type NativeResult = [number, string, boolean]
+/**
+ * What `submit` resolves to: per request, the status (0 = success, otherwise an ErrorCode
+ * value) and whether it moved through shared memory; messages only when something failed
+ * (indexed like the requests, undefined for successes).
+ */
+export type NativeSubmitResult = [status: Int32Array, viaMemcpy: Uint8Array, messages: Array<string | undefined> | undefined]
 
 export interface NativeListenerStats {
   endpoint: string
@@ -87,14 +77,23 @@ export interface NativeBinding {
   memoryRegister(engine: number, buffer: Uint8Array): void
   /** true = removed; false = still used by batches in flight (now refused for new ones). */
   memoryUnregister(engine: number, buffer: Uint8Array): boolean
+  /**
+   * Moves a batch. The requests come as a packed table: `rows` holds 8 numbers per request
+   * (op 1 = read / 2 = write, peer index, segment index, local index, local offset, remote
+   * offset, length, grant index or -1) indexing `peers`, `segments`, `locals` (a Uint8Array
+   * inside registered memory, or a local segment handle) and `grants` (48 bytes each, packed).
+   */
   submit(
     engine: number,
     peers: string[][],
-    requests: NativeRequest[],
+    segments: string[],
+    locals: Array<Uint8Array | number>,
+    grants: Uint8Array | undefined,
+    rows: Float64Array,
     sliceSize: number,
     timeoutMs: number,
     transport: number,
-  ): Promise<NativeResult[]>
+  ): Promise<NativeSubmitResult>
 }
 
 const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..')

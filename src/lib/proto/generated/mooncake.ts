@@ -12,6 +12,8 @@ import type { BatchQueryResponse as _mooncake_v1_BatchQueryResponse, BatchQueryR
 import type { BatchRemoveRequest as _mooncake_v1_BatchRemoveRequest, BatchRemoveRequest__Output as _mooncake_v1_BatchRemoveRequest__Output } from './mooncake/v1/BatchRemoveRequest.js';
 import type { BatchVoidResponse as _mooncake_v1_BatchVoidResponse, BatchVoidResponse__Output as _mooncake_v1_BatchVoidResponse__Output } from './mooncake/v1/BatchVoidResponse.js';
 import type { DiskLocation as _mooncake_v1_DiskLocation, DiskLocation__Output as _mooncake_v1_DiskLocation__Output } from './mooncake/v1/DiskLocation.js';
+import type { DiskTask as _mooncake_v1_DiskTask, DiskTask__Output as _mooncake_v1_DiskTask__Output } from './mooncake/v1/DiskTask.js';
+import type { DiskTaskResult as _mooncake_v1_DiskTaskResult, DiskTaskResult__Output as _mooncake_v1_DiskTaskResult__Output } from './mooncake/v1/DiskTaskResult.js';
 import type { Empty as _mooncake_v1_Empty, Empty__Output as _mooncake_v1_Empty__Output } from './mooncake/v1/Empty.js';
 import type { ExistKeyResponse as _mooncake_v1_ExistKeyResponse, ExistKeyResponse__Output as _mooncake_v1_ExistKeyResponse__Output } from './mooncake/v1/ExistKeyResponse.js';
 import type { GetAllKeysRequest as _mooncake_v1_GetAllKeysRequest, GetAllKeysRequest__Output as _mooncake_v1_GetAllKeysRequest__Output } from './mooncake/v1/GetAllKeysRequest.js';
@@ -74,6 +76,8 @@ export interface ProtoGrpcType {
       BatchVoidResponse: MessageTypeDefinition<_mooncake_v1_BatchVoidResponse, _mooncake_v1_BatchVoidResponse__Output>
       ClientStatus: EnumTypeDefinition
       DiskLocation: MessageTypeDefinition<_mooncake_v1_DiskLocation, _mooncake_v1_DiskLocation__Output>
+      DiskTask: MessageTypeDefinition<_mooncake_v1_DiskTask, _mooncake_v1_DiskTask__Output>
+      DiskTaskResult: MessageTypeDefinition<_mooncake_v1_DiskTaskResult, _mooncake_v1_DiskTaskResult__Output>
       Empty: MessageTypeDefinition<_mooncake_v1_Empty, _mooncake_v1_Empty__Output>
       ExistKeyResponse: MessageTypeDefinition<_mooncake_v1_ExistKeyResponse, _mooncake_v1_ExistKeyResponse__Output>
       GetAllKeysRequest: MessageTypeDefinition<_mooncake_v1_GetAllKeysRequest, _mooncake_v1_GetAllKeysRequest__Output>

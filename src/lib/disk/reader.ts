@@ -1,0 +1,112 @@
+/**
+ * FILE_READ (S14): a client reads a disk replica straight from the shared rootFsDir, slice by
+ * slice into the caller's sink (its buffer, file or stream), verifying the header (magic, header
+ * CRC, key, size, object version, the object's checksum) and the value's CRC32C. A mismatch is
+ * CHECKSUM_MISMATCH: the caller tries another replica and never returns the bytes.
+ */
+import {open, type FileHandle} from 'node:fs/promises'
+
+import {MooncakeError} from '../errors.js'
+import {crc32cFold} from '../client/crc32c.js'
+import type {ReadSink} from '../client/io.js'
+import {DISK_MAX_HEADER, decodeHeader, diskError} from './format.js'
+
+export interface DiskReadRequest {
+  path: string
+  key: string
+  size: number
+  /** Object version from GetReplicaList; the file must hold this one. */
+  version: number
+  /** The object's checksum as the master knows it, if any. */
+  checksum?: number
+}
+
+export interface DiskReadOptions {
+  crc32c: (data: Uint8Array, seed?: number) => number
+  sliceSize: number
+  /** Slices read at once. @default 4 */
+  parallel?: number
+  /** Called before each slice (e.g. the lease check). */
+  check?: () => void
+}
+
+/** Reads and verifies a disk replica into `sink`; resolves with the value's CRC32C (already verified). */
+export async function readDiskReplica(req: DiskReadRequest, sink: ReadSink, options: DiskReadOptions): Promise<number> {
+  const what = `disk replica of ${JSON.stringify(req.key.length > 80 ? `${req.key.slice(0, 80)}...` : req.key)} (${req.path})`
+  let fh: FileHandle
+  try {
+    fh = await open(req.path, 'r')
+  } catch (err) {
+    throw diskError(err, what, 'FILE_READ_FAIL')
+  }
+  try {
+    const head = Buffer.allocUnsafe(DISK_MAX_HEADER)
+    let got = 0
+    try {
+      for (;;) {
+        const {bytesRead} = await fh.read(head, got, head.length - got, got)
+        if (bytesRead === 0) break
+        got += bytesRead
+        if (got === head.length) break
+      }
+    } catch (err) {
+      throw diskError(err, what, 'FILE_READ_FAIL')
+    }
+    const h = decodeHeader(head.subarray(0, got), options.crc32c, what)
+    if (h.key !== req.key) throw new MooncakeError('CHECKSUM_MISMATCH', `${what}: the file holds another key`)
+    if (h.size !== req.size) throw new MooncakeError('CHECKSUM_MISMATCH', `${what}: the file holds ${h.size} bytes, the object ${req.size}`)
+    if (h.version !== req.version) throw new MooncakeError('CHECKSUM_MISMATCH', `${what}: the file holds version ${h.version}, the object is version ${req.version}`)
+    if (req.checksum !== undefined && req.checksum >>> 0 !== h.checksum) {
+      throw new MooncakeError('CHECKSUM_MISMATCH', `${what}: the file's checksum ${h.checksum.toString(16)} is not the object's ${(req.checksum >>> 0).toString(16)}`)
+    }
+    const st = await fh.stat()
+    if (st.size !== h.headerLength + h.size) throw new MooncakeError('CHECKSUM_MISMATCH', `${what}: the file is ${st.size} bytes, expected ${h.headerLength + h.size}`)
+
+    const sliceSize = options.sliceSize
+    const count = Math.ceil(req.size / sliceSize)
+    const parts: Array<{crc: number; length: number}> = new Array(count)
+    let next = 0
+    let failure: unknown
+    const worker = async (): Promise<void> => {
+      while (next < count && failure === undefined) {
+        options.check?.()
+        const i = next++
+        const offset = i * sliceSize
+        const length = Math.min(sliceSize, req.size - offset)
+        const t = sink.target(offset, length)
+        const slice = t instanceof Promise ? await t : t
+        let committed = false
+        try {
+          let done = 0
+          while (done < length) {
+            let bytesRead: number
+            try {
+              ;({bytesRead} = await fh.read(slice.view, done, length - done, h.headerLength + offset + done))
+            } catch (err) {
+              throw diskError(err, what, 'FILE_READ_FAIL')
+            }
+            if (bytesRead === 0) throw new MooncakeError('CHECKSUM_MISMATCH', `${what}: the file ended early`)
+            done += bytesRead
+          }
+          parts[i] = {crc: options.crc32c(slice.view.subarray(0, length)), length}
+          committed = true
+          await sink.commit(offset, slice)
+        } catch (err) {
+          if (!committed) sink.discard(slice)
+          if (failure === undefined) failure = err
+        }
+      }
+    }
+    const workers: Promise<void>[] = []
+    for (let w = 0; w < Math.min(options.parallel ?? 4, count); w++) workers.push(worker())
+    await Promise.all(workers)
+    if (failure !== undefined) throw failure
+    const crc = (count === 1 ? parts[0].crc : crc32cFold(parts)) >>> 0
+    if (crc !== h.checksum) {
+      throw new MooncakeError('CHECKSUM_MISMATCH', `${what}: the value does not match its checksum (${crc.toString(16)} != ${h.checksum.toString(16)})`)
+    }
+    return crc
+  } finally {
+    await fh.close().catch(() => {})
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * Encodings of the metadata journal (a local file) and of the replication log (etcd values).
+ *
+ * Journal record: `[u32 LE payload length][u32 LE CRC-32 of the payload][payload]`, payload =
+ * UTF-8 JSON `{"s": last seq, "m": [Mutation...]}`. A record that is cut short or whose CRC does
+ * not match ends the journal (a torn tail from a crash: it was never acknowledged).
+ *
+ * Log entry (value of `mooncake/<cluster>/log/<seq>`): UTF-8 JSON `{"v":1,"seq":N,"term":REV,"m":[...]}`;
+ * `term` is the create revision of the leader key of the master that wrote it (its fencing token).
+ */
+import {crc32} from 'node:zlib'
+
+import type {Mutation} from '../mutations.js'
+import type {ImageSnapshot} from '../restore.js'
+
+export const RECORD_HEADER_BYTES = 8
+/** Upper bound of one record (refuse garbage lengths when reading). */
+export const MAX_RECORD_BYTES = 256 * 1024 * 1024
+
+export interface JournalRecord {
+  /** Sequence number of the last mutation of the record (mutations are numbered from 1). */
+  s: number
+  m: Mutation[]
+}
+
+export function encodeRecord(record: JournalRecord): Buffer {
+  const payload = Buffer.from(JSON.stringify(record), 'utf8')
+  const out = Buffer.allocUnsafe(RECORD_HEADER_BYTES + payload.length)
+  out.writeUInt32LE(payload.length, 0)
+  out.writeUInt32LE(crc32(payload) >>> 0, 4)
+  payload.copy(out, RECORD_HEADER_BYTES)
+  return out
+}
+
+export interface DecodedRecords {
+  records: JournalRecord[]
+  /** Bytes of valid records from the start; anything after it is a torn or corrupt tail. */
+  validBytes: number
+  /** Whether bytes after the valid records were ignored. */
+  tornTail: boolean
+}
+
+/** Reads records from a journal file's bytes, stopping at the first incomplete or corrupt one. */
+export function decodeRecords(buf: Buffer): DecodedRecords {
+  const records: JournalRecord[] = []
+  let pos = 0
+  while (pos + RECORD_HEADER_BYTES <= buf.length) {
+    const len = buf.readUInt32LE(pos)
+    const crc = buf.readUInt32LE(pos + 4)
+    if (len > MAX_RECORD_BYTES || pos + RECORD_HEADER_BYTES + len > buf.length) break
+    const payload = buf.subarray(pos + RECORD_HEADER_BYTES, pos + RECORD_HEADER_BYTES + len)
+    if ((crc32(payload) >>> 0) !== crc) break
+    let rec: JournalRecord
+    try {
+      rec = JSON.parse(payload.toString('utf8')) as JournalRecord
+    } catch {
+      break
+    }
+    if (rec === null || typeof rec !== 'object' || !Number.isSafeInteger(rec.s) || !Array.isArray(rec.m)) break
+    records.push(rec)
+    pos += RECORD_HEADER_BYTES + len
+  }
+  return {records, validBytes: pos, tornTail: pos !== buf.length}
+}
+
+export interface LogEntry {
+  v: 1
+  seq: number
+  term: number
+  m: Mutation[]
+}
+
+export function encodeEntry(entry: LogEntry): Buffer {
+  return Buffer.from(JSON.stringify(entry), 'utf8')
+}
+
+export function decodeEntry(value: Buffer | string): LogEntry {
+  const e = JSON.parse(typeof value === 'string' ? value : value.toString('utf8')) as LogEntry
+  if (e === null || typeof e !== 'object' || e.v !== 1 || !Number.isSafeInteger(e.seq) || !Array.isArray(e.m)) {
+    throw new Error('not a mooncake replication log entry')
+  }
+  return e
+}
+
+/** Zero-padded sequence numbers keep etcd's byte order equal to numeric order. */
+export function padSeq(seq: number): string {
+  return String(seq).padStart(16, '0')
+}
+
+/** A snapshot split into chunks below etcd's request size limit (1.5 MiB by default). */
+export function encodeSnapshotChunks(snapshot: ImageSnapshot, chunkBytes: number): Buffer[] {
+  const whole = Buffer.from(JSON.stringify(snapshot), 'utf8')
+  const chunks: Buffer[] = []
+  for (let pos = 0; pos < whole.length; pos += chunkBytes) chunks.push(whole.subarray(pos, Math.min(whole.length, pos + chunkBytes)))
+  if (chunks.length === 0) chunks.push(Buffer.alloc(0))
+  return chunks
+}
+
+export function decodeSnapshotChunks(chunks: Buffer[]): ImageSnapshot {
+  const s = JSON.parse(Buffer.concat(chunks).toString('utf8')) as ImageSnapshot
+  if (s === null || typeof s !== 'object' || s.format !== 1) throw new Error('not a mooncake metadata snapshot')
+  return s
+}
+
+/** Pointer to the current snapshot (value of `mooncake/<cluster>/snapshot-meta`). */
+export interface SnapshotMeta {
+  v: 1
+  /** Last log entry the snapshot includes. */
+  seq: number
+  /** Last mutation sequence number it includes. */
+  mseq: number
+  chunks: number
+  bytes: number
+  crc: number
+  term: number
+  at: number
+}
+
+export function snapshotCrc(chunks: Buffer[]): number {
+  let c = 0
+  for (const ch of chunks) c = crc32(ch, c)
+  return c >>> 0
+}
