@@ -676,6 +676,10 @@ Client::Outcome Client::Pipeline(int fd, Wire* w, size_t n, int64_t deadline) {
     if (w[i].h.op == kOpcodeWrite) iov.push_back({w[i].data, size_t(w[i].h.length)});
   }
   size_t iovAt = 0;
+  // With large READs in flight, headers are received alone, so their payloads land straight
+  // in their destination instead of being copied out of the receive buffer.
+  bool bigReads = false;
+  for (size_t i = 0; i < n && !bigReads; i++) bigReads = w[i].h.op == kOpcodeRead && w[i].h.length >= kDirectRecv;
 
   static thread_local std::unique_ptr<uint8_t[]> rbuf(new uint8_t[kRecvBuf]);
   uint8_t* rb = rbuf.get();
@@ -793,7 +797,9 @@ Client::Outcome Client::Pipeline(int fd, Wire* w, size_t n, int64_t deadline) {
         hi -= lo;
         lo = 0;
       }
-      r = recv(fd, rb + hi, kRecvBuf - hi, MSG_DONTWAIT);
+      size_t room = kRecvBuf - hi;
+      if (bigReads && !cur && hi - lo < kResponseSize) room = kResponseSize - (hi - lo);
+      r = recv(fd, rb + hi, room, MSG_DONTWAIT);
       if (r > 0) {
         hi += size_t(r);
         if (!parse()) return fail(Kind::kPath, err);

@@ -6,7 +6,8 @@
 // Each row also reports the CPU time per key (or call) of the client and of the master process,
 // which, unlike the rates, hardly depends on what else runs on the machine. `--only Batch` runs
 // the rows whose name contains the text. MOONCAKE_PROTO_CODEC=reflection runs both processes with
-// proto-loader's reflection codec instead of the compiled one (for before/after comparisons).
+// proto-loader's reflection codec instead of the compiled one, and `--no-coalesce` sends every
+// batch call as its own rpc: both together measure the code as it was before either existed.
 // (`--serve` is the child's mode: it runs the master and prints its address.)
 import {spawn} from 'node:child_process'
 import {once} from 'node:events'
@@ -205,7 +206,7 @@ async function main(): Promise<void> {
   })
   masterPid = child.pid
   const [address] = (await once(createInterface({input: child.stdout!}), 'line')) as [string]
-  const client = await connectMaster({address, timeoutMs: 60_000})
+  const client = await connectMaster({address, timeoutMs: 60_000, coalesceBatches: !flag('no-coalesce')})
   try {
     await client.mountSegment({clientId: 'bench', segment: {id: 'seg', name: 'bench-seg', endpoints: ['127.0.0.1:1'], size: SEGMENT_BYTES, hostId: 'h'}})
     const rows = [...(await grpcRows(client))]
@@ -219,6 +220,7 @@ async function main(): Promise<void> {
       loadAverage1m: +os.loadavg()[0]!.toFixed(2),
       seconds,
       codec: process.env['MOONCAKE_PROTO_CODEC'] === 'reflection' ? 'reflection' : 'compiled',
+      coalesceBatches: !flag('no-coalesce'),
       objectBytes: OBJECT_BYTES,
       batch: BATCH,
       rows,

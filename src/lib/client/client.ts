@@ -51,11 +51,13 @@ import {
   type RemoveOptions,
   type TransportMode,
 } from './options.js'
-import {StagingPool} from './staging.js'
+import {StagingPool, type StagingLease} from './staging.js'
 import {DISK_READ_SLICE, diskReplicas, directSink, readDiskReplica} from '../disk/reader.js'
 import type {SegmentOwner, SegmentOwnerOptions} from './segment-owner.js'
 
 const MAX_KEY_BYTES = 4096
+/** Smallest chunk of a pipelined batchPut/batchGet (below it, per-RPC costs dominate). */
+const MIN_CHUNK = 32
 
 /** A closable master (what connectMaster returns). */
 interface ClosableMaster extends MasterApi {
@@ -364,7 +366,178 @@ export class MooncakeClient extends EventEmitter {
 
   /** Puts many values; one result per item (one bad key does not fail the others). */
   async batchPut(items: ReadonlyArray<{key: string; value: Uint8Array; options?: PutOptions}>, options: PutOptions = {}): Promise<ItemResult<PutResult>[]> {
-    return settleAll(items.map((item) => this.put(item.key, item.value, {...options, ...item.options})))
+    if (this._state !== 'ready') return settleAll(items.map((item) => this.put(item.key, item.value, {...options, ...item.options})))
+    return this.run('batchPut', () => this.batchPutPipelined(items, options))
+  }
+
+  /**
+   * batchPut of small values (one slice each) in pipelined chunks: BatchPutStart, one transfer
+   * of every replica of the chunk, BatchPutEnd, with up to maxBatchesInFlight chunks in flight,
+   * so one chunk's PutStart travels while another's bytes move. Anything else (upserts, large
+   * values, per-item options) takes the single-key path.
+   */
+  private async batchPutPipelined(items: ReadonlyArray<{key: string; value: Uint8Array; options?: PutOptions}>, options: PutOptions): Promise<ItemResult<PutResult>[]> {
+    const n = items.length
+    const out: ItemResult<PutResult>[] = new Array(n)
+    const fast: number[] = []
+    const slow: Promise<void>[] = []
+    const limit = this.opts.sliceSize
+    const plain = options.upsert !== true
+    for (let i = 0; i < n; i++) {
+      const item = items[i]
+      const v = item.value
+      if (plain && item.options === undefined && v instanceof Uint8Array && v.length > 0 && v.length <= limit) {
+        try {
+          checkKey(item.key)
+          fast.push(i)
+        } catch (err) {
+          out[i] = errorResult(err)
+        }
+      } else {
+        slow.push(this.put(item.key, item.value, {...options, ...item.options}).then((value) => void (out[i] = {ok: true, value}), (err) => void (out[i] = errorResult(err))))
+      }
+    }
+    if (fast.length > 0) {
+      const dp = await this.dataPath()
+      await this.pipelineChunks(fast, (part) => this.putChunk(items, part, options, dp, out))
+    }
+    await Promise.all(slow)
+    return out
+  }
+
+  /** Runs `fn` over consecutive chunks of `idx`, at most maxBatchesInFlight at a time; chunk size adapts to the batch. */
+  private async pipelineChunks(idx: number[], fn: (part: number[]) => Promise<void>): Promise<void> {
+    const depth = this.opts.maxBatchesInFlight
+    // Enough chunks to keep every stage busy, none so small that per-RPC costs dominate.
+    const chunk = Math.max(Math.min(MIN_CHUNK, idx.length), Math.min(this.opts.maxBatchSize, Math.ceil(idx.length / depth)))
+    let next = 0
+    const lane = async (): Promise<void> => {
+      while (next < idx.length) {
+        const part = idx.slice(next, next + chunk)
+        next += chunk
+        await fn(part)
+      }
+    }
+    const lanes: Promise<void>[] = []
+    for (let l = 0; l < Math.min(depth, Math.ceil(idx.length / chunk)); l++) lanes.push(lane())
+    await Promise.all(lanes)
+  }
+
+  private async putChunk(items: ReadonlyArray<{key: string; value: Uint8Array}>, part: number[], options: PutOptions, dp: DataPath, out: ItemResult<PutResult>[]): Promise<void> {
+    const deadline = this.deadline(options.timeoutMs)
+    const config = this.replicateConfig(options)
+    const {clientId, hostId} = this.opts
+    const m = part.length
+    const reqs: PutStartRequest[] = new Array(m)
+    for (let k = 0; k < m; k++) {
+      const item = items[part[k]]
+      reqs[k] = {clientId, requestId: randomUUID(), key: item.key, size: item.value.length, config, hostId}
+    }
+    let starts: ItemResult<PutStartResult>[]
+    try {
+      starts = await this.rpc(this.master.batchPutStart(reqs), deadline, 'BatchPutStart')
+    } catch (err) {
+      // The same request ids make the retry idempotent when only the reply was lost.
+      if (toMooncakeError(err).code !== 'UNAVAILABLE' || Date.now() >= deadline) return fillError(out, part, err)
+      try {
+        starts = await this.rpc(this.master.batchPutStart(reqs), deadline, 'BatchPutStart')
+      } catch (err2) {
+        return fillError(out, part, err2)
+      }
+    }
+    // Every replica of every started item, in one transfer.
+    const requests: TransferRequest[] = []
+    const owner: number[] = []
+    const crcs: number[] = new Array(m)
+    const locs: MemoryLocation[][] = new Array(m)
+    const failed: Array<ItemResult<never> | undefined> = new Array(m)
+    const leases: StagingLease[] = []
+    for (let k = 0; k < m; k++) {
+      const st = starts[k]
+      if (!st || !st.ok) {
+        out[part[k]] = st ?? {ok: false, code: 'INTERNAL_ERROR', message: 'the master answered a batch with too few results'}
+        continue
+      }
+      const l: MemoryLocation[] = []
+      for (const r of st.value.replicas) if (r.type === 'memory' && r.memory) l.push(r.memory)
+      locs[k] = l
+      if (l.length === 0) {
+        failed[k] = {ok: false, code: 'NO_AVAILABLE_HANDLE', message: `the master placed no memory replica for ${reqs[k].key}`}
+        continue
+      }
+      let view = items[part[k]].value
+      if (!dp.isRegistered(view)) {
+        const got = this.staging(dp).acquire(view.length)
+        const lease = got instanceof Promise ? await got : got
+        lease.view.set(view)
+        leases.push(lease)
+        view = lease.view
+      }
+      crcs[k] = dp.crc32c(view)
+      for (const loc of l) {
+        requests.push({op: 'write', local: view, remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset, grant: loc.grant}})
+        owner.push(k)
+      }
+    }
+    if (requests.length > 0) {
+      let results: ItemResult<void>[]
+      try {
+        results = await this.transfer(dp, requests, deadline)
+      } finally {
+        for (const lease of leases) this.stagingPool?.release(lease)
+      }
+      for (let j = 0; j < results.length; j++) {
+        const r = results[j]
+        const k = owner[j]
+        if (!r.ok && !failed[k]) failed[k] = {ok: false, code: 'TRANSFER_FAIL', message: `writing to segment ${requests[j].remote.segment} failed: ${r.code}: ${r.message}`}
+      }
+    }
+    const revokes: Array<{clientId: string; key: string}> = []
+    const ends: Array<{clientId: string; key: string; checksum: number}> = []
+    const endK: number[] = []
+    for (let k = 0; k < m; k++) {
+      if (!starts[k]?.ok) continue
+      const f = failed[k]
+      if (f) {
+        revokes.push({clientId, key: reqs[k].key})
+        out[part[k]] = f
+      } else {
+        ends.push({clientId, key: reqs[k].key, checksum: crcs[k]})
+        endK.push(k)
+      }
+    }
+    const revokeDeadline = Math.max(deadline, Date.now() + 2000)
+    const revoking = revokes.length > 0 ? this.rpc(this.master.batchPutRevoke(revokes), revokeDeadline, 'BatchPutRevoke').catch(() => {}) : undefined
+    if (ends.length > 0) {
+      let res: ItemResult<void>[] | undefined
+      try {
+        res = await this.rpc(this.master.batchPutEnd(ends), deadline, 'BatchPutEnd')
+      } catch (err) {
+        const e = toMooncakeError(err)
+        if (e.code === 'UNAVAILABLE' || e.code === 'RPC_FAIL') {
+          // One retry after a transport failure: the reply may have been lost.
+          try {
+            res = await this.rpc(this.master.batchPutEnd(ends), deadline, 'BatchPutEnd')
+          } catch (err2) {
+            await this.rpc(this.master.batchPutRevoke(ends.map((x) => ({clientId, key: x.key}))), revokeDeadline, 'BatchPutRevoke').catch(() => {})
+            fillError(out, endK.map((k) => part[k]), err2)
+          }
+        } else {
+          fillError(out, endK.map((k) => part[k]), e)
+        }
+      }
+      if (res) {
+        for (let j = 0; j < endK.length; j++) {
+          const k = endK[j]
+          const r = res[j]
+          const st = starts[k] as {ok: true; value: PutStartResult}
+          if (!r) out[part[k]] = {ok: false, code: 'INTERNAL_ERROR', message: 'the master answered a batch with too few results'}
+          else if (!r.ok) out[part[k]] = r
+          else out[part[k]] = {ok: true, value: {key: reqs[k].key, size: reqs[k].size, replicas: locs[k].length, requestedReplicas: st.value.requestedReplicas, checksum: crcs[k]}}
+        }
+      }
+    }
+    if (revoking) await revoking
   }
 
   private replicateConfig(options: PutOptions): ReplicateConfig {
@@ -574,7 +747,136 @@ export class MooncakeClient extends EventEmitter {
 
   /** Gets many values; one result per key. */
   batchGet(keys: readonly string[], options: GetOptions = {}): Promise<ItemResult<Buffer>[]> {
-    return settleAll(keys.map((key) => this.get(key, options)))
+    if (this._state !== 'ready') return settleAll(keys.map((key) => this.get(key, options)))
+    return this.run('batchGet', () => this.batchGetPipelined(keys, options))
+  }
+
+  /**
+   * batchGet in pipelined chunks: one BatchGetReplicaList and one transfer per chunk (small
+   * values, best replica, into one staging lease), checksums verified. A key this path cannot
+   * finish (large value, no memory replica, failed or corrupt read, lease over) takes the
+   * single-key path, which tries the other replicas.
+   */
+  private async batchGetPipelined(keys: readonly string[], options: GetOptions): Promise<ItemResult<Buffer>[]> {
+    const n = keys.length
+    const out: ItemResult<Buffer>[] = new Array(n)
+    const fast: number[] = []
+    for (let i = 0; i < n; i++) {
+      try {
+        checkKey(keys[i])
+        fast.push(i)
+      } catch (err) {
+        out[i] = errorResult(err)
+      }
+    }
+    const slow: Promise<void>[] = []
+    if (fast.length > 0) {
+      const dp = await this.dataPath()
+      await this.pipelineChunks(fast, (part) => this.getChunk(keys, part, options, dp, out, slow))
+    }
+    await Promise.all(slow)
+    return out
+  }
+
+  private slowGet(key: string, options: GetOptions, out: ItemResult<Buffer>[], i: number): Promise<void> {
+    return this.get(key, options).then(
+      (value) => void (out[i] = {ok: true, value}),
+      (err) => void (out[i] = errorResult(err)),
+    )
+  }
+
+  private async getChunk(keys: readonly string[], part: number[], options: GetOptions, dp: DataPath, out: ItemResult<Buffer>[], slow: Promise<void>[]): Promise<void> {
+    const deadline = this.deadline(options.timeoutMs)
+    const names = part.map((i) => keys[i])
+    const sentAt = Date.now()
+    let infos: ItemResult<GetReplicaListResult>[]
+    try {
+      infos = await this.rpc(this.master.batchGetReplicaList(names), deadline, 'BatchGetReplicaList')
+    } catch {
+      for (const i of part) slow.push(this.slowGet(keys[i], options, out, i))
+      return
+    }
+    const limit = this.opts.sliceSize
+    const take: number[] = []
+    const sources: MemoryLocation[] = []
+    let total = 0
+    for (let k = 0; k < part.length; k++) {
+      const r = infos[k]
+      if (r && !r.ok) {
+        out[part[k]] = r
+        continue
+      }
+      const first = r ? firstMemoryReplica(r.value, this.opts.hostId, this.opts.transport) : undefined
+      if (!r || !first || r.value.size > limit) {
+        slow.push(this.slowGet(keys[part[k]], options, out, part[k]))
+        continue
+      }
+      take.push(k)
+      sources.push(first)
+      total += r.value.size
+    }
+    if (take.length === 0) return
+    // Destinations: one staging lease per up-to-maxLease run of values, one result buffer.
+    const staging = this.staging(dp)
+    const dest = Buffer.allocUnsafe(total)
+    const views: Uint8Array[] = new Array(take.length)
+    const leases: StagingLease[] = []
+    for (let j = 0; j < take.length; ) {
+      let bytes = 0
+      let end = j
+      while (end < take.length) {
+        const size = (infos[take[end]] as {ok: true; value: GetReplicaListResult}).value.size
+        if (end > j && bytes + size > staging.maxLease) break
+        bytes += size
+        end++
+      }
+      const got = staging.acquire(bytes)
+      const lease = got instanceof Promise ? await got : got
+      leases.push(lease)
+      let at = 0
+      for (; j < end; j++) {
+        const size = (infos[take[j]] as {ok: true; value: GetReplicaListResult}).value.size
+        views[j] = lease.view.subarray(at, at + size)
+        at += size
+      }
+    }
+    try {
+      const requests: TransferRequest[] = new Array(take.length)
+      for (let j = 0; j < take.length; j++) {
+        const loc = sources[j]
+        requests[j] = {op: 'read', local: views[j], remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset, grant: loc.grant}}
+      }
+      const results = await this.transfer(dp, requests, deadline)
+      const now = Date.now()
+      let at = 0
+      for (let j = 0; j < take.length; j++) {
+        const k = take[j]
+        const i = part[k]
+        const info = (infos[k] as {ok: true; value: GetReplicaListResult}).value
+        const view = views[j]
+        if (!results[j].ok) {
+          this.counters.replicaFailovers++
+          slow.push(this.slowGet(keys[i], options, out, i))
+          continue
+        }
+        if (info.checksum !== undefined && info.checksum !== null && dp.crc32c(view) !== info.checksum >>> 0) {
+          this.counters.checksumMismatches++
+          slow.push(this.slowGet(keys[i], options, out, i))
+          continue
+        }
+        // Bytes read after the lease ran out cannot be trusted: read again.
+        if (now > sentAt + info.leaseTtlMs) {
+          slow.push(this.slowGet(keys[i], options, out, i))
+          continue
+        }
+        const value = dest.subarray(at, at + view.length)
+        value.set(view)
+        at += view.length
+        out[i] = {ok: true, value}
+      }
+    } finally {
+      for (const lease of leases) staging.release(lease)
+    }
   }
 
   /**
@@ -630,10 +932,11 @@ export class MooncakeClient extends EventEmitter {
       for (const d of disks) {
         if (lastError && !sink.restartable) break
         try {
+          const direct = sink instanceof BufferSink
           await readDiskReplica(
             {path: d.path, key, size, version: info.version, checksum: info.checksum ?? undefined},
-            sink instanceof BufferSink ? directSink(sink.destination) : sink,
-            {crc32c: (data, seed) => dp.crc32c(data, seed), sliceSize: Math.max(this.opts.sliceSize, DISK_READ_SLICE), check: () => lease.check()},
+            direct ? directSink(sink.destination) : sink,
+            {crc32c: (data, seed) => dp.crc32c(data, seed), sliceSize: direct ? Math.max(this.opts.sliceSize, DISK_READ_SLICE) : this.opts.sliceSize, check: () => lease.check()},
           )
         } catch (err) {
           const e = toMooncakeError(err, 'FILE_READ_FAIL')
@@ -1019,6 +1322,27 @@ class ByteBudget {
       head.resolve()
     }
   }
+}
+
+function errorResult(err: unknown): {ok: false; code: MooncakeError['code']; message: string} {
+  const e = toMooncakeError(err)
+  return {ok: false, code: e.code, message: e.message}
+}
+
+function fillError(out: ItemResult<unknown>[], at: number[], err: unknown): void {
+  const e = errorResult(err)
+  for (const i of at) out[i] = e
+}
+
+/** The replica a small value is read from: the first of orderReplicas (same host first). */
+function firstMemoryReplica(info: GetReplicaListResult, hostId: string, transport: TransportMode): MemoryLocation | undefined {
+  let remote: MemoryLocation | undefined
+  for (const r of info.replicas) {
+    if (r.type !== 'memory' || r.status !== 'COMPLETE' || !r.memory) continue
+    if (transport === 'auto' && r.memory.hostId === hostId) return r.memory
+    remote ??= r.memory
+  }
+  return remote
 }
 
 async function settleAll<T>(promises: Promise<T>[]): Promise<ItemResult<T>[]> {

@@ -24,15 +24,24 @@ export interface EngineDataPathOptions {
 
 export {grantMinter} from '../master/grant-minter.js'
 
-interface Queued {
-  request: EngineRequest
-  resolve: (r: ItemResult<void>) => void
+/** One transfer() call waiting for the tick's batch: where its requests sit in the batch. */
+interface Call {
+  /** Index of its first request in the batch. */
+  first: number
+  /** Result slots (in `out`) of its requests, in batch order. */
+  slots: number[]
+  out: ItemResult<void>[]
+  resolve: (r: ItemResult<void>[]) => void
 }
 
 interface Pending {
-  items: Queued[]
+  requests: EngineRequest[]
+  calls: Call[]
   timeoutMs: number
 }
+
+/** Shared, frozen success result (no allocation per transferred item). */
+const OK: ItemResult<void> = Object.freeze({ok: true, value: undefined}) as ItemResult<void>
 
 /** Transfers requested in the same tick leave in one native batch per transport. */
 export class EngineDataPath implements DataPath {
@@ -63,13 +72,14 @@ export class EngineDataPath implements DataPath {
   }
 
   transfer(requests: TransferRequest[], options: TransferOptions): Promise<ItemResult<void>[]> {
-    const out: Array<Promise<ItemResult<void>>> = new Array(requests.length)
     let group = this.pending.get(options.transport)
     if (!group) {
-      group = {items: [], timeoutMs: 0}
+      group = {requests: [], calls: [], timeoutMs: 0}
       this.pending.set(options.transport, group)
     }
     group.timeoutMs = Math.max(group.timeoutMs, Math.ceil(options.timeoutMs))
+    const out: ItemResult<void>[] = new Array(requests.length)
+    const call: Call = {first: group.requests.length, slots: [], out, resolve: () => {}}
     for (let i = 0; i < requests.length; i++) {
       const r = requests[i]
       let grant: Grant | undefined
@@ -82,11 +92,11 @@ export class EngineDataPath implements DataPath {
           }
         } catch (err) {
           const e = toMooncakeError(err, 'INVALID_PARAMS')
-          out[i] = Promise.resolve({ok: false, code: e.code, message: `bad grant from the master: ${e.message}`})
+          out[i] = {ok: false, code: e.code, message: `bad grant from the master: ${e.message}`}
           continue
         }
       }
-      const request: EngineRequest = {
+      group.requests.push({
         op: r.op,
         local: r.local,
         peer: r.remote.endpoints,
@@ -94,43 +104,49 @@ export class EngineDataPath implements DataPath {
         offset: r.remote.offset,
         length: r.local.length,
         grant,
-      }
-      const items = group.items
-      out[i] = new Promise<ItemResult<void>>((resolve) => items.push({request, resolve}))
+      })
+      call.slots.push(i)
     }
+    if (call.slots.length === 0) return Promise.resolve(out)
+    const done = new Promise<ItemResult<void>[]>((resolve) => (call.resolve = resolve))
+    group.calls.push(call)
     if (!this.flushScheduled) {
       this.flushScheduled = true
       process.nextTick(() => this.flush())
     }
-    return Promise.all(out)
+    return done
   }
 
   private flush(): void {
     this.flushScheduled = false
     for (const [transport, group] of this.pending) {
       this.pending.delete(transport)
-      if (group.items.length === 0) continue
+      if (group.requests.length === 0) continue
       void this.submit(transport, group)
     }
   }
 
   private async submit(transport: TransportMode, group: Pending): Promise<void> {
-    let results: TransferResult[]
+    let results: TransferResult[] | undefined
+    let failure: ItemResult<void> | undefined
     try {
-      results = await this.engine.submit(
-        group.items.map((q) => q.request),
-        {transport, timeoutMs: Math.max(1, group.timeoutMs)},
-      )
+      results = await this.engine.submit(group.requests, {transport, timeoutMs: Math.max(1, group.timeoutMs)})
     } catch (err) {
       const e = toMooncakeError(err, 'TRANSFER_FAIL')
-      for (const q of group.items) q.resolve({ok: false, code: e.code, message: e.message})
-      return
+      failure = {ok: false, code: e.code, message: e.message}
     }
-    for (let i = 0; i < group.items.length; i++) {
-      const r = results[i]
-      if (!r) group.items[i].resolve({ok: false, code: 'INTERNAL_ERROR', message: 'the engine returned too few results'})
-      else if (r.ok) group.items[i].resolve({ok: true, value: undefined})
-      else group.items[i].resolve({ok: false, code: r.code === 'INTERNAL_ERROR' ? 'TRANSFER_FAIL' : r.code, message: r.message})
+    for (const call of group.calls) {
+      for (let k = 0; k < call.slots.length; k++) {
+        const r = results?.[call.first + k]
+        call.out[call.slots[k]] =
+          failure ??
+          (!r
+            ? {ok: false, code: 'INTERNAL_ERROR', message: 'the engine returned too few results'}
+            : r.ok
+              ? OK
+              : {ok: false, code: r.code === 'INTERNAL_ERROR' ? 'TRANSFER_FAIL' : r.code, message: r.message})
+      }
+      call.resolve(call.out)
     }
   }
 

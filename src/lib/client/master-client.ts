@@ -474,7 +474,9 @@ class GrpcMasterClient implements MasterClient {
  */
 export async function connectMaster(options: MasterClientOptions): Promise<MasterClient> {
   if (options.etcd && options.etcd.length > 0) {
-    throw new MooncakeError('NOT_SUPPORTED', 'finding the master through etcd is not supported yet: pass --master HOST:PORT')
+    // HA: the leader is found through etcd and followed across failovers (src/lib/master/ha).
+    const {connectHaMaster} = await import('../master/ha/ha-master-client.js')
+    return connectHaMaster(options, (o) => connectMaster({...o, etcd: undefined}))
   }
   parseMasterAddress(options.address)
   const timeoutMs = options.timeoutMs ?? DEFAULT_MASTER_TIMEOUT_MS

@@ -37,7 +37,8 @@ export class DiskQuota {
     const id = DiskQuota.id(key, version)
     if (this.reservations.has(id)) return true
     if (this.limit !== undefined) {
-      if (bytes > this.limit) return false
+      // Refuse without evicting anything when even an empty disk (but for writes in flight) could not hold it.
+      if (this.reserved + bytes > this.limit) return false
       this.makeRoom(bytes, evict)
       if (this.used + this.reserved + bytes > this.limit) return false
     }

@@ -110,3 +110,23 @@ export async function readDiskReplica(req: DiskReadRequest, sink: ReadSink, opti
     await fh.close().catch(() => {})
   }
 }
+
+/** Bytes per read(2) when reading straight into the caller's buffer. */
+export const DISK_READ_SLICE = 16 * 1024 * 1024
+
+/** The COMPLETE disk replicas of a GetReplicaList answer. */
+export function diskReplicas(info: {replicas: ReadonlyArray<{type: string; status: string; disk?: {path: string; size: number}}>}): Array<{path: string; size: number}> {
+  const out: Array<{path: string; size: number}> = []
+  for (const r of info.replicas) if (r.type === 'disk' && r.status === 'COMPLETE' && r.disk !== undefined && r.disk.path !== '') out.push(r.disk)
+  return out
+}
+
+/** A sink over a plain buffer: slices are read into it in place. */
+export function directSink(dest: Uint8Array): ReadSink {
+  return {
+    restartable: true,
+    target: (offset, length) => ({view: dest.subarray(offset, offset + length)}),
+    commit: () => {},
+    discard: () => {},
+  }
+}

@@ -24,7 +24,8 @@ export class LeaseHeap {
   private objs: Obj[] = []
   private n = 0
 
-  constructor(initial = 1024) {
+  /** `track(obj, +1 | -1)` is told of every object entering and leaving the heap (per-segment accounting). */
+  constructor(initial = 1024, private readonly track?: (obj: Obj, delta: 1 | -1) => void) {
     this.keys = new Float64Array(initial)
   }
 
@@ -43,6 +44,7 @@ export class LeaseHeap {
     this.objs[i] = obj
     obj.hi = i
     this.up(i)
+    this.track?.(obj, 1)
   }
 
   remove(obj: Obj): void {
@@ -81,7 +83,10 @@ export class LeaseHeap {
 
   /** Drops every entry (for tests and a reset). */
   clear(): void {
-    for (let i = 0; i < this.n; i++) this.objs[i].hi = -1
+    for (let i = 0; i < this.n; i++) {
+      this.objs[i].hi = -1
+      this.track?.(this.objs[i], -1)
+    }
     this.objs = []
     this.n = 0
   }
@@ -89,6 +94,7 @@ export class LeaseHeap {
   private removeAt(i: number): void {
     const obj = this.objs[i]
     obj.hi = -1
+    this.track?.(obj, -1)
     const last = --this.n
     if (i !== last) {
       const moved = this.objs[last]

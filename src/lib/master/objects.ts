@@ -39,6 +39,12 @@ export class Obj {
   cid: string | null
   /** Writer's request id while in progress; a 32-bit hash of (clientId, requestId) afterwards. */
   req: string | number
+  /**
+   * 32-bit hash of the writer's client id, kept after the put completes (when `cid` is dropped) so a
+   * PutEnd from another client on a finished object is still ILLEGAL_CLIENT; 0 = unknown writer
+   * (restored objects), which any client may end idempotently.
+   */
+  wid: number
   /** PutStart (or UpsertStart) time, relative ms. */
   start: number
   /** Lease deadline, relative ms (never below the PutEnd time; F_LEASED says whether granted). */
@@ -66,6 +72,7 @@ export class Obj {
     this.checksum = 0
     this.cid = cid
     this.req = req
+    this.wid = writerHash(cid)
     this.start = start
     this.lease = start
     this.pin = 0
@@ -113,6 +120,11 @@ export function hashString(s: string, seed = 0x811c9dc5): number {
     h = Math.imul(h, 0x01000193)
   }
   return h >>> 0
+}
+
+/** Compact writer identity of an object (never 0, which means unknown); '' is unknown. */
+export function writerHash(clientId: string): number {
+  return clientId === '' ? 0 : hashString(clientId, 0x27d4eb2f) | 0 || 1
 }
 
 /** Hash kept of a completed put's (clientId, requestId), for idempotent PutStart retries. */

@@ -24,6 +24,9 @@ export class Segment {
   drainByOperator = false
   /** Latest lease deadline granted on any object with a replica here (absolute ms). */
   maxLease = 0
+  /** Allocated bytes of replicas here whose object is in the plain / soft-pinned eviction heap (evictable once leases expire). */
+  plainHeapBytes = 0
+  pinnedHeapBytes = 0
   readonly mountedAt: number
 
   constructor(idx: number, clientId: string, d: SegmentDescriptor, now: number, alignment: number) {

@@ -68,6 +68,7 @@ import {
   TIER_NONE,
   TIER_PROCESSING,
   requestHash,
+  writerHash,
 } from './objects.js'
 import {DEFAULT_MASTER_SERVICE_OPTIONS, type MasterServiceOptions} from './options.js'
 import {placeReplicas, type Placement} from './placement.js'
@@ -223,8 +224,8 @@ export class MasterService implements MasterCalls {
   private readonly tombstones = new Map<string, Tombstone>()
   private readonly tombstonesByClient = new Map<string, number>()
 
-  private readonly plainHeap = new LeaseHeap()
-  private readonly pinnedHeap = new LeaseHeap()
+  private readonly plainHeap = new LeaseHeap(1024, (o, d) => this.trackHeapBytes(o, d, false))
+  private readonly pinnedHeap = new LeaseHeap(1024, (o, d) => this.trackHeapBytes(o, d, true))
   private readonly pinQueue = new PinQueue()
   private pinnedCount = 0
   private readonly discarded = new DiscardHeap()
@@ -462,6 +463,7 @@ export class MasterService implements MasterCalls {
       o.flags &= ~(F_CHECKSUM | F_WANT_PIN)
       if (cfg.withSoftPin === true) o.flags |= F_WANT_PIN
       o.cid = req.clientId
+      o.wid = writerHash(req.clientId)
       o.req = req.requestId
       o.start = rnow
       this.trackProcessing(o)
@@ -496,12 +498,42 @@ export class MasterService implements MasterCalls {
     const req = {size, replicaNum, preferred, sameNodeHostId: sameNode}
     let placed = placeReplicas(this.okSegs, this.segByName, req, this.random)
     if (placed.length === 0 && this.okSegs.length > 0) {
+      this.expirePins(now - this.epoch, 4096)
+      // Evict only when it can help: a put no segment could hold even after evicting everything
+      // evictable fails at once and costs no other object its place.
+      if (!this.couldFitAfterEviction(size)) {
+        fail('NO_AVAILABLE_HANDLE', `no segment can hold ${size} bytes, even after evicting every evictable object`)
+      }
       this.needEviction = this.options.evictionRatio > 0
       this.evictForSpace(size, now)
       placed = placeReplicas(this.okSegs, this.segByName, req, this.random)
     }
     if (placed.length === 0) fail('NO_AVAILABLE_HANDLE', `no segment has ${size} free bytes in one range`)
     return placed
+  }
+
+  /** Whether some OK segment's free bytes plus its objects in the eviction heaps could hold `size`. */
+  private couldFitAfterEviction(size: number): boolean {
+    const pinned = this.options.allowEvictSoftPinnedObjects
+    for (const seg of this.okSegs) {
+      const a = seg.allocator
+      if (a === null || seg.status !== 'OK') continue
+      const need = a.alignedSize(size)
+      if (need > seg.capacity) continue
+      if (a.free + seg.plainHeapBytes + (pinned ? seg.pinnedHeapBytes : 0) >= need) return true
+    }
+    return false
+  }
+
+  /** Keeps Segment.plainHeapBytes / pinnedHeapBytes in step with the eviction heaps. */
+  private trackHeapBytes(o: Obj, delta: 1 | -1, pinned: boolean): void {
+    this.forEachMem(o, (idx, h) => {
+      const seg = this.segs[idx]
+      if (seg === undefined || seg.allocator === null) return
+      const bytes = delta * seg.allocator.sizeOf(h)
+      if (pinned) seg.pinnedHeapBytes += bytes
+      else seg.plainHeapBytes += bytes
+    })
   }
 
   private attach(o: Obj, placed: Placement[]): void {
@@ -550,7 +582,8 @@ export class MasterService implements MasterCalls {
       return
     }
     if (o.memState === TIER_COMPLETE) {
-      if (o.cid !== null && o.cid !== req.clientId) fail('ILLEGAL_CLIENT', 'not the writer of this object')
+      // Idempotent for the writer (a retried PutEnd), ILLEGAL_CLIENT for anyone else, as the original.
+      if (!this.mayEndFinished(o, req.clientId)) fail('ILLEGAL_CLIENT', 'not the writer of this object')
       return
     }
     if (o.memState !== TIER_PROCESSING) fail('INVALID_WRITE', `key ${JSON.stringify(req.key)} has no memory replica being written`)
@@ -571,6 +604,12 @@ export class MasterService implements MasterCalls {
     this.readable(o)
     this.commit(o, now)
     this.afterWrite(o)
+  }
+
+  /** Whether `clientId` wrote this object (for a repeated PutEnd once a replica is complete). */
+  private mayEndFinished(o: Obj, clientId: string): boolean {
+    if (o.cid !== null) return o.cid === clientId
+    return o.wid === 0 || o.wid === writerHash(clientId)
   }
 
   private revoke(req: PutRevokeRequest): void {
@@ -1114,7 +1153,35 @@ export class MasterService implements MasterCalls {
     this.expirePins(rnow, 4096)
     const budget: Budget = {ops: SYNC_EVICT_MAX_OBJECTS * 16, until: t0 + SYNC_EVICT_BUDGET_MS}
     let evicted = 0
+    // Dry run first: take lease-expired objects (oldest first) until some segment's free bytes
+    // plus theirs could hold the put; if that never happens, put them back and evict nothing.
+    const taken: Obj[] = []
+    const gain = new Map<Segment, number>()
+    let feasible = false
+    while (!feasible && taken.length < SYNC_EVICT_MAX_OBJECTS && budget.ops > 0) {
+      let o = this.plainHeap.popExpired(rnow, budget)
+      if (o === null && budget.ops > 0 && this.options.allowEvictSoftPinnedObjects) o = this.pinnedHeap.popExpired(rnow, budget)
+      if (o === null) break
+      taken.push(o)
+      this.forEachMem(o, (idx, h) => {
+        const seg = this.segs[idx]
+        const a = seg.allocator
+        if (a === null || seg.status !== 'OK') return
+        const g = (gain.get(seg) ?? 0) + a.sizeOf(h)
+        gain.set(seg, g)
+        if (a.free + g >= a.alignedSize(size)) feasible = true
+      })
+    }
+    if (!feasible) {
+      for (const o of taken) if ((o.flags & F_DEAD) === 0) this.readable(o)
+      this.m.syncEvictions += 1
+      return
+    }
+    for (const o of taken) {
+      if (this.evictObject(o)) evicted += 1
+    }
     while (evicted < SYNC_EVICT_MAX_OBJECTS && budget.ops > 0) {
+      if (this.okSegs.some((seg) => seg.status === 'OK' && seg.allocator !== null && seg.allocator.canAlloc(size))) break
       let o = this.plainHeap.popExpired(rnow, budget)
       if (o === null && budget.ops > 0 && this.options.allowEvictSoftPinnedObjects) o = this.pinnedHeap.popExpired(rnow, budget)
       if (o === null) break

@@ -63,7 +63,6 @@ export function TopApp({master, intervalMs, poll, initial, onQuit}: TopAppProps)
   const [error, setError] = useState<string | undefined>()
   const [ui, setUi] = useState<UiState>({paused: false, sort: 'name', reverse: false, filter: '', editingFilter: false, help: false})
   const paused = useRef(false)
-  paused.current = ui.paused
 
   useEffect(() => {
     let stopped = false
@@ -91,23 +90,31 @@ export function TopApp({master, intervalMs, poll, initial, onQuit}: TopAppProps)
     }
   }, [poll, intervalMs])
 
+  // Keys act on a ref (not on the state captured by the last render): several keys may arrive
+  // before React re-renders, e.g. a pasted filter.
+  const uiRef = useRef(ui)
+  const change = (fn: (u: UiState) => UiState) => {
+    uiRef.current = fn(uiRef.current)
+    paused.current = uiRef.current.paused
+    setUi(uiRef.current)
+  }
   useInput((input, key) => {
-    if (ui.editingFilter) {
-      if (key.escape) setUi((u) => ({...u, filter: '', editingFilter: false}))
-      else if (key.return) setUi((u) => ({...u, editingFilter: false}))
-      else if (key.backspace || key.delete) setUi((u) => ({...u, filter: u.filter.slice(0, -1)}))
-      else if (input && !key.ctrl && !key.meta) setUi((u) => ({...u, filter: u.filter + input}))
+    if (uiRef.current.editingFilter) {
+      if (key.escape) change((u) => ({...u, filter: '', editingFilter: false}))
+      else if (key.return) change((u) => ({...u, editingFilter: false}))
+      else if (key.backspace || key.delete) change((u) => ({...u, filter: u.filter.slice(0, -1)}))
+      else if (input && !key.ctrl && !key.meta) change((u) => ({...u, filter: u.filter + input}))
       return
     }
     if (input === 'q') {
       onQuit?.()
       exit()
-    } else if (input === 'p' || input === ' ') setUi((u) => ({...u, paused: !u.paused}))
-    else if (input === 's') setUi((u) => ({...u, sort: SORT_FIELDS[(SORT_FIELDS.indexOf(u.sort) + 1) % SORT_FIELDS.length]!}))
-    else if (input === 'r') setUi((u) => ({...u, reverse: !u.reverse}))
-    else if (input === '/') setUi((u) => ({...u, editingFilter: true, help: false}))
-    else if (input === '?' || input === 'h') setUi((u) => ({...u, help: !u.help}))
-    else if (key.escape) setUi((u) => (u.help ? {...u, help: false} : {...u, filter: ''}))
+    } else if (input === 'p' || input === ' ') change((u) => ({...u, paused: !u.paused}))
+    else if (input === 's') change((u) => ({...u, sort: SORT_FIELDS[(SORT_FIELDS.indexOf(u.sort) + 1) % SORT_FIELDS.length]!}))
+    else if (input === 'r') change((u) => ({...u, reverse: !u.reverse}))
+    else if (input === '/') change((u) => ({...u, editingFilter: true, help: false}))
+    else if (input === '?' || input === 'h') change((u) => ({...u, help: !u.help}))
+    else if (key.escape) change((u) => (u.help ? {...u, help: false} : {...u, filter: ''}))
   })
 
   const columns = Math.max(60, stdout?.columns ?? 100)
@@ -133,8 +140,8 @@ export function TopApp({master, intervalMs, poll, initial, onQuit}: TopAppProps)
   const sparkWidth = Math.max(6, Math.min(20, Math.floor((columns - 72) / 3)))
   const memWidth = Math.max(10, Math.min(40, columns - 70))
   const rows = formatRows(snap.segments, {sort: ui.sort, reverse: ui.reverse, filter: ui.filter, clientTtlMs: sample.segments.clientTtlMs}, 10)
-  const nameWidth = Math.max(7, Math.min(32, ...rows.map((x) => x.name.length)))
-  const endpointWidth = Math.max(8, Math.min(28, ...rows.map((x) => x.endpoint.length)))
+  const nameWidth = Math.min(32, Math.max(7, ...rows.map((x) => x.name.length)))
+  const endpointWidth = Math.min(28, Math.max(8, ...rows.map((x) => x.endpoint.length)))
   const cell = (s: string, w: number) => (s.length > w ? `${s.slice(0, w - 1)}…` : s.padEnd(w))
 
   return (
@@ -142,14 +149,14 @@ export function TopApp({master, intervalMs, poll, initial, onQuit}: TopAppProps)
       <Text wrap="truncate">
         <Text bold inverse>
           {' mooncake top '}
-        </Text>{' '}
+        </Text>
+        {ui.paused ? <Text color="yellow"> [PAUSED]</Text> : null}{' '}
         master {snap.master} <Text color={health.role === 'leader' ? 'green' : 'yellow'}>({health.role}{health.ready ? '' : ', not ready'})</Text>
         {'  '}leader {health.leader ?? '-'}
         {'  '}up {formatUptime(health.uptime)}
         {'  '}v{health.version}
         {'  '}
         {refresh}
-        {ui.paused ? <Text color="yellow"> [PAUSED]</Text> : null}
       </Text>
       <Text wrap="truncate">
         {' MEM  '}[<Text color={snap.capacity > 0 && snap.used / snap.capacity > 0.9 ? 'red' : 'green'}>{bar(snap.capacity > 0 ? snap.used / snap.capacity : 0, memWidth)}</Text>] {percent(snap.used, snap.capacity).padStart(6)}

@@ -2,6 +2,8 @@
  * Where `top` (and `doctor`) read the master: its HTTP port. `/health`, `/get_all_segments` and
  * `/metrics` are fetched in parallel; none of them grants a lease or changes state.
  */
+import http from 'node:http'
+
 import {MooncakeError} from '../errors.js'
 import type {HealthDocument, SegmentsDocument} from '../metrics/http-routes.js'
 import {parsePrometheusText} from '../metrics/parse.js'
@@ -18,34 +20,61 @@ export function httpAddressFor(master: string, http?: string): string {
   return `${host}:${DEFAULT_HTTP_PORT}`
 }
 
-async function get(base: string, path: string, timeoutMs: number, signal?: AbortSignal): Promise<Response> {
-  const signals = [AbortSignal.timeout(timeoutMs), ...(signal ? [signal] : [])]
+export interface HttpAnswer {
+  status: number
+  headers: http.IncomingHttpHeaders
+  body: string
+}
+
+/**
+ * GET http://base/path with node:http (fetch refuses some ports, e.g. 6000, and keeps sockets
+ * alive): one connection per request, the whole body as text, within `timeoutMs`.
+ */
+export function httpGet(base: string, path: string, timeoutMs: number, signal?: AbortSignal): Promise<HttpAnswer> {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(base)
+  if (!m) return Promise.reject(new MooncakeError('INVALID_PARAMS', `not a HOST:PORT: ${base}`))
+  const host = m[1]!.replace(/^\[|\]$/g, '')
+  return new Promise((resolve, reject) => {
+    const req = http.get({host, port: Number(m[2]), path, agent: false, timeout: timeoutMs, signal}, (res) => {
+      res.setEncoding('utf8')
+      let body = ''
+      res.on('data', (d: string) => (body += d))
+      res.on('end', () => resolve({status: res.statusCode ?? 0, headers: res.headers, body}))
+      res.on('error', reject)
+    })
+    req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), {code: 'ETIMEDOUT'})))
+    req.on('error', reject)
+  })
+}
+
+async function get(base: string, path: string, timeoutMs: number, signal?: AbortSignal): Promise<HttpAnswer> {
+  let res: HttpAnswer
   try {
-    const res = await fetch(`http://${base}${path}`, {signal: AbortSignal.any(signals)})
-    if (!res.ok) throw new MooncakeError('UNAVAILABLE', `master HTTP ${base}${path} answered ${res.status}`)
-    return res
+    res = await httpGet(base, path, timeoutMs, signal)
   } catch (err) {
     if (err instanceof MooncakeError) throw err
     if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new MooncakeError('INTERRUPTED', 'interrupted')
-    const cause = (err as {cause?: {code?: string; message?: string}}).cause
-    const why = (err as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (cause?.code ?? cause?.message ?? (err as Error).message)
+    const e = err as NodeJS.ErrnoException
+    const why = e.code === 'ETIMEDOUT' ? e.message : (e.code ?? e.message)
     throw new MooncakeError('UNAVAILABLE', `master HTTP port ${base} not reachable (${why}): check --http (default: the --master host, port ${DEFAULT_HTTP_PORT})`, {
       cause: err,
     })
   }
+  if (res.status !== 200) throw new MooncakeError('UNAVAILABLE', `master HTTP ${base}${path} answered ${res.status}`)
+  return res
 }
 
 export async function fetchHealth(base: string, timeoutMs = 2_000, signal?: AbortSignal): Promise<{health: HealthDocument; date: string | null}> {
   const res = await get(base, '/health', timeoutMs, signal)
-  return {health: (await res.json()) as HealthDocument, date: res.headers.get('date')}
+  return {health: JSON.parse(res.body) as HealthDocument, date: res.headers.date ?? null}
 }
 
 /** One poll of the master's HTTP port. */
 export async function fetchSample(base: string, timeoutMs = 2_000, signal?: AbortSignal): Promise<TopSample> {
   const [health, segments, metrics] = await Promise.all([
-    get(base, '/health', timeoutMs, signal).then((r) => r.json() as Promise<HealthDocument>),
-    get(base, '/get_all_segments', timeoutMs, signal).then((r) => r.json() as Promise<SegmentsDocument>),
-    get(base, '/metrics', timeoutMs, signal).then((r) => r.text()),
+    get(base, '/health', timeoutMs, signal).then((r) => JSON.parse(r.body) as HealthDocument),
+    get(base, '/get_all_segments', timeoutMs, signal).then((r) => JSON.parse(r.body) as SegmentsDocument),
+    get(base, '/metrics', timeoutMs, signal).then((r) => r.body),
   ])
   return {at: Date.now(), health, segments, metrics: parsePrometheusText(metrics)}
 }

@@ -180,4 +180,52 @@ test('a round larger than one tick budget completes over several ticks', () => {
   assert.ok(svc.metrics().maxTickMs < 200, `longest tick ${svc.metrics().maxTickMs} ms`)
 })
 
+test('a put no segment can hold, even after eviction, fails at once and evicts nothing', () => {
+  const {svc} = setup()
+  mount(svc, 'a', 64 * KiB)
+  mount(svc, 'b', 64 * KiB)
+  for (let i = 0; i < 100; i++) put(svc, `k${i}`, KiB) // never read: every lease has expired
+  const before = svc.metrics().evictedObjects
+  // Larger than any segment.
+  throwsCode(() => start(svc, 'huge', 100 * KiB), 'NO_AVAILABLE_HANDLE')
+  assert.is(svc.stats().keys, 100)
+  assert.is(svc.metrics().evictedObjects, before)
+  // Fits a segment, but not its free space plus what is evictable: puts in progress are not.
+  const {svc: svc2} = setup()
+  mount(svc2, 'a', 64 * KiB)
+  for (let i = 0; i < 16; i++) put(svc2, `done${i}`, KiB)
+  for (let i = 0; i < 40; i++) start(svc2, `busy${i}`, KiB)
+  throwsCode(() => start(svc2, 'big', 40 * KiB), 'NO_AVAILABLE_HANDLE')
+  assert.is(svc2.stats().keys, 56)
+  assert.is(svc2.metrics().evictedObjects, 0)
+  // Nor are leased objects.
+  const {svc: svc3} = setup({leaseTtlMs: 60_000})
+  mount(svc3, 'a', 64 * KiB)
+  for (let i = 0; i < 48; i++) put(svc3, `k${i}`, KiB)
+  for (let i = 0; i < 32; i++) svc3.getReplicaList(`k${i}`)
+  throwsCode(() => start(svc3, 'big', 40 * KiB), 'NO_AVAILABLE_HANDLE') // free 16 + expired 16 < 40
+  assert.is(svc3.stats().keys, 48)
+  assert.is(svc3.metrics().evictedObjects, 0)
+  // ... and what fits after evicting the expired ones still goes through.
+  put(svc3, 'ok', 30 * KiB)
+  assert.ok(svc3.existKey('ok'))
+  for (let i = 0; i < 32; i++) assert.ok(svc3.existKey(`k${i}`), 'leased objects stay')
+})
+
+test('1000 sequential puts into a full pool all succeed while older leases expire (S8 [ours])', () => {
+  const {svc, clock} = setup({leaseTtlMs: 50, evictionHighWatermarkRatio: 0.95, evictionRatio: 0.05})
+  mount(svc, 'a', 64 * KiB)
+  mount(svc, 'b', 64 * KiB)
+  for (let i = 0; i < 128; i++) put(svc, `fill${i}`, KiB) // full
+  assert.ok(svc.stats().used >= 128 * KiB - KiB)
+  for (let i = 0; i < 1000; i++) {
+    put(svc, `k${i}`, KiB)
+    svc.getReplicaList(`k${i}`) // read: leased for 50 ms
+    clock.advance(1)
+    if (i % 20 === 0) svc.tick()
+  }
+  for (let i = 990; i < 1000; i++) assert.ok(svc.existKey(`k${i}`), `k${i}`)
+  assert.ok(svc.stats().used <= 128 * KiB)
+})
+
 test.run()

@@ -233,7 +233,7 @@ test('disk tier: a disk replica is written after PutEnd by the owner of the firs
   const disk = r.replicas[1]
   assert.is(disk.type, 'disk')
   assert.is(disk.status, 'PROCESSING')
-  assert.match(disk.disk!.path, /^\/data\/mc\/c1\/[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{64}$/)
+  assert.match(disk.disk!.path, /^\/data\/mc\/c1\/[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{64}-v\d+$/)
   svc.putEnd({clientId: 'writer', key: 'k', target: 'all'})
   assert.equal(
     svc.getReplicaList('k').replicas.map((x) => x.type),
@@ -319,6 +319,23 @@ test('serviceReady and stats', () => {
   put(svc, 'a', 100, {withSoftPin: true})
   put(svc, 'b', 100)
   assert.equal(svc.stats(), {capacity: MiB, used: 208, keys: 2, softPinnedKeys: 1, clients: 1, segments: 1})
+})
+
+test('PutEnd on a completed object: idempotent for its writer, ILLEGAL_CLIENT for another client', () => {
+  const {svc} = setup()
+  mount(svc, 's', MiB)
+  svc.putStart({clientId: 'c1', requestId: 'x', key: 'k', size: 1000})
+  svc.putEnd({clientId: 'c1', key: 'k'})
+  svc.putEnd({clientId: 'c1', key: 'k'}) // a retried PutEnd
+  throwsCode(() => svc.putEnd({clientId: 'c2', key: 'k'}), 'ILLEGAL_CLIENT')
+  svc.batchPutEnd([{clientId: 'c1', key: 'k'}]).forEach((r) => assert.ok(r.ok))
+  const [other] = svc.batchPutEnd([{clientId: 'c2', key: 'k'}])
+  assert.ok(other && !other.ok && other.code === 'ILLEGAL_CLIENT')
+  // After an upsert by c2, c2 is the writer.
+  svc.upsertStart({clientId: 'c2', requestId: 'y', key: 'k', size: 1000})
+  svc.upsertEnd({clientId: 'c2', key: 'k'})
+  svc.putEnd({clientId: 'c2', key: 'k'})
+  throwsCode(() => svc.putEnd({clientId: 'c1', key: 'k'}), 'ILLEGAL_CLIENT')
 })
 
 test.run()

@@ -1,0 +1,85 @@
+/** `mooncake segment mount`: ready line, unmount on SIGINT/SIGTERM, and exit 0 when an operator unmounts it. */
+import {test} from 'uvu'
+import * as assert from 'uvu/assert'
+
+import {addressFromReady, cleanup, run, startServer, type Server} from './helpers.js'
+
+let address: string
+
+test.before(async () => {
+  const master = await startServer(['master', '--port', '0', '--metrics-port', '0'], {readyTimeoutMs: 30_000})
+  address = addressFromReady(master.ready)
+})
+test.after(cleanup)
+
+const mount = (...args: string[]): Promise<Server> =>
+  startServer(['segment', 'mount', '--master', address, ...args], {readyTimeoutMs: 30_000})
+
+async function segmentNames(): Promise<string[]> {
+  const r = await run(['segment', 'ls', '--json', '--master', address])
+  assert.is(r.code, 0, r.stderr)
+  return JSON.parse(r.stdout).segments.map((s: {name: string}) => s.name)
+}
+
+test('ready line: `ready segment NAME SIZE bytes at HOST:PORT`; the default name is the endpoint', async () => {
+  const seg = await mount('--size', '8MiB')
+  const match = /^ready segment (\S+) 8388608 bytes at (127\.0\.0\.1:\d+)$/.exec(seg.ready)
+  assert.ok(match, seg.ready)
+  assert.is(match![1], match![2])
+  assert.ok((await segmentNames()).includes(match![1]))
+  seg.child.kill('SIGINT')
+  const exit = await seg.exited
+  assert.is(exit.code, 0, seg.stderr())
+  assert.not.ok((await segmentNames()).includes(match![1]), 'SIGINT unmounted it')
+})
+
+test('--json ready object; SIGTERM unmounts and exits 0', async () => {
+  const seg = await mount('--size', '4MiB', '--name', 'seg-json', '--json')
+  const ready = JSON.parse(seg.ready)
+  assert.equal(ready, {ready: true, role: 'segment', name: 'seg-json', size: 4 * 2 ** 20, endpoint: ready.endpoint, master: address})
+  assert.match(ready.endpoint, /^127\.0\.0\.1:\d+$/)
+  seg.child.kill('SIGTERM')
+  const exit = await seg.exited
+  assert.is(exit.code, 0, seg.stderr())
+  assert.not.ok((await segmentNames()).includes('seg-json'))
+})
+
+test('`segment unmount NAME` by an operator makes the mount process exit 0', async () => {
+  const seg = await mount('--size', '4MiB', '--name', 'seg-op')
+  const started = Date.now()
+  const r = await run(['segment', 'unmount', 'seg-op', '--master', address])
+  assert.is(r.code, 0, r.stderr)
+  const exit = await seg.exited
+  assert.is(exit.code, 0, seg.stderr())
+  assert.ok(Date.now() - started < 15_000, `exited after ${Date.now() - started} ms`)
+  assert.match(seg.stderr(), /unmounted by an operator/)
+})
+
+test('a name held by another live owner: SEGMENT_ALREADY_EXISTS, exit 1', async () => {
+  const seg = await mount('--size', '4MiB', '--name', 'seg-dup')
+  try {
+    const second = await run(['segment', 'mount', '--size', '4MiB', '--name', 'seg-dup', '--master', address])
+    assert.is(second.code, 1, second.stderr)
+    assert.match(second.stderr, /mooncake: SEGMENT_ALREADY_EXISTS: /)
+  } finally {
+    seg.child.kill('SIGTERM')
+    await seg.exited
+  }
+})
+
+test('usage errors exit 2; an unreachable master exits 5 within --timeout', async () => {
+  const [missing, small, bad, dead] = await Promise.all([
+    run(['segment', 'mount', '--master', address]),
+    run(['segment', 'mount', '--size', '1000', '--master', address]),
+    run(['segment', 'mount', '--size', 'big', '--master', address]),
+    run(['segment', 'mount', '--size', '4MiB', '--master', '127.0.0.1:1', '--timeout', '1500ms']),
+  ])
+  for (const r of [missing, small, bad]) {
+    assert.is(r.code, 2, r.stderr)
+    assert.match(r.stderr, /^mooncake: USAGE: /)
+  }
+  assert.is(dead.code, 5, dead.stderr)
+  assert.ok(dead.ms < 1500 + 5000, `took ${dead.ms} ms`)
+})
+
+test.run()
