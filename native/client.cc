@@ -166,7 +166,10 @@ void Client::WorkerLoop() {
       // A group: consecutive slices of one batch to this peer, sent back to back on one lane
       // (pipelined). Small slices are spread over the free lanes; a large slice goes alone.
       const size_t lanes = size_t(std::max(1, opt_.lanesPerPeer - p->active));
-      const size_t want = std::min(kMaxGroup, std::max<size_t>(1, (p->queue.size() + lanes - 1) / lanes));
+      // Small batches stay on one lane: each extra lane costs thread wake-ups on both sides,
+      // which only pay off once there is enough work to share.
+      const size_t queued = p->queue.size();
+      const size_t want = std::min(kMaxGroup, std::max(std::min(queued, kMinGroup), (queued + lanes - 1) / lanes));
       const Batch* batch = p->queue.front().batch.get();
       uint64_t bytes = 0;
       while (!p->queue.empty() && group.size() < want && p->queue.front().batch.get() == batch &&

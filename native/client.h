@@ -152,6 +152,7 @@ class Client {
   // Slices of one batch to one peer taken by a worker at once: at most this many, and at most
   // this many bytes (a slice larger than that goes alone).
   static constexpr size_t kMaxGroup = 256;
+  static constexpr size_t kMinGroup = 64;
   static constexpr uint64_t kGroupBytes = 1u << 20;
 
   void WorkerLoop();

@@ -241,6 +241,24 @@ test('ClientMetrics records operations, bytes, retries, fallbacks and pings', as
   assert.is(m.all('mooncake_client_operations_total')[0]!.labels.role, 'client')
 })
 
+test('every metric the Grafana dashboard queries is exported', async () => {
+  const {readFileSync} = await import('node:fs')
+  const dashboard = JSON.parse(readFileSync(new URL('../../docs/grafana-dashboard.json', import.meta.url), 'utf8')) as {
+    panels: {targets?: {expr: string}[]}[]
+  }
+  const {svc, metrics, calls} = fresh()
+  mount(svc, 'seg-a', MiB)
+  put(calls, 'x', 100)
+  throws(() => calls.getReplicaList('missing'), 'OBJECT_NOT_FOUND') // master_rpc_errors_total appears with its first error
+  const exported = new Set((await scrape(new MasterMetrics(svc))).samples.map((s) => s.name))
+  for (const s of (await scrape(metrics)).samples) exported.add(s.name)
+  const used = new Set<string>()
+  for (const p of dashboard.panels) for (const t of p.targets ?? []) for (const m of t.expr.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\{/g)) used.add(m[1]!)
+  assert.ok(used.size > 20)
+  const missing = [...used].filter((n) => !exported.has(n))
+  assert.equal(missing, [], `queried but not exported: ${missing.join(', ')}`)
+})
+
 test('parser: labels with escapes, +Inf, comments; quantiles interpolate like PromQL', () => {
   const m = parsePrometheusText(
     [

@@ -435,15 +435,16 @@ export class MooncakeClient extends EventEmitter {
     }
     let starts: ItemResult<PutStartResult>[]
     try {
-      starts = await this.rpc(this.master.batchPutStart(reqs), deadline, 'BatchPutStart')
-    } catch (err) {
-      // The same request ids make the retry idempotent when only the reply was lost.
-      if (toMooncakeError(err).code !== 'UNAVAILABLE' || Date.now() >= deadline) return fillError(out, part, err)
-      try {
-        starts = await this.rpc(this.master.batchPutStart(reqs), deadline, 'BatchPutStart')
-      } catch (err2) {
-        return fillError(out, part, err2)
+      starts = await this.rpc(this.calls.putStartMany(reqs), deadline, 'BatchPutStart')
+      // A transport failure: once more for those items (the same request ids make the retry
+      // idempotent when only the reply was lost).
+      const again = retryable(starts, ['UNAVAILABLE'])
+      if (again.length > 0 && Date.now() < deadline) {
+        const second = await this.rpc(this.calls.putStartMany(again.map((k) => reqs[k])), deadline, 'BatchPutStart')
+        for (let j = 0; j < again.length; j++) starts[again[j]] = second[j]
       }
+    } catch (err) {
+      return fillError(out, part, err)
     }
     // Every replica of every started item, in one transfer.
     const requests: TransferRequest[] = []
@@ -507,24 +508,25 @@ export class MooncakeClient extends EventEmitter {
       }
     }
     const revokeDeadline = Math.max(deadline, Date.now() + 2000)
-    const revoking = revokes.length > 0 ? this.rpc(this.master.batchPutRevoke(revokes), revokeDeadline, 'BatchPutRevoke').catch(() => {}) : undefined
+    const revoking = revokes.length > 0 ? this.rpc(this.calls.putRevokeMany(revokes), revokeDeadline, 'BatchPutRevoke').catch(() => {}) : undefined
     if (ends.length > 0) {
       let res: ItemResult<void>[] | undefined
       try {
-        res = await this.rpc(this.master.batchPutEnd(ends), deadline, 'BatchPutEnd')
-      } catch (err) {
-        const e = toMooncakeError(err)
-        if (e.code === 'UNAVAILABLE' || e.code === 'RPC_FAIL') {
-          // One retry after a transport failure: the reply may have been lost.
-          try {
-            res = await this.rpc(this.master.batchPutEnd(ends), deadline, 'BatchPutEnd')
-          } catch (err2) {
-            await this.rpc(this.master.batchPutRevoke(ends.map((x) => ({clientId, key: x.key}))), revokeDeadline, 'BatchPutRevoke').catch(() => {})
-            fillError(out, endK.map((k) => part[k]), err2)
+        res = await this.rpc(this.calls.putEndMany(ends), deadline, 'BatchPutEnd')
+        // One retry after a transport failure: the reply may have been lost; then give up the space.
+        const again = retryable(res, ['UNAVAILABLE', 'RPC_FAIL'])
+        if (again.length > 0) {
+          const second = await this.rpc(this.calls.putEndMany(again.map((j) => ends[j])), deadline, 'BatchPutEnd')
+          const lost: Array<{clientId: string; key: string}> = []
+          for (let x = 0; x < again.length; x++) {
+            res[again[x]] = second[x]
+            if (!second[x].ok) lost.push({clientId, key: ends[again[x]].key})
           }
-        } else {
-          fillError(out, endK.map((k) => part[k]), e)
+          if (lost.length > 0) await this.rpc(this.calls.putRevokeMany(lost), revokeDeadline, 'BatchPutRevoke').catch(() => {})
         }
+      } catch (err) {
+        await this.rpc(this.calls.putRevokeMany(ends.map((x) => ({clientId, key: x.key}))), revokeDeadline, 'BatchPutRevoke').catch(() => {})
+        fillError(out, endK.map((k) => part[k]), err)
       }
       if (res) {
         for (let j = 0; j < endK.length; j++) {
@@ -791,7 +793,7 @@ export class MooncakeClient extends EventEmitter {
     const sentAt = Date.now()
     let infos: ItemResult<GetReplicaListResult>[]
     try {
-      infos = await this.rpc(this.master.batchGetReplicaList(names), deadline, 'BatchGetReplicaList')
+      infos = await this.rpc(this.calls.getReplicaListMany(names), deadline, 'BatchGetReplicaList')
     } catch {
       for (const i of part) slow.push(this.slowGet(keys[i], options, out, i))
       return
@@ -802,12 +804,12 @@ export class MooncakeClient extends EventEmitter {
     let total = 0
     for (let k = 0; k < part.length; k++) {
       const r = infos[k]
-      if (r && !r.ok) {
+      if (r && !r.ok && r.code !== 'UNAVAILABLE' && r.code !== 'RPC_FAIL') {
         out[part[k]] = r
         continue
       }
-      const first = r ? firstMemoryReplica(r.value, this.opts.hostId, this.opts.transport) : undefined
-      if (!r || !first || r.value.size > limit) {
+      const first = r?.ok ? firstMemoryReplica(r.value, this.opts.hostId, this.opts.transport) : undefined
+      if (!r?.ok || !first || r.value.size > limit) {
         slow.push(this.slowGet(keys[part[k]], options, out, part[k]))
         continue
       }
@@ -1327,6 +1329,16 @@ class ByteBudget {
 function errorResult(err: unknown): {ok: false; code: MooncakeError['code']; message: string} {
   const e = toMooncakeError(err)
   return {ok: false, code: e.code, message: e.message}
+}
+
+/** Indexes of the results that failed with one of `codes`. */
+function retryable(results: ItemResult<unknown>[], codes: string[]): number[] {
+  const out: number[] = []
+  for (let i = 0; i < results.length; i++) {
+    const r = results[i]
+    if (r && !r.ok && codes.includes(r.code)) out.push(i)
+  }
+  return out
 }
 
 function fillError(out: ItemResult<unknown>[], at: number[], err: unknown): void {

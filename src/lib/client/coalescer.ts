@@ -18,68 +18,115 @@ export interface CoalescerOptions<I, R> {
   onBatch?: (size: number) => void
 }
 
-interface Pending<I, R> {
-  item: I
-  resolve: (value: R) => void
-  reject: (err: unknown) => void
+/** A queued call: one item (call) or a group of items answered together (callMany). */
+interface Entry<I, R> {
+  item?: I
+  items?: I[]
+  resolve?: (value: R) => void
+  reject?: (err: unknown) => void
+  settle?: (results: ItemResult<R>[]) => void
+}
+
+function size<I, R>(e: Entry<I, R>): number {
+  return e.items ? e.items.length : 1
 }
 
 export class Coalescer<I, R> {
-  private queue: Array<Pending<I, R>> = []
+  private queue: Array<Entry<I, R>> = []
   private scheduled = false
   private inFlight = 0
 
   constructor(private readonly options: CoalescerOptions<I, R>) {}
 
   call(item: I): Promise<R> {
-    return new Promise<R>((resolve, reject) => {
-      this.queue.push({item, resolve, reject})
-      if (!this.scheduled) {
-        this.scheduled = true
-        process.nextTick(() => {
-          this.scheduled = false
-          this.flush()
-        })
-      }
-    })
+    return new Promise<R>((resolve, reject) => this.enqueue({item, resolve, reject}))
+  }
+
+  /**
+   * Many items at once, answered with one ItemResult each (never rejects): the group travels in
+   * one batch, merged with whatever else was queued (no per-item promise).
+   */
+  callMany(items: I[]): Promise<ItemResult<R>[]> {
+    if (items.length === 0) return Promise.resolve([])
+    return new Promise<ItemResult<R>[]>((settle) => this.enqueue({items, settle}))
+  }
+
+  private enqueue(e: Entry<I, R>): void {
+    this.queue.push(e)
+    if (!this.scheduled) {
+      this.scheduled = true
+      process.nextTick(() => {
+        this.scheduled = false
+        this.flush()
+      })
+    }
   }
 
   private flush(): void {
     while (this.queue.length > 0 && this.inFlight < this.options.maxInFlight) {
-      const group = this.queue.length <= this.options.maxBatchSize ? this.queue : this.queue.slice(0, this.options.maxBatchSize)
-      this.queue = group === this.queue ? [] : this.queue.slice(group.length)
+      // Whole entries, up to maxBatchSize items (an entry larger than that goes alone).
+      let n = 0
+      let k = 0
+      while (k < this.queue.length) {
+        const c = size(this.queue[k])
+        if (k > 0 && n + c > this.options.maxBatchSize) break
+        n += c
+        k++
+      }
+      const group = k === this.queue.length ? this.queue : this.queue.slice(0, k)
+      this.queue = group === this.queue ? [] : this.queue.slice(k)
       this.inFlight++
-      this.options.onBatch?.(group.length)
-      void this.send(group).finally(() => {
+      this.options.onBatch?.(n)
+      void this.send(group, n).finally(() => {
         this.inFlight--
         this.flush()
       })
     }
   }
 
-  private async send(group: Array<Pending<I, R>>): Promise<void> {
-    if (group.length === 1 && this.options.single) {
+  private async send(group: Array<Entry<I, R>>, n: number): Promise<void> {
+    if (n === 1 && group[0].items === undefined && this.options.single) {
       const p = group[0]
       try {
-        p.resolve(await this.options.single(p.item))
+        p.resolve!(await this.options.single(p.item as I))
       } catch (err) {
-        p.reject(toMooncakeError(err))
+        p.reject!(toMooncakeError(err))
       }
       return
     }
+    const items: I[] = []
+    for (const e of group) {
+      if (e.items) for (const x of e.items) items.push(x)
+      else items.push(e.item as I)
+    }
     let results: ItemResult<R>[]
     try {
-      results = await this.options.batch(group.map((p) => p.item))
+      results = await this.options.batch(items)
     } catch (err) {
       const e = toMooncakeError(err)
-      for (const p of group) p.reject(e)
+      const failed: ItemResult<R> = {ok: false, code: e.code, message: e.message}
+      for (const x of group) {
+        if (x.settle) x.settle(new Array<ItemResult<R>>(x.items!.length).fill(failed))
+        else x.reject!(e)
+      }
       return
     }
-    for (let i = 0; i < group.length; i++) {
-      const r = results[i]
-      if (!r) group[i].reject(new MooncakeError('INTERNAL_ERROR', 'the master answered a batch with too few results'))
-      else if (r.ok) group[i].resolve(r.value)
-      else group[i].reject(new MooncakeError(r.code, r.message))
+    const missing: ItemResult<R> = {ok: false, code: 'INTERNAL_ERROR', message: 'the master answered a batch with too few results'}
+    let at = 0
+    for (const x of group) {
+      if (x.settle) {
+        const m = x.items!.length
+        const mine = results.slice(at, at + m)
+        for (let i = mine.length; i < m; i++) mine.push(missing)
+        for (let i = 0; i < m; i++) if (!mine[i]) mine[i] = missing
+        at += m
+        x.settle(mine)
+        continue
+      }
+      const r = results[at++]
+      if (!r) x.reject!(new MooncakeError('INTERNAL_ERROR', 'the master answered a batch with too few results'))
+      else if (r.ok) x.resolve!(r.value)
+      else x.reject!(new MooncakeError(r.code, r.message))
     }
   }
 }

@@ -143,6 +143,23 @@ export class CoalescedMaster {
     return this.getC.call(key)
   }
 
+  /** Many items in one group (merged with concurrent calls); one ItemResult each, never rejects. */
+  putStartMany(reqs: PutStartRequest[]): Promise<ItemResult<PutStartResult>[]> {
+    return this.putStartC.callMany(reqs)
+  }
+
+  putEndMany(reqs: PutEndRequest[]): Promise<ItemResult<void>[]> {
+    return this.putEndC.callMany(reqs)
+  }
+
+  putRevokeMany(reqs: PutRevokeRequest[]): Promise<ItemResult<void>[]> {
+    return this.putRevokeC.callMany(reqs)
+  }
+
+  getReplicaListMany(keys: string[]): Promise<ItemResult<GetReplicaListResult>[]> {
+    return this.getC.callMany(keys)
+  }
+
   existKey(key: string): Promise<boolean> {
     return this.existC.call(key)
   }

@@ -243,11 +243,13 @@ async function etcdChecks(endpoints: string[], clusterId: string, timeoutMs: num
       }
     }),
   )
-  if (!checks.some((c) => c.ok)) return {checks}
+  // Read through healthy members only: the client does not fail over from a dead one by itself.
+  const healthy = urls.filter((_, i) => checks[i]!.ok)
+  if (healthy.length === 0) return {checks}
   const key = haKeys(clusterId).leader
   let etcd: Awaited<ReturnType<typeof connectEtcd>> | undefined
   try {
-    etcd = await connectEtcd(endpoints, timeoutMs)
+    etcd = await connectEtcd(healthy, timeoutMs)
     const kv = await getKey(etcd, key)
     if (kv === undefined) {
       checks.push(fail('etcd leader key', `${key} is absent: no master leads cluster ${clusterId}`, `start a master with --etcd ${endpoints.join(',')} --cluster-id ${clusterId}, or fix --cluster-id`))
