@@ -755,9 +755,11 @@ Client::Outcome Client::Pipeline(int fd, Wire* w, size_t n, int64_t deadline) {
     }
   };
 
+  // Each direction is tried until it would block, then left alone until poll says it is ready.
+  bool canSend = true, canRecv = true;
   while (pending > 0) {
     bool progress = false;
-    if (iovAt < iov.size()) {
+    if (canSend && iovAt < iov.size()) {
       msghdr m{};
       m.msg_iov = &iov[iovAt];
       m.msg_iovlen = std::min<size_t>(iov.size() - iovAt, 1024);
@@ -776,12 +778,17 @@ Client::Outcome Client::Pipeline(int fd, Wire* w, size_t n, int64_t deadline) {
             k = 0;
           }
         }
-      } else if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        canSend = false;
+      } else if (r < 0 && errno != EINTR) {
         return fail(Kind::kPath, Result::Fail(kTransferFail, std::string("send: ") + strerror(errno)));
       }
     }
-    ssize_t r;
-    if (cur && dst && lo == hi && left >= kDirectRecv) {
+    // Not tried while poll has not reported input since the last EAGAIN.
+    ssize_t r = -1;
+    errno = EAGAIN;
+    if (!canRecv) {
+    } else if (cur && dst && lo == hi && left >= kDirectRecv) {
       // Large payload: straight into its destination.
       r = recv(fd, dst, size_t(std::min<uint64_t>(left, 4u << 20)), MSG_DONTWAIT);
       if (r > 0) {
@@ -810,16 +817,22 @@ Client::Outcome Client::Pipeline(int fd, Wire* w, size_t n, int64_t deadline) {
     }
     if (r > 0) progress = true;
     else if (r == 0) return fail(Kind::kPath, Result::Fail(kTransferFail, "connection closed by the peer"));
-    else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-      return fail(Kind::kPath, Result::Fail(kTransferFail, std::string("recv: ") + strerror(errno)));
+    else if (errno == EAGAIN || errno == EWOULDBLOCK) canRecv = false;
+    else if (errno != EINTR) return fail(Kind::kPath, Result::Fail(kTransferFail, std::string("recv: ") + strerror(errno)));
     if (pending == 0) break;
     if (progress) continue;
+    if (canRecv || (canSend && iovAt < iov.size())) continue;
     int64_t wait = deadline - MonoMs();
     if (wait <= 0) return classify(Result::Fail(kDeadlineExceeded, "the request deadline passed during network I/O"));
     pollfd pf{fd, short(POLLIN | (iovAt < iov.size() ? POLLOUT : 0)), 0};
     int pr = poll(&pf, 1, int(wait > 60000 ? 60000 : wait));
     if (pr < 0 && errno != EINTR) return fail(Kind::kPath, Result::Fail(kTransferFail, std::string("poll: ") + strerror(errno)));
     if (pr > 0 && (pf.revents & POLLNVAL)) return fail(Kind::kPath, Result::Fail(kTransferFail, "connection closed locally"));
+    if (pr > 0) {
+      // Errors and hang-ups show up as readiness: the next call reports them.
+      if (pf.revents & (POLLIN | POLLERR | POLLHUP)) canRecv = true;
+      if (pf.revents & (POLLOUT | POLLERR | POLLHUP)) canSend = true;
+    }
   }
   // Every response arrived; bytes beyond them would be a protocol violation (left for the
   // idle check of the pooled connection to catch).

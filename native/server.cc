@@ -329,6 +329,7 @@ struct Server::Io {
   size_t lo = 0, hi = 0;
   std::vector<uint8_t>& out;
   int64_t deadline = 0;  // of the frame being served
+  bool exact = false;    // read no more than needed (bulk transfers: see Conn::bulk)
 
   size_t avail() const { return hi - lo; }
   bool Flush() {
@@ -348,7 +349,7 @@ struct Server::Io {
     }
     if (!Flush()) return false;
     while (hi < n) {
-      ssize_t r = recv(fd, in + hi, kInCap - hi, 0);
+      ssize_t r = recv(fd, in + hi, exact ? n - hi : kInCap - hi, 0);
       if (r > 0) {
         hi += size_t(r);
         continue;
@@ -374,7 +375,7 @@ struct Server::Io {
           if (!Flush()) return false;
           return RecvAll(fd, dst, size_t(len), deadline).ok();
         }
-        if (!Need(1)) return false;
+        if (!Need(size_t(std::min<uint64_t>(len, kInCap)))) return false;
       }
       size_t n = size_t(std::min<uint64_t>(len, avail()));
       if (dst) {
@@ -403,7 +404,8 @@ bool Server::ServeTurn(Conn& c) {
       if (!io.Flush()) return false;
       if (frames >= kMaxFramesPerTurn) return true;
       io.lo = io.hi = 0;
-      ssize_t n = recv(c.fd, io.in, Io::kInCap, 0);
+      io.exact = c.bulk;
+      ssize_t n = recv(c.fd, io.in, c.bulk ? kRequestFixedSize : Io::kInCap, 0);
       if (n == 0) return false;  // a clean close between frames is the normal end
       if (n < 0) {
         if (errno == EINTR) continue;
@@ -455,6 +457,7 @@ Result Server::Authorize(Conn& c, const RequestHeader& h, const std::shared_ptr<
 
 bool Server::ServeFrame(Conn& c, Io& io) {
   Listener& l = *listeners_[c.listener];
+  io.exact = c.bulk;
   if (!io.Need(kRequestFixedSize)) return false;
   const uint8_t* fixed = io.in + io.lo;
   RequestHeader h;
@@ -474,6 +477,7 @@ bool Server::ServeFrame(Conn& c, Io& io) {
   }
   io.lo += kRequestFixedSize + tailLen;
   l.requests.fetch_add(1, std::memory_order_relaxed);
+  c.bulk = h.op == kOpcodeWrite && h.length >= Io::kDirect;
 
   std::shared_ptr<Segment> seg = segments_->Find(h.segment);
   const bool isData = h.op == kOpcodeRead || h.op == kOpcodeWrite;

@@ -85,6 +85,9 @@ class Server {
     std::string grantSegName;
     uint8_t grantWire[kGrantWireSize] = {};
     bool grantValid = false;
+    // The last request carried a large body: read the next header alone, so that body bytes
+    // go straight from the socket to segment memory instead of through the input buffer.
+    bool bulk = false;
   };
 
   void WorkerLoop();

@@ -2,7 +2,10 @@
  * Store benchmark: put/get throughput and latency through MooncakeClient, against Redis
  * measured in the same run on the same machine.
  *
- *   node --import tsx bench/store/run.ts [--transport tcp|auto|both] [--quick] [--no-redis] [--json]
+ *   node --import tsx bench/store/run.ts [--transport tcp|auto|both] [--quick] [--no-redis] [--batch-only] [--json]
+ *
+ * --batch-only runs just the 4 KiB batchPut/batchGet phases (and Redis at 4 KiB); BENCH_SIZES
+ * (comma-separated bytes) narrows the single-key sizes.
  *
  * A master and a segment owner run as separate node processes; the client (this process)
  * runs 1, 8 or 64 concurrent callers. Values are pre-generated in registered memory and gets
@@ -31,7 +34,8 @@ const opt = (name: string, dflt: string) => {
 const JSON_OUT = flag('json')
 const QUICK = flag('quick')
 const transports: TransportMode[] = opt('transport', 'both') === 'both' ? ['tcp', 'auto'] : [opt('transport', 'both') as TransportMode]
-const SIZES = (process.env.BENCH_SIZES ?? "4096,65536,1048576,16777216").split(",").map(Number)
+const BATCH_ONLY = flag('batch-only')
+const SIZES = BATCH_ONLY ? [] : (process.env.BENCH_SIZES ?? '4096,65536,1048576,16777216').split(',').map(Number)
 const CONCURRENCY = [1, 8, 64]
 const PHASE_MS = QUICK ? 300 : 700
 const SEGMENT_SIZE = 3 * 1024 * MiB
@@ -185,7 +189,7 @@ async function benchRedis(): Promise<Row[]> {
       }
     }
     const configs: Array<{size: number; c: number; P: number; n: number}> = []
-    for (const size of SIZES) {
+    for (const size of BATCH_ONLY ? [4 * KiB] : SIZES) {
       if (size <= 64 * KiB) {
         configs.push({size, c: 50, P: 1, n: size <= 4 * KiB ? 100_000 : 40_000})
         configs.push({size, c: 50, P: 16, n: size <= 4 * KiB ? 400_000 : 60_000})
@@ -283,7 +287,7 @@ async function main(): Promise<void> {
   log(`master ${master.ready.address}, segment ${SEGMENT_SIZE / MiB} MiB ready in ${Date.now() - started} ms`)
   const source = Buffer.allocUnsafeSlow(64 * MiB)
   randomFillSync(source)
-  const dests = Array.from({length: Math.max(...CONCURRENCY)}, () => Buffer.alloc(Math.max(...SIZES)))
+  const dests = Array.from({length: Math.max(...CONCURRENCY)}, () => Buffer.alloc(Math.max(4 * KiB, ...SIZES)))
   const rows: Row[] = []
   try {
     for (const transport of transports) rows.push(...(await benchMooncake(master.ready.address, transport, source, dests)))

@@ -59,6 +59,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     await super.init()
     // Installed first so that a Ctrl-C during config resolution is already exit 130.
     this.deadline = new CommandDeadline(0)
+    // A reader of stdout that went away (`mooncake ls | head`) is not an error of the command:
+    // without a listener the EPIPE would crash the process with a stack trace.
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err
+    })
     this.#onSignal('SIGINT', () => this.#interrupt('SIGINT'))
     if (this.isServer) this.#onSignal('SIGTERM', () => this.#interrupt('SIGTERM'))
 

@@ -40,10 +40,12 @@ Exit codes: 0 done; 1 TRANSFER_FAIL, CHECKSUM_MISMATCH, REPLICA_IS_NOT_READY (st
     if (toStdout && process.stdout.isTTY) {
       throw new MooncakeError('USAGE', `stdout is a terminal: redirect it (mooncake get ${shellWord(key)} > FILE, or | ...) or give FILE`)
     }
-    const client = await this.connectClient({transport: this.flags.transport})
-    // The size is known only once the read starts; a bar is worth a Query only where it shows.
-    const watched = process.stderr.isTTY && !this.flags.quiet && !this.jsonEnabled()
-    const total = watched ? await client.query(key).then((info) => info.size, () => 0) : 0
+    // The size first (a Query, no lease): it sizes the client's staging memory, whose
+    // pre-faulting would cost a small get more than the transfer, and the progress bar.
+    const master = await this.connectMaster()
+    const total = (await this.deadline.race(master.query(key))).size
+    const {transferTuning} = await import('../lib/cli-io/index.js')
+    const client = await this.connectClient({master, transport: this.flags.transport, ...transferTuning(total)})
     const stopProgress = this.trackTransfer(key, total, () => client.stats.transferredBytes)
     try {
       if (toStdout) {

@@ -66,12 +66,22 @@ Exit codes: 0 stored; 1 OBJECT_ALREADY_EXISTS (without --upsert), NO_AVAILABLE_H
       upsert: flags.upsert,
       size,
     }
-    const client = await this.connectClient({transport: flags.transport})
-    const total = fromStdin ? size : await fileSizeOrUndefined(file)
+    const {readHead, transferTuning} = await import('../lib/cli-io/index.js')
+    // A small stdin of unknown length is read into memory (no spooling, a small staging pool).
+    const head = fromStdin && size === undefined ? await this.deadline.race(readHead(process.stdin, 16 * 2 ** 20 - 1)) : undefined
+    if (head?.ended && head.value.length === 0) throw new MooncakeError('INVALID_PARAMS', 'stdin was empty: a value must hold at least 1 byte')
+    const total = head ? (head.ended ? head.value.length : undefined) : fromStdin ? size : await fileSizeOrUndefined(file)
+    const client = await this.connectClient({transport: flags.transport, ...transferTuning(total)})
     const stopProgress = this.trackTransfer(key, total === undefined ? 0 : total * flags.replicas, () => client.stats.transferredBytes)
     let result: PutJson
     try {
-      const put = fromStdin ? client.putStream(key, process.stdin, options) : client.putFile(key, file, options)
+      const put = head
+        ? head.ended
+          ? client.put(key, head.value, options)
+          : client.putStream(key, head.rest, options)
+        : fromStdin
+          ? client.putStream(key, process.stdin, options)
+          : client.putFile(key, file, options)
       result = await this.deadline.race(put)
     } finally {
       stopProgress()

@@ -16,7 +16,7 @@ const ENTER_SCREEN = '\x1b[?1049h\x1b[2J\x1b[H\x1b[?25l'
 export default class Top extends BaseCommand<typeof Top> {
   static override summary = 'live dashboard of the cluster'
   static override description = `Polls the master's HTTP port (/health, /get_all_segments, /metrics; nothing that grants a lease) every --interval and shows memory use, keys, ops/s with failure rates (from counter deltas), evictions and one row per segment; a row turns yellow when its owner's last ping passes half the client TTL and red past 80 %.
-The HTTP port is --http HOST:PORT; by default the host of --master with port 9003 (the master's --metrics-port default).
+The HTTP port is --http HOST:PORT; by default the host of --master (with --etcd: of the leader named in etcd) with port 9003 (the master's --metrics-port default).
 In a terminal it runs full screen (alternate screen): q quit, p pause, s sort, r reverse, / filter (Esc clears), ? help.
 When stdout is not a terminal it prints one line per interval (like redis-cli --stat): keys, used, capacity, mem%, clients, segments, put/s, get/s, rm/s, fail/s, evict/s; --count N stops after N lines.
 --once takes two samples one --interval apart (so rates are real) and prints one snapshot; with --json: {"master","role","capacity","used","keys","softPinnedKeys","clients","segments":[{"name","endpoint","capacity","used","status","lastPingMs"}],"rates":{"put","putFailed","get","getFailed","remove","removeFailed","evictions","evictedKeys","evictedBytes"}} (rates per second, bytes as numbers). --json without --once prints one such snapshot per line.
@@ -39,7 +39,7 @@ Exit codes: 0 after q, --once or --count; 5 when the master's HTTP port cannot b
   }
 
   async run(): Promise<TopSnapshot | undefined> {
-    const {fetchSample, httpAddressFor} = await import('../lib/top/source.js')
+    const {fetchSample, httpAddressFor, leaderFromEtcd} = await import('../lib/top/source.js')
     const {TopModel} = await import('../lib/top/model.js')
     let intervalMs: number
     try {
@@ -48,7 +48,15 @@ Exit codes: 0 after q, --once or --count; 5 when the master's HTTP port cannot b
       throw new MooncakeError('INVALID_PARAMS', `--interval: ${(err as Error).message}`)
     }
     if (intervalMs < 100) throw new MooncakeError('INVALID_PARAMS', `--interval must be at least 100ms (got ${this.flags.interval})`)
-    const http = httpAddressFor(this.settings.master, this.flags.http)
+    let master = this.settings.master
+    if (this.settings.etcd !== undefined && this.settings.etcd.length > 0 && !this.flags.http) {
+      // With --etcd, --master is ignored: the leader's host comes from etcd.
+      this.deadline.waitingFor = `the leader master (etcd ${this.settings.etcd.join(',')})`
+      const leader = await this.deadline.race(leaderFromEtcd(this.settings.etcd, this.settings.clusterId, this.deadline.remainingMs(5_000)))
+      if (leader === undefined) throw new MooncakeError('UNAVAILABLE', `no master leads cluster ${this.settings.clusterId} in etcd (check --cluster-id), or pass --http`)
+      master = leader
+    }
+    const http = httpAddressFor(master, this.flags.http)
     const pollTimeout = Math.min(5_000, Math.max(1_000, intervalMs))
     const poll = () => fetchSample(http, pollTimeout, this.deadline.signal)
 
@@ -67,7 +75,7 @@ Exit codes: 0 after q, --once or --count; 5 when the master's HTTP port cannot b
       })(),
     )
     this.deadline.waitingFor = undefined
-    const model = new TopModel(this.settings.master)
+    const model = new TopModel(master)
     model.update(first)
 
     if (this.flags.once) {
@@ -84,7 +92,7 @@ Exit codes: 0 after q, --once or --count; 5 when the master's HTTP port cannot b
       await this.stream(model, poll, intervalMs)
       return undefined
     }
-    await this.dashboard(first, poll, intervalMs)
+    await this.dashboard(master, first, poll, intervalMs)
     return undefined
   }
 
@@ -117,7 +125,7 @@ Exit codes: 0 after q, --once or --count; 5 when the master's HTTP port cannot b
   }
 
   /** Full screen ink dashboard on the alternate screen, restored on every way out. */
-  private async dashboard(first: TopSample, poll: () => Promise<TopSample>, intervalMs: number): Promise<void> {
+  private async dashboard(master: string, first: TopSample, poll: () => Promise<TopSample>, intervalMs: number): Promise<void> {
     const [{render}, React, {TopApp}] = await Promise.all([import('ink'), import('react'), import('../lib/top/app.js')])
     let restored = false
     const restore = () => {
@@ -142,7 +150,7 @@ Exit codes: 0 after q, --once or --count; 5 when the master's HTTP port cannot b
       process.off('SIGHUP', onTerm)
     })
     process.stdout.write(ENTER_SCREEN)
-    const app = render(React.createElement(TopApp, {master: this.settings.master, intervalMs, poll, initial: first}), {
+    const app = render(React.createElement(TopApp, {master, intervalMs, poll, initial: first}), {
       exitOnCtrlC: true,
       patchConsole: true,
       maxFps: 10,

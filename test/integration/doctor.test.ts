@@ -98,6 +98,11 @@ test('etcd: endpoint health, a dead endpoint, the leader key absent then present
   assert.is(key.ok, false)
   assert.match(key.detail, /mooncake\/doc1\/master is absent/)
 
+  // top (with --etcd and no --http) finds the master through the same key: none yet -> UNAVAILABLE.
+  const top = await run(['top', '--once', '--etcd', etcd.endpoint, '--cluster-id', 'doc1', '--timeout', '5s'])
+  assert.is(top.code, 5, top.stderr)
+  assert.match(top.stderr, /^mooncake: UNAVAILABLE: no master leads cluster doc1 in etcd/m)
+
   const {Etcd3} = await import('etcd3')
   const client = new Etcd3({hosts: `http://${etcd.endpoint}`})
   try {

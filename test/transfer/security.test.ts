@@ -141,6 +141,36 @@ test('hostile frames get an error and a closed connection; the server keeps serv
   }
 })
 
+test('pipelined frames: many requests in one write are answered in order; a hostile frame among them ends the connection after the earlier answers', async () => {
+  const conn = await RawConn.open(open.ready.endpoints[0])
+  await conn.handshake()
+  const frames: Buffer[] = []
+  // 200 small writes then 200 reads of the same bytes, all sent before reading any answer.
+  for (let i = 0; i < 200; i++) frames.push(encodeRequest({op: 2, id: BigInt(1000 + i), offset: BigInt(i * 8), length: 8n, segment: 'seg'}), Buffer.alloc(8, i))
+  for (let i = 0; i < 200; i++) frames.push(encodeRequest({op: 1, id: BigInt(2000 + i), offset: BigInt(i * 8), length: 8n, segment: 'seg'}))
+  // A refused request in the middle keeps the stream in step...
+  frames.push(encodeRequest({op: 1, id: 3000n, offset: BigInt(4 * MiB), length: 1n, segment: 'seg'}))
+  // ...a corrupt header ends it (the request after it is never served).
+  frames.push(encodeRequest({op: 1, id: 3001n, offset: 0n, length: 8n, segment: 'seg', badCrc: true}))
+  frames.push(encodeRequest({op: 1, id: 3002n, offset: 0n, length: 8n, segment: 'seg'}))
+  conn.write(Buffer.concat(frames))
+  for (let i = 0; i < 200; i++) {
+    const r = await conn.response()
+    assert.equal([r.status, r.id, r.payload.length], [0, BigInt(1000 + i), 0])
+  }
+  for (let i = 0; i < 200; i++) {
+    const r = await conn.response()
+    assert.equal([r.status, r.id], [0, BigInt(2000 + i)])
+    assert.equal([...r.payload], [...Buffer.alloc(8, i)])
+  }
+  const refused = await conn.response()
+  assert.equal([refused.status, refused.id], [ErrorCode.BUFFER_OVERFLOW, 3000n])
+  const bad = await conn.response()
+  assert.equal(bad.status, ErrorCode.INVALID_PARAMS)
+  await conn.waitClosed()
+  assert.equal((await conn.read(1)).length, 0)
+})
+
 test('valid frames outside the segment are refused and the connection stays usable', async () => {
   const conn = await RawConn.open(open.ready.endpoints[0])
   await conn.handshake()

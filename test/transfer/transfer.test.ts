@@ -97,6 +97,28 @@ test('out-of-bounds, overflowing and zero-length requests are refused (both path
   }
 })
 
+test('thousands of small requests in one batch (pipelined lanes / grouped copies), with refusals mixed in', async () => {
+  // 3000 requests of 1..5000 bytes at scattered offsets; every 97th is outside the segment and
+  // must fail alone without disturbing its neighbours on the same lane.
+  const peer = owner.ready.endpoints
+  const n = 3000
+  const len = (i: number): number => 1 + ((i * 7919) % 5000)
+  const at = (i: number): number => 200 * MiB + i * 8192 + (i % 13)
+  const bad = (i: number): boolean => i % 97 === 5
+  for (const transport of ['tcp', 'memcpy'] as TransferTransport[]) {
+    const writes = Array.from({length: n}, (_, i) => ({op: 'write' as const, local: src, localOffset: i * 31, peer, segment: 'seg', offset: bad(i) ? SEG_SIZE - 1 : at(i), length: len(i) + (bad(i) ? 1 : 0), grant}))
+    const w = await engine.submit(writes, {transport})
+    for (let i = 0; i < n; i++) assert.is(w[i].ok, !bad(i), `write ${i} (${transport})`)
+    dst.fill(0, 0, n * 8192)
+    const reads = Array.from({length: n}, (_, i) => ({op: 'read' as const, local: dst, localOffset: i * 8192, peer, segment: 'seg', offset: bad(i) ? SEG_SIZE : at(i), length: len(i), grant}))
+    const r = await engine.submit(reads, {transport})
+    for (let i = 0; i < n; i++) {
+      assert.is(r[i].ok, !bad(i), `read ${i} (${transport})`)
+      if (!bad(i)) assert.ok(dst.subarray(i * 8192, i * 8192 + len(i)).equals(src.subarray(i * 31, i * 31 + len(i))), `bytes of ${i} (${transport})`)
+    }
+  }
+})
+
 test('many concurrent batches, mixed reads and writes, over both paths', async () => {
   // 24 batches x 8 requests of 4 KiB..1 MiB on disjoint ranges; writes first, then reads.
   const peer = owner.ready.endpoints

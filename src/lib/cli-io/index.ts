@@ -77,3 +77,46 @@ export class PipeWriter {
     for (const resolve of this.#waiters.splice(0)) resolve()
   }
 }
+
+const KiB = 1024
+const MiB = 1024 * KiB
+/** The client's default slice (4 MiB) and staging pool (64 MiB): what large values get. */
+const DEFAULT_SLICE = 4 * MiB
+
+/**
+ * Client options sized for one value of `size` bytes. The client pre-faults its staging pool
+ * (64 MiB by default) on first use, which costs a short-lived CLI more than a small transfer
+ * itself; a value known to be small gets a pool just large enough. Large or unknown sizes keep
+ * the library defaults.
+ */
+export function transferTuning(size: number | undefined): {sliceSize?: number; stagingBytes?: number} {
+  if (size === undefined || !Number.isSafeInteger(size) || size <= 0 || size >= 16 * MiB) return {}
+  const roundUp = (n: number, unit: number): number => Math.ceil(n / unit) * unit
+  const sliceSize = size <= DEFAULT_SLICE ? roundUp(size, 4 * KiB) : DEFAULT_SLICE
+  return {sliceSize, stagingBytes: roundUp(size, sliceSize)}
+}
+
+/**
+ * Reads `stream` until it ends or more than `limit` bytes came. `ended`: the whole stream is in
+ * `chunks`; otherwise `rest` yields the chunks read so far and then the remainder of the stream.
+ */
+export async function readHead(
+  stream: NodeJS.ReadableStream,
+  limit: number,
+): Promise<{ended: true; value: Buffer} | {ended: false; rest: AsyncIterable<Uint8Array>}> {
+  const iterator = (stream as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]()
+  const chunks: Buffer[] = []
+  let bytes = 0
+  while (bytes <= limit) {
+    const next = await iterator.next()
+    if (next.done) return {ended: true, value: Buffer.concat(chunks, bytes)}
+    const chunk = typeof next.value === 'string' ? Buffer.from(next.value) : Buffer.from(next.value.buffer, next.value.byteOffset, next.value.byteLength)
+    chunks.push(chunk)
+    bytes += chunk.length
+  }
+  async function* rest(): AsyncGenerator<Uint8Array> {
+    yield* chunks
+    for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value
+  }
+  return {ended: false, rest: rest()}
+}

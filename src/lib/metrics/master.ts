@@ -59,7 +59,7 @@ export const MASTER_OPS = {
   ping: {op: 'ping', kind: 'single'},
   serviceReady: {op: 'service_ready', kind: 'single'},
   stats: {op: 'stats', kind: 'single'},
-} as const satisfies Record<keyof MasterCalls, {op: string; kind: Kind}>
+} as const satisfies Partial<Record<keyof MasterCalls, {op: string; kind: Kind}>>
 
 export type MasterOpName = (typeof MASTER_OPS)[keyof typeof MASTER_OPS]['op']
 
@@ -260,8 +260,9 @@ function errorCode(err: unknown): string {
  * Wraps the service so every call is counted and timed: `master_<op>_requests_total`,
  * `master_<op>_failures_total`, batch item counters, `master_rpc_duration_seconds{method}`,
  * `master_rpc_errors_total{method,code}`, `master_value_size_bytes` and the PutStart allocation
- * counters. Returns a plain object implementing MasterCalls (calls are forwarded synchronously;
- * results and errors are untouched). Also starts counting successful eviction rounds.
+ * counters. Returns an object implementing MasterCalls (calls are forwarded synchronously;
+ * results and errors are untouched; a method missing from MASTER_OPS is forwarded uncounted).
+ * Also starts counting successful eviction rounds.
  */
 export function instrumentService(service: MasterService, metrics: MasterMetrics): MasterCalls {
   trackEvictions(service, metrics)
@@ -358,7 +359,14 @@ export function instrumentService(service: MasterService, metrics: MasterMetrics
       countSyncEviction(metrics, before, service.metrics())
     }
   }
-  return out as unknown as MasterCalls
+  // A call added to MasterCalls later and not listed in MASTER_OPS still works (uncounted).
+  return new Proxy(out, {
+    get(target, prop) {
+      if (prop in target) return target[prop as string]
+      const v = (service as unknown as Record<string | symbol, unknown>)[prop]
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(service) : v
+    },
+  }) as unknown as MasterCalls
 }
 
 function observePut(metrics: MasterMetrics, req: PutStartRequest, res: PutStartResult): void {

@@ -78,3 +78,17 @@ export async function fetchSample(base: string, timeoutMs = 2_000, signal?: Abor
   ])
   return {at: Date.now(), health, segments, metrics: parsePrometheusText(metrics)}
 }
+
+/** The leader's gRPC address published in etcd (`mooncake/<clusterId>/master`), or undefined when none leads. */
+export async function leaderFromEtcd(endpoints: string[], clusterId: string, timeoutMs = 3_000): Promise<string | undefined> {
+  const {connectEtcd, getKey, haKeys} = await import('../master/ha/etcd.js')
+  const etcd = await connectEtcd(endpoints, timeoutMs)
+  try {
+    const kv = await getKey(etcd, haKeys(clusterId).leader)
+    return kv?.value.toString('utf8')
+  } catch (err) {
+    throw new MooncakeError('UNAVAILABLE', `cannot read the leader from etcd ${endpoints.join(',')}: ${(err as Error).message}`, {cause: err})
+  } finally {
+    etcd.close()
+  }
+}
