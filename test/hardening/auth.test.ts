@@ -151,7 +151,7 @@ test('admin HTTP: no mutation is served, whatever the method', async () => {
   for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
     for (const p of ['/', '/health', '/metrics', '/admin', '/segments', '/keys']) {
       const status = await new Promise<number>((resolve, reject) => {
-        const req = http.request({host, port, method, path: p}, (res) => {
+        const req = http.request({host, port, method, path: p, agent: false}, (res) => {
           res.resume()
           resolve(res.statusCode ?? 0)
         })
