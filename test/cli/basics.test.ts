@@ -85,7 +85,11 @@ test('a master that accepts but never answers: exit 5 at the deadline, never a h
 })
 
 test('SIGINT interrupts a client command: exit 130', async () => {
-  const silent = net.createServer(() => {})
+  // The command connects only from inside run(), after its signal handlers are installed, so
+  // the first connection to this silent server is the moment to interrupt it.
+  let connected!: () => void
+  const firstConnection = new Promise<void>((resolve) => (connected = resolve))
+  const silent = net.createServer(() => connected())
   await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
   const port = (silent.address() as net.AddressInfo).port
   try {
@@ -97,7 +101,7 @@ test('SIGINT interrupts a client command: exit 130', async () => {
     })
     let stderr = ''
     child.stderr.on('data', (d) => (stderr += d))
-    await new Promise((resolve) => setTimeout(resolve, 700))
+    await firstConnection
     child.kill('SIGINT')
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
     assert.is(code, 130, stderr)

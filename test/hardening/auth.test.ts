@@ -250,7 +250,7 @@ test('CLI: every data and admin command without or with a wrong token exits 6 wi
     ['segment', 'ls'],
     ['segment', 'unmount', 's1'],
   ]
-  for (const env of [{}, {MOONCAKE_TOKEN: 'wrong-token'}]) {
+  for (const env of [{}, {MOONCAKE_TOKEN: 'wrong-token'}] as Array<Record<string, string>>) {
     const results = await Promise.all(commands.map((args) => run([...args, '--master', masterProxy.address], {env})))
     results.forEach((res, i) => {
       const what = `${commands[i]!.join(' ')} with ${'MOONCAKE_TOKEN' in env ? 'a wrong token' : 'no token'}`
