@@ -29,7 +29,7 @@ test('every method, hostile requests: clean errors, no stall, the master keeps s
 // key synchronously on the event loop; with thousands of long keys a pathological pattern such as
 // `(\w+\s?)+$` holds the loop for seconds (bounded per key by the linear-time fallback, not in
 // total). Enable once the scans are time-sliced.
-test.skip('pathological regexes over 3000 keys of up to 1000 bytes do not stall the master', async () => {
+test('pathological regexes over 3000 keys of up to 1000 bytes do not stall the master', async () => {
   const report = await runGrpcFuzz({seed: 1, rounds: 0, keys: 3000, keyLength: 1000, regexOnly: true})
   assert.equal(report.violations, [])
 })

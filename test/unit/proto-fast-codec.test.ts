@@ -1,12 +1,24 @@
 // The compiled codec (src/lib/proto/fast-codec.ts) against proto-loader's reflection codec: random
 // messages of every type of mooncake.proto, both ways, must give identical objects. A .proto
 // change the compiled codec does not handle fails here, not in production.
+import {copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import path from 'node:path'
+
 import protobuf from 'protobufjs'
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 
-import {compileCodecs, loadProtoRoot} from '../../src/lib/proto/fast-codec.js'
-import {loadMooncakeProto, MOONCAKE_PROTO_PATH, protoLoaderOptions} from '../../src/lib/proto/loader.js'
+import {codecModuleSource, compileCodecs, instantiateCodecs, loadProtoRoot} from '../../src/lib/proto/fast-codec.js'
+import {
+  fastServiceDefinition,
+  loadMooncakeProto,
+  MASTER_SERVICE,
+  MOONCAKE_PROTO_PATH,
+  protoLoaderOptions,
+  readCodecModule,
+  sha256,
+} from '../../src/lib/proto/loader.js'
 
 const root = loadProtoRoot(MOONCAKE_PROTO_PATH)
 const codecs = compileCodecs(root)
@@ -145,7 +157,7 @@ test('the Master service definition uses the compiled codec, and agrees with pro
   for (const [name, method] of Object.entries(proto.master)) {
     const reflection = proto.reflectionMaster[name as keyof typeof proto.reflectionMaster]
     if (process.env['MOONCAKE_PROTO_CODEC'] !== 'reflection') assert.is.not(method.requestSerialize, reflection.requestSerialize, name)
-    const types = method as unknown as {requestType: {type: {name: string}}; responseType: {type: {name: string}}}
+    const types = reflection as unknown as {requestType: {type: {name: string}}; responseType: {type: {name: string}}}
     const reqType = root.lookupType(`mooncake.v1.${types.requestType.type.name}`)
     const resType = root.lookupType(`mooncake.v1.${types.responseType.type.name}`)
     for (let i = 0; i < 20; i++) {
@@ -158,6 +170,48 @@ test('the Master service definition uses the compiled codec, and agrees with pro
       assert.equal(reflection.requestDeserialize(serializeReq(req)), method.requestDeserialize(reflectionSerializeReq(req)), `${name} request`)
       assert.equal(reflection.responseDeserialize(serializeRes(res)), method.responseDeserialize(reflectionSerializeRes(res)), `${name} response`)
     }
+  }
+})
+
+test('the Master definition has the path, streaming flags and name of proto-loader\'s, per rpc', () => {
+  const proto = loadMooncakeProto()
+  assert.equal(Object.keys(proto.master), Object.keys(proto.reflectionMaster))
+  for (const [name, method] of Object.entries(proto.master)) {
+    const reflection = proto.reflectionMaster[name as keyof typeof proto.reflectionMaster]
+    for (const k of ['path', 'requestStream', 'responseStream', 'originalName'] as const) assert.is(method[k], reflection[k], `${name}.${k}`)
+  }
+})
+
+test('the prebuilt codec module (scripts/build-proto.mjs) loads without protobufjs and agrees with proto-loader', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mooncake-codec-'))
+  try {
+    const protoFile = path.join(dir, 'mooncake.proto')
+    const codecFile = path.join(dir, 'mooncake.codec.cjs')
+    copyFileSync(MOONCAKE_PROTO_PATH, protoFile)
+    writeFileSync(codecFile, codecModuleSource(root, [MASTER_SERVICE], sha256(readFileSync(protoFile))))
+    const mod = readCodecModule(codecFile, protoFile)
+    assert.ok(mod, 'a module generated from this .proto is used')
+    const proto = loadMooncakeProto()
+    const master = fastServiceDefinition(mod.methods[MASTER_SERVICE]!, instantiateCodecs(mod))
+    assert.equal(Object.keys(master), Object.keys(proto.reflectionMaster))
+    for (const [name, method] of Object.entries(master)) {
+      const reflection = proto.reflectionMaster[name as keyof typeof proto.reflectionMaster]
+      const types = reflection as unknown as {requestType: {type: {name: string}}; responseType: {type: {name: string}}}
+      const reqType = root.lookupType(`mooncake.v1.${types.requestType.type.name}`)
+      const resType = root.lookupType(`mooncake.v1.${types.responseType.type.name}`)
+      for (const k of ['path', 'requestStream', 'responseStream', 'originalName'] as const) assert.is(method[k], reflection[k], `${name}.${k}`)
+      for (let i = 0; i < 10; i++) {
+        const req = randomMessage(reqType)
+        const res = randomMessage(resType)
+        assert.equal(reflection.requestDeserialize(method.requestSerialize(req)), method.requestDeserialize(reflection.requestSerialize(req as never) as Buffer), `${name} request`)
+        assert.equal(reflection.responseDeserialize(method.responseSerialize(res)), method.responseDeserialize(reflection.responseSerialize(res as never) as Buffer), `${name} response`)
+      }
+    }
+    // A module generated from another .proto is ignored (the loader then parses the .proto).
+    writeFileSync(protoFile, readFileSync(protoFile, 'utf8') + '\n// edited\n')
+    assert.is(readCodecModule(codecFile, protoFile), undefined)
+  } finally {
+    rmSync(dir, {recursive: true, force: true})
   }
 })
 

@@ -74,6 +74,8 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000
 /** Pause before the one retry: long enough for a restarted master's port to come back. */
 const RETRY_DELAY_MS = 100
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+/** Serializer of a message serialized beforehand (signed calls sign its bytes). */
+const passThrough = (b: Buffer): Buffer => b
 
 /** What `getAllKeys` streams. */
 export interface GetAllKeysRequest {
@@ -235,9 +237,9 @@ class GrpcMasterClient implements MasterClient {
     })
   }
 
-  #metadata(path: string): grpc.Metadata {
+  #metadata(path: string, body?: Uint8Array): grpc.Metadata {
     const metadata = new grpc.Metadata()
-    this.#signer?.sign(metadata, path)
+    this.#signer?.sign(metadata, path, Date.now(), body)
     return metadata
   }
 
@@ -248,15 +250,14 @@ class GrpcMasterClient implements MasterClient {
   #once<K extends Rpc>(rpc: K, req: ReqOf<K>, deadline: number): Promise<ResOf<K>> {
     const method = this.#def[rpc] as unknown as MethodDefinition<ReqOf<K>, unknown, unknown, ResOf<K>>
     return new Promise((resolve, reject) => {
-      this.#client.makeUnaryRequest(
-        method.path,
-        method.requestSerialize,
-        method.responseDeserialize,
-        req,
-        this.#metadata(method.path),
-        {deadline},
-        (err, res) => (err ? reject(err) : resolve(res as ResOf<K>)),
-      )
+      const done = (err: grpc.ServiceError | null, res?: ResOf<K>) => (err ? reject(err) : resolve(res as ResOf<K>))
+      if (this.#signer === undefined) {
+        this.#client.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, req, this.#metadata(method.path), {deadline}, done)
+        return
+      }
+      // Signed: the signature covers the serialized message, so serialize it once, here.
+      const body = method.requestSerialize(req)
+      this.#client.makeUnaryRequest(method.path, passThrough, method.responseDeserialize, body, this.#metadata(method.path, body), {deadline}, done)
     })
   }
 
@@ -287,12 +288,13 @@ class GrpcMasterClient implements MasterClient {
       pageSize: req.pageSize ?? 0,
     }
     if (req.limit !== undefined && req.limit <= 0) return
+    const body = method.requestSerialize(wire)
     const stream = this.#client.makeServerStreamRequest(
       method.path,
-      method.requestSerialize,
+      passThrough,
       method.responseDeserialize,
-      wire,
-      this.#metadata(method.path),
+      body,
+      this.#metadata(method.path, body),
       {deadline: Date.now() + this.#timeoutMs},
     )
     try {

@@ -209,6 +209,11 @@ export interface ListKeysRequest {
   after?: string
   /** Page size. @default 10_000 */
   limit?: number
+  /**
+   * Stop scanning after about this many milliseconds (checked between shards) and return a short
+   * page whose `next` continues the listing. @default no limit
+   */
+  budgetMs?: number
 }
 
 export interface ListKeysPage {

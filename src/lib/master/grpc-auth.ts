@@ -1,9 +1,12 @@
 /**
- * Signed calls: with a cluster token, every call carries HMAC-SHA256(token, "method|ts|nonce")
- * with the timestamp and nonce in clear. The token never crosses the wire; the master accepts a
- * signature within +-60 s of its clock and each nonce once, so a captured call cannot be replayed.
+ * Signed calls: with a cluster token, every call carries
+ * HMAC-SHA256(token, "method|ts|nonce|sha256hex(body)") with the timestamp and nonce in clear,
+ * where body is the serialized request message exactly as sent. The token never crosses the wire;
+ * the master accepts a signature within +-60 s of its clock and each nonce once, so a captured
+ * call cannot be replayed, and checks the digest against the bytes it received, so a held-back
+ * call cannot be sent with another body (docs/reliability.md finding 5; docs/api.md).
  */
-import {createHmac, randomBytes, timingSafeEqual} from 'node:crypto'
+import {createHash, createHmac, randomBytes, timingSafeEqual} from 'node:crypto'
 
 import type * as grpc from '@grpc/grpc-js'
 
@@ -16,9 +19,16 @@ export const AUTH_SIG_METADATA = 'mooncake-auth-sig'
 /** How far a signature's timestamp may be from the master's clock. */
 export const AUTH_WINDOW_MS = 60_000
 
-/** Hex HMAC-SHA256 of `method|timestampMs|nonce` with the token as key. */
-export function signCall(token: string, method: string, timestampMs: number, nonce: string): string {
-  return createHmac('sha256', token).update(`${method}|${timestampMs}|${nonce}`).digest('hex')
+const EMPTY = new Uint8Array(0)
+
+/** Lower-case hex SHA-256 of a serialized request message. */
+export function bodyDigest(body: Uint8Array): string {
+  return createHash('sha256').update(body).digest('hex')
+}
+
+/** Hex HMAC-SHA256 of `method|timestampMs|nonce|bodySha256Hex` with the token as key. */
+export function signCall(token: string, method: string, timestampMs: number, nonce: string, bodySha256Hex: string = bodyDigest(EMPTY)): string {
+  return createHmac('sha256', token).update(`${method}|${timestampMs}|${nonce}|${bodySha256Hex}`).digest('hex')
 }
 
 /** Produces the auth metadata of each call; nonces are a random per-signer prefix plus a counter. */
@@ -31,11 +41,12 @@ export class CallSigner {
     this.#token = token
   }
 
-  sign(metadata: grpc.Metadata, method: string, now = Date.now()): void {
+  /** Signs a call of `method` whose serialized request message is `body` (empty by default). */
+  sign(metadata: grpc.Metadata, method: string, now = Date.now(), body: Uint8Array = EMPTY): void {
     const nonce = `${this.#prefix}.${(this.#counter++).toString(36)}`
     metadata.set(AUTH_TS_METADATA, String(now))
     metadata.set(AUTH_NONCE_METADATA, nonce)
-    metadata.set(AUTH_SIG_METADATA, signCall(this.#token, method, now, nonce))
+    metadata.set(AUTH_SIG_METADATA, signCall(this.#token, method, now, nonce, bodyDigest(body)))
   }
 }
 
@@ -60,8 +71,11 @@ export class CallVerifier {
     this.#now = now
   }
 
-  /** Throws UNAUTHENTICATED unless the call is signed with the cluster token and not replayed. */
-  verify(method: string, metadata: grpc.Metadata): void {
+  /**
+   * Throws UNAUTHENTICATED unless the call is signed with the cluster token, for this method and
+   * this request body (the serialized message as received; empty by default), and not replayed.
+   */
+  verify(method: string, metadata: grpc.Metadata, body: Uint8Array = EMPTY): void {
     const ts = one(metadata, AUTH_TS_METADATA)
     const nonce = one(metadata, AUTH_NONCE_METADATA)
     const sig = one(metadata, AUTH_SIG_METADATA)
@@ -77,10 +91,10 @@ export class CallVerifier {
         `call signed at ${ts}, more than ${AUTH_WINDOW_MS / 1000}s from the master's clock (${now}): check the clocks of both machines`,
       )
     }
-    const expected = Buffer.from(signCall(this.#token, method, timestamp, nonce), 'hex')
+    const expected = Buffer.from(signCall(this.#token, method, timestamp, nonce, bodyDigest(body)), 'hex')
     const given = Buffer.from(sig, 'hex')
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      throw unauthenticated('bad call signature: MOONCAKE_TOKEN differs from the master\'s token')
+      throw unauthenticated('bad call signature: MOONCAKE_TOKEN differs from the master\'s token (or the request was altered on the way)')
     }
     this.#forgetExpired(now)
     if (this.#seen.has(nonce)) throw unauthenticated('replayed call: this signature was already used')

@@ -15,6 +15,7 @@ import {masterMethodPath} from '../proto/loader.js'
 import type {CallVerifier} from './grpc-auth.js'
 import * as codec from './grpc-codec.js'
 import {decodeDiskResults, encodeDiskTask} from './disk-codec.js'
+import {driveRegexScan, isRegexScanner, REGEX_SCAN_SLICE_MS, type RegexScanChunk, type RegexScanOptions} from './regex-scan.js'
 import {toServiceError} from './grpc-errors.js'
 import {batch, invalid, key, malformedReason, strictDeserializer, text} from './grpc-validate.js'
 
@@ -33,20 +34,43 @@ export interface HandlerContext {
   around?: <T>(rpc: string, run: () => T | Promise<T>) => T | Promise<T>
 }
 
-/** The service definition with strict request decoding (see strictDeserializer). */
+/** The raw bytes a request was decoded from, kept on the decoded object for the signature check. */
+const REQUEST_BYTES = Symbol('mooncake.requestBytes')
+
+/**
+ * The service definition with strict request decoding (see strictDeserializer); each decoded
+ * request keeps (a reference to) the bytes it came from, whose digest signed calls cover.
+ */
 export function strictMasterDefinition(def: MasterDefinition): grpc.ServiceDefinition {
   const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {}
   for (const [name, method] of Object.entries(def) as [string, grpc.MethodDefinition<unknown, unknown>][]) {
-    out[name] = {...method, requestDeserialize: strictDeserializer(method.requestDeserialize)}
+    const decode = strictDeserializer(method.requestDeserialize)
+    out[name] = {
+      ...method,
+      requestDeserialize: (buf: Buffer) => {
+        const msg = decode(buf)
+        if (msg !== null && typeof msg === 'object') Object.defineProperty(msg, REQUEST_BYTES, {value: buf})
+        return msg
+      },
+    }
   }
   return out as grpc.ServiceDefinition
+}
+
+function requestBytes(request: unknown): Uint8Array | undefined {
+  return request !== null && typeof request === 'object' ? (request as {[REQUEST_BYTES]?: Uint8Array})[REQUEST_BYTES] : undefined
 }
 
 type Call = grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>
 
 function admit(ctx: HandlerContext, rpc: string, call: Call): void {
   // Authentication first: an unauthenticated caller learns nothing, not even that its request is malformed.
-  ctx.verifier?.verify(masterMethodPath(rpc), call.metadata)
+  if (ctx.verifier !== undefined) {
+    const body = requestBytes(call.request)
+    // Without the bytes (a definition not made by strictMasterDefinition) no signature can match.
+    if (body === undefined) throw new MooncakeError('UNAUTHENTICATED', 'cannot check the signature of this call: the request bytes are unknown')
+    ctx.verifier.verify(masterMethodPath(rpc), call.metadata, body)
+  }
   const reason = malformedReason(call.request)
   if (reason !== undefined) throw invalid(reason)
 }
@@ -76,6 +100,32 @@ function timeLeft(call: grpc.ServerUnaryCall<unknown, unknown>): number {
   const deadline = call.getDeadline()
   const at = deadline instanceof Date ? deadline.getTime() : deadline
   return Number.isFinite(at) ? at - Date.now() - 100 : Infinity
+}
+
+/** Room left before a scan's deadline to send its answer (or its DEADLINE_EXCEEDED) in time. */
+const SCAN_DEADLINE_MARGIN_MS = 250
+
+/**
+ * A regex scan in chunks of a few milliseconds with the event loop free in between (pings and
+ * other calls go on), ending with DEADLINE_EXCEEDED at the call's deadline. A service without
+ * `regexScan` (a test double) is called synchronously in one go.
+ */
+async function chunkedScan(
+  ctx: HandlerContext,
+  call: grpc.ServerUnaryCall<unknown, unknown>,
+  pattern: string,
+  options: Omit<RegexScanOptions, 'cursor' | 'budgetMs' | 'maxKeys'>,
+  onChunk: (chunk: RegexScanChunk) => void,
+): Promise<void> {
+  const s = ctx.service
+  if (!isRegexScanner(s)) throw new MooncakeError('INTERNAL_ERROR', 'the service cannot scan in chunks')
+  const deadline = call.getDeadline()
+  const at = deadline instanceof Date ? deadline.getTime() : deadline
+  await driveRegexScan(s, pattern, options, onChunk, {
+    deadline: Number.isFinite(at) ? at - SCAN_DEADLINE_MARGIN_MS : undefined,
+    cancelled: () => call.cancelled,
+    signal: ctx.signal,
+  })
 }
 
 async function waitForDrain(
@@ -112,6 +162,8 @@ async function streamKeys(ctx: HandlerContext, call: grpc.ServerWritableStream<w
       regex: req.regex,
       after,
       limit: Math.min(req.pageSize, remaining),
+      // A regex costs per key: list in slices, with the event loop free in between.
+      budgetMs: req.regex !== undefined ? REGEX_SCAN_SLICE_MS : undefined,
     })
     if (page.keys.length > 0) {
       remaining -= page.keys.length
@@ -132,7 +184,7 @@ async function streamKeys(ctx: HandlerContext, call: grpc.ServerWritableStream<w
         // Let other calls in between pages.
         await yieldToLoop()
       }
-    }
+    } else if (page.next !== undefined) await yieldToLoop()
     if (page.next === undefined) break
     after = page.next
   }
@@ -172,9 +224,16 @@ export function masterHandlers(ctx: HandlerContext): MasterHandlers {
     BatchGetReplicaList: unary(ctx, 'BatchGetReplicaList', (req: w.KeysRequest__Output) =>
       codec.encodeItems(s.batchGetReplicaList(codec.decodeKeysRequest(req)), codec.encodeReplicaList) as w.BatchGetReplicaListResponse,
     ),
-    GetReplicaListByRegex: unary(ctx, 'GetReplicaListByRegex', (req: w.RegexRequest__Output) => {
+    GetReplicaListByRegex: unary(ctx, 'GetReplicaListByRegex', async (req: w.RegexRequest__Output, call) => {
+      const regex = text(req.regex, 'regex')
       const entries: w.KeyedReplicaList[] = []
-      for (const [k, v] of s.getReplicaListByRegex(text(req.regex, 'regex'))) entries.push({key: k, value: codec.encodeReplicaList(v)})
+      if (!isRegexScanner(s)) {
+        for (const [k, v] of s.getReplicaListByRegex(regex)) entries.push({key: k, value: codec.encodeReplicaList(v)})
+        return {entries}
+      }
+      await chunkedScan(ctx, call, regex, {mode: 'replicas'}, (chunk) => {
+        chunk.keys.forEach((k, i) => entries.push({key: k, value: codec.encodeReplicaList(chunk.replicas[i]!)}))
+      })
       return {entries}
     }),
     ExistKey: unary(ctx, 'ExistKey', (req: w.KeyRequest__Output) => ({exists: s.existKey(key(req.key))})),
@@ -186,9 +245,15 @@ export function masterHandlers(ctx: HandlerContext): MasterHandlers {
     BatchQuery: unary(ctx, 'BatchQuery', (req: w.KeysRequest__Output) =>
       codec.encodeItems(s.batchQuery(codec.decodeKeysRequest(req)), codec.encodeObjectInfo) as w.BatchQueryResponse,
     ),
-    QueryByRegex: unary(ctx, 'QueryByRegex', (req: w.RegexRequest__Output) => ({
-      objects: s.queryByRegex(text(req.regex, 'regex')).map(codec.encodeObjectInfo),
-    })),
+    QueryByRegex: unary(ctx, 'QueryByRegex', async (req: w.RegexRequest__Output, call) => {
+      const regex = text(req.regex, 'regex')
+      if (!isRegexScanner(s)) return {objects: s.queryByRegex(regex).map(codec.encodeObjectInfo)}
+      const objects: w.ObjectInfo[] = []
+      await chunkedScan(ctx, call, regex, {mode: 'query'}, (chunk) => {
+        for (const o of chunk.objects) objects.push(codec.encodeObjectInfo(o))
+      })
+      return {objects}
+    }),
     GetAllKeys: (call) => {
       try {
         admit(ctx, 'GetAllKeys', call as Call)
@@ -206,9 +271,17 @@ export function masterHandlers(ctx: HandlerContext): MasterHandlers {
     BatchRemove: unary(ctx, 'BatchRemove', (req: w.BatchRemoveRequest__Output) =>
       codec.encodeVoidItems(s.batchRemove(batch<string>(req.keys, 'keys'), req.force)),
     ),
-    RemoveByRegex: unary(ctx, 'RemoveByRegex', (req: w.RemoveByRegexRequest__Output) =>
-      s.removeByRegex({regex: text(req.regex, 'regex'), force: req.force, dryRun: req.dryRun}),
-    ),
+    RemoveByRegex: unary(ctx, 'RemoveByRegex', async (req: w.RemoveByRegexRequest__Output, call) => {
+      const regex = text(req.regex, 'regex')
+      if (!isRegexScanner(s)) return s.removeByRegex({regex, force: req.force, dryRun: req.dryRun})
+      const keys: string[] = []
+      let skipped = 0
+      await chunkedScan(ctx, call, regex, {mode: 'remove', force: req.force === true, dryRun: req.dryRun === true}, (chunk) => {
+        for (const k of chunk.keys) keys.push(k)
+        skipped += chunk.skipped
+      })
+      return {removed: keys.length, skipped, keys}
+    }),
     RemoveAll: unary(ctx, 'RemoveAll', (req: w.RemoveAllRequest__Output) => s.removeAll({force: req.force, dryRun: req.dryRun})),
 
     MountSegment: unary(ctx, 'MountSegment', (req: w.MountSegmentRequest__Output) =>

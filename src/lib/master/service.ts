@@ -72,6 +72,7 @@ import {
 } from './objects.js'
 import {DEFAULT_MASTER_SERVICE_OPTIONS, type MasterServiceOptions} from './options.js'
 import {placeReplicas, type Placement} from './placement.js'
+import {testKey, type RegexScanChunk, type RegexScanCursor, type RegexScanMode, type RegexScanOptions} from './regex-scan.js'
 import {reserveRanges, type RestoredItem} from './restore.js'
 import {ClientRecord, Segment, type Tombstone} from './segments.js'
 
@@ -686,15 +687,9 @@ export class MasterService implements MasterCalls {
   }
 
   getReplicaListByRegex(regex: string): Map<string, GetReplicaListResult> {
-    const re = compileSearchRegex(regex)
-    const now = this.clock.now()
+    const chunk = this.scanChunk(regex, {mode: 'replicas'})
     const out = new Map<string, GetReplicaListResult>()
-    for (const shard of this.table.shards) {
-      for (const [key, o] of shard) {
-        if (!re.test(key) || !this.purge(o) || !this.hasComplete(o)) continue
-        out.set(key, this.replicaList(o, this.grantLease(o, now)))
-      }
-    }
+    chunk.keys.forEach((key, i) => out.set(key, chunk.replicas[i]))
     return out
   }
 
@@ -720,14 +715,74 @@ export class MasterService implements MasterCalls {
   }
 
   queryByRegex(regex: string): ObjectInfo[] {
-    const re = compileSearchRegex(regex)
+    return this.scanChunk(regex, {mode: 'query'}).objects
+  }
+
+  /**
+   * One chunk of a resumable regex scan (see regex-scan.ts): tests keys from where `cursor` stopped
+   * until `budgetMs` or `maxKeys` runs out (neither: to the end) and applies `mode` to each match
+   * at once (leases are granted, objects removed, with the clock read once per chunk). Returns the
+   * chunk's matches and, unless the scan is complete, the cursor to continue from.
+   */
+  regexScan(pattern: string, options: RegexScanOptions): RegexScanChunk {
+    return this.scanChunk(pattern, options)
+  }
+
+  private scanChunk(pattern: string, options: RegexScanOptions): RegexScanChunk {
+    if (options === null || typeof options !== 'object' || !SCAN_MODES.has(options.mode)) fail('INVALID_PARAMS', 'regex scan mode must be replicas, query or remove')
+    let c = options.cursor as ScanCursor | undefined
+    if (c !== undefined) {
+      if (!(c instanceof ScanCursor) || c.pattern !== pattern || c.mode !== options.mode) fail('INVALID_PARAMS', 'the cursor belongs to another scan')
+      if (c.table !== this.table) fail('UNAVAILABLE', 'the master state was reset during the scan; start it again')
+    } else c = new ScanCursor(pattern, options.mode, compileSearchRegex(pattern), this.table)
+    const t0 = performance.now()
+    const budgetMs = options.budgetMs ?? Infinity
+    const maxKeys = options.maxKeys ?? Infinity
+    const force = options.force === true
+    const dryRun = options.dryRun === true
     const now = this.clock.now()
-    const out: ObjectInfo[] = []
-    for (const shard of this.table.shards) {
-      for (const [key, o] of shard) {
-        if (re.test(key) && this.alive(o)) out.push(this.info(o, now))
+    const rnow = now - this.epoch
+    const out: RegexScanChunk = {keys: [], replicas: [], objects: [], skipped: 0, tested: 0, scanMs: 0}
+    const re = c.re
+    let stopped = false
+    while (c.shard < this.table.shardCount) {
+      const it = (c.it ??= this.table.shards[c.shard].entries())
+      for (;;) {
+        if (out.tested >= maxKeys || (out.tested > 0 && performance.now() - t0 >= budgetMs)) {
+          stopped = true
+          break
+        }
+        const r = it.next()
+        if (r.done === true) break
+        const [key, o] = r.value
+        out.tested += 1
+        if (!testKey(re, key)) continue
+        if (c.mode === 'query') {
+          if (this.alive(o)) {
+            out.keys.push(key)
+            out.objects.push(this.info(o, now))
+          }
+        } else if (c.mode === 'replicas') {
+          if (!this.purge(o) || !this.hasComplete(o)) continue
+          out.keys.push(key)
+          out.replicas.push(this.replicaList(o, this.grantLease(o, now)))
+        } else {
+          if (!this.purge(o)) continue
+          if (o.processing || (!force && o.lease > rnow)) {
+            out.skipped += 1
+            continue
+          }
+          out.keys.push(key)
+          if (!dryRun) this.eraseObject(o)
+        }
       }
+      if (stopped) break
+      c.it = undefined
+      c.shard += 1
     }
+    c.scanMs += performance.now() - t0
+    out.scanMs = c.scanMs
+    if (c.shard < this.table.shardCount) out.next = c
     return out
   }
 
@@ -738,18 +793,27 @@ export class MasterService implements MasterCalls {
     const prefix = req.prefix ?? ''
     const after = req.after !== undefined && req.after !== '' ? req.after : undefined
     const startShard = after === undefined ? 0 : this.table.shardOf(after)
+    let lastKey: string | undefined
     const keys: string[] = []
+    const t0 = req.budgetMs === undefined ? 0 : performance.now()
     for (let s = startShard; s < this.table.shardCount; s++) {
       const shard = this.table.shards[s]
       if (shard.size === 0) continue
+      if (req.budgetMs !== undefined && s > startShard && performance.now() - t0 >= req.budgetMs) {
+        // Out of time: continue after the last key of the previous non-empty shard scanned.
+        if (lastKey !== undefined) return {keys, next: lastKey}
+      }
       const matched: string[] = []
+      let last: string | undefined
       for (const [key, o] of shard) {
+        if (last === undefined || key > last) last = key
         if (s === startShard && after !== undefined && !(key > after)) continue
         if (prefix !== '' && !key.startsWith(prefix)) continue
-        if (re !== undefined && !re.test(key)) continue
+        if (re !== undefined && !testKey(re, key)) continue
         if (!this.readableNow(o)) continue
         matched.push(key)
       }
+      if (last !== undefined && !(s === startShard && after !== undefined && !(last > after))) lastKey = last
       if (matched.length === 0) continue
       if (keys.length === limit) return {keys, next: keys[keys.length - 1]}
       matched.sort()
@@ -777,8 +841,9 @@ export class MasterService implements MasterCalls {
   }
 
   removeByRegex(req: RemoveByRegexRequest): RemoveManyResult {
-    const re = compileSearchRegex(req.regex)
-    return this.removeMany((key) => re.test(key), req.force === true, req.dryRun === true)
+    if (req === null || typeof req !== 'object') fail('INVALID_PARAMS', 'request must be an object')
+    const chunk = this.scanChunk(req.regex, {mode: 'remove', force: req.force === true, dryRun: req.dryRun === true})
+    return {removed: chunk.keys.length, skipped: chunk.skipped, keys: chunk.keys}
   }
 
   removeAll(req: RemoveAllRequest): RemoveManyResult {
@@ -1605,4 +1670,19 @@ export class MasterService implements MasterCalls {
     if ((o.flags & F_CHECKSUM) !== 0) res.checksum = o.checksum >>> 0
     return res
   }
+}
+
+const SCAN_MODES: ReadonlySet<string> = new Set<RegexScanMode>(['replicas', 'query', 'remove'])
+
+/** Where a regex scan stopped: a live iterator over one shard of the table it scans. */
+class ScanCursor implements RegexScanCursor {
+  shard = 0
+  it: Iterator<[string, Obj]> | undefined
+  scanMs = 0
+  constructor(
+    readonly pattern: string,
+    readonly mode: RegexScanMode,
+    readonly re: RegExp,
+    readonly table: ObjectTable,
+  ) {}
 }

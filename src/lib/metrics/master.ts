@@ -14,6 +14,7 @@ import {collectDefaultMetrics, Counter, Gauge, Histogram, Registry} from 'prom-c
 
 import {isMooncakeError} from '../errors.js'
 import type {ItemResult, MasterCalls, MasterStats, PutStartRequest, PutStartResult, SegmentInfo} from '../master/api.js'
+import type {RegexScanChunk, RegexScanOptions} from '../master/regex-scan.js'
 import type {MasterService, MasterServiceMetrics} from '../master/service.js'
 
 /** Buckets of master_value_size_bytes, as the original: 4K, 64K, 256K, 1M, 4M, 16M, 64M. */
@@ -357,6 +358,22 @@ export function instrumentService(service: MasterService, metrics: MasterMetrics
       return results
     } finally {
       countSyncEviction(metrics, before, service.metrics())
+    }
+  }
+  // Chunked regex scans (the gRPC handlers, src/lib/master/regex-scan.ts): one request per scan,
+  // counted at its first chunk under the op of its mode; the duration is the scanning time.
+  const scanOps: Record<string, string> = {replicas: MASTER_OPS.getReplicaListByRegex.op, query: MASTER_OPS.queryByRegex.op, remove: MASTER_OPS.removeByRegex.op}
+  out.regexScan = (pattern: string, options: RegexScanOptions): RegexScanChunk => {
+    const c = metrics.counters(scanOps[options?.mode] ?? MASTER_OPS.queryByRegex.op)
+    if (options?.cursor === undefined) c.requests.inc()
+    try {
+      const chunk = service.regexScan(pattern, options)
+      if (chunk.next === undefined) c.duration.observe(chunk.scanMs / 1000)
+      return chunk
+    } catch (err) {
+      c.failures.inc()
+      metrics.rpcErrors.inc({method: scanOps[options?.mode] ?? MASTER_OPS.queryByRegex.op, code: errorCode(err)})
+      throw err
     }
   }
   // A call added to MasterCalls later and not listed in MASTER_OPS still works (uncounted).

@@ -4,8 +4,10 @@
  * names, defaults filled in, oneof names set), in one pass and without protobufjs' intermediate
  * message instances, Writer op lists and Long objects.
  *
- * It is generated at load time from the same .proto (protobufjs parses it; nothing is checked in),
- * so a field added to the .proto is encoded and decoded without touching this file. The wire
+ * It is generated from the same .proto (protobufjs parses it; nothing is checked in), so a field
+ * added to the .proto is encoded and decoded without touching this file: at build time by
+ * scripts/build-proto.mjs into dist/lib/proto/mooncake.codec.cjs (what the CLI loads: no
+ * protobufjs, no parsing at run time), else at load time (tests under tsx). The wire
  * format is standard proto3; test/unit/proto-fast-codec.test.ts round-trips random messages of
  * every type through this codec and proto-loader's, both ways, and requires identical results.
  *
@@ -13,7 +15,17 @@
  * are not written (protobufjs writes any field present in the object), and unknown fields and
  * groups are skipped the same way.
  */
-import protobuf from 'protobufjs'
+import {createRequire} from 'node:module'
+
+import type Protobuf from 'protobufjs'
+
+// protobufjs is only needed to generate a codec (build time, tests) and for the rare 64-bit value
+// given as a string or Long: loaded on first use, so the prebuilt codec runs without it.
+const require = createRequire(import.meta.url)
+let pbModule: typeof Protobuf | undefined
+function pb(): typeof Protobuf {
+  return (pbModule ??= require('protobufjs') as typeof Protobuf)
+}
 
 export interface MessageCodec<T = unknown> {
   /** Message type, e.g. `mooncake.v1.PutStartRequest`. */
@@ -199,19 +211,19 @@ function decodeTop(dec, buf) {
 }
 `
 
-type Field = protobuf.Field
+type Field = Protobuf.Field
 const SCALAR_WIRE: Record<string, number> = {
   double: 1, float: 5, int32: 0, uint32: 0, sint32: 0, fixed32: 5, sfixed32: 5,
   int64: 0, uint64: 0, sint64: 0, fixed64: 1, sfixed64: 1, bool: 0, string: 2, bytes: 2,
 }
 const SUPPORTED = new Set(['double', 'float', 'int32', 'uint32', 'sint32', 'fixed32', 'uint64', 'bool', 'string', 'bytes'])
 
-const ident = (type: protobuf.ReflectionObject) => type.fullName.replace(/^\./, '').replace(/\./g, '_')
+const ident = (type: Protobuf.ReflectionObject) => type.fullName.replace(/^\./, '').replace(/\./g, '_')
 
 function defaultValue(f: Field): string {
   if (f.repeated) return '[]'
-  if (f.resolvedType instanceof protobuf.Enum) return JSON.stringify(f.resolvedType.valuesById[0] ?? 0)
-  if (f.resolvedType instanceof protobuf.Type) return 'null'
+  if (f.resolvedType instanceof pb().Enum) return JSON.stringify(f.resolvedType.valuesById[0] ?? 0)
+  if (f.resolvedType instanceof pb().Type) return 'null'
   switch (f.type) {
     case 'string':
       return '""'
@@ -226,7 +238,7 @@ function defaultValue(f: Field): string {
 
 /** Expression reading one value of a non-message field. */
 function readExpr(f: Field): string {
-  if (f.resolvedType instanceof protobuf.Enum) return `enumName(${ident(f.resolvedType)}, rv32() | 0)`
+  if (f.resolvedType instanceof pb().Enum) return `enumName(${ident(f.resolvedType)}, rv32() | 0)`
   switch (f.type) {
     case 'string':
       return 'rstr()'
@@ -254,7 +266,7 @@ function readExpr(f: Field): string {
 /** Statements writing value `v` of a non-message field (tag included). */
 function writeValue(f: Field, v: string, tag: number): string {
   const t = `wv32(${tag});`
-  if (f.resolvedType instanceof protobuf.Enum) return `${t} wi32(enumValue(${ident(f.resolvedType)}, ${v}));`
+  if (f.resolvedType instanceof pb().Enum) return `${t} wi32(enumValue(${ident(f.resolvedType)}, ${v}));`
   switch (f.type) {
     case 'string':
       return `${t} wstr(${v});`
@@ -282,7 +294,7 @@ function writeValue(f: Field, v: string, tag: number): string {
 
 /** Condition under which a proto3 implicit-presence scalar is worth writing (not its default). */
 function notDefault(f: Field, v: string): string {
-  if (f.resolvedType instanceof protobuf.Enum) return `enumValue(${ident(f.resolvedType)}, ${v}) !== 0`
+  if (f.resolvedType instanceof pb().Enum) return `enumValue(${ident(f.resolvedType)}, ${v}) !== 0`
   switch (f.type) {
     case 'string':
       return `${v} !== ""`
@@ -301,17 +313,17 @@ function notDefault(f: Field, v: string): string {
 }
 
 function isPackable(f: Field): boolean {
-  return f.repeated && !(f.resolvedType instanceof protobuf.Type) && f.type !== 'string' && f.type !== 'bytes'
+  return f.repeated && !(f.resolvedType instanceof pb().Type) && f.type !== 'string' && f.type !== 'bytes'
 }
 
-function genDecoder(type: protobuf.Type): string {
+function genDecoder(type: Protobuf.Type): string {
   const id = ident(type)
   const fields = type.fieldsArray.slice().sort((a, b) => a.id - b.id)
   const init = fields.filter((f) => !f.partOf).map((f) => `${JSON.stringify(f.name)}: ${defaultValue(f)}`)
   const cases = fields.map((f) => {
     const prop = `d[${JSON.stringify(f.name)}]`
     let body: string
-    if (f.resolvedType instanceof protobuf.Type) {
+    if (f.resolvedType instanceof pb().Type) {
       const read = `dec_${ident(f.resolvedType)}(rlen())`
       body = f.repeated ? `${prop}.push(${read});` : `${prop} = ${read};`
     } else if (f.repeated) {
@@ -338,14 +350,14 @@ ${cases.join('\n')}
 }`
 }
 
-function genEncoder(type: protobuf.Type): string {
+function genEncoder(type: Protobuf.Type): string {
   const id = ident(type)
   const fields = type.fieldsArray.slice().sort((a, b) => a.id - b.id)
   const path = type.fullName
   const parts = fields.map((f) => {
     const v = `m[${JSON.stringify(f.name)}]`
     const fpath = JSON.stringify(`${path}.${f.name}`)
-    if (f.resolvedType instanceof protobuf.Type) {
+    if (f.resolvedType instanceof pb().Type) {
       const tag = (f.id << 3) | 2
       const sub = ident(f.resolvedType)
       const one = (x: string) => `objectExpected(${fpath}, ${x}); wv32(${tag}); var st = ldStart(); enc_${sub}(${x}); ldEnd(st);`
@@ -354,7 +366,7 @@ function genEncoder(type: protobuf.Type): string {
       }
       return `  v = ${v}; if (v != null) { ${one('v')} }`
     }
-    const wt = f.resolvedType instanceof protobuf.Enum ? 0 : SCALAR_WIRE[f.type]!
+    const wt = f.resolvedType instanceof pb().Enum ? 0 : SCALAR_WIRE[f.type]!
     if (f.repeated) {
       if (isPackable(f)) {
         // proto3 packs repeated scalars.
@@ -375,17 +387,38 @@ ${parts.join('\n')}
 }`
 }
 
-function allTypes(ns: protobuf.NamespaceBase, out: protobuf.Type[] = [], enums: protobuf.Enum[] = []) {
+function allTypes(ns: Protobuf.NamespaceBase, out: Protobuf.Type[] = [], enums: Protobuf.Enum[] = []) {
   for (const nested of ns.nestedArray) {
-    if (nested instanceof protobuf.Type) out.push(nested)
-    else if (nested instanceof protobuf.Enum) enums.push(nested)
-    if (nested instanceof protobuf.Namespace || nested instanceof protobuf.Type) allTypes(nested, out, enums)
+    if (nested instanceof pb().Type) out.push(nested)
+    else if (nested instanceof pb().Enum) enums.push(nested)
+    if (nested instanceof pb().Namespace || nested instanceof pb().Type) allTypes(nested, out, enums)
   }
   return {types: out, enums}
 }
 
-/** Compiles encoders and decoders for every message type of `root`, keyed by full name without the leading dot. */
-export function compileCodecs(root: protobuf.Root): Map<string, MessageCodec> {
+/** The generated codec: the body of `function (Buffer, Long)` returning `{ident: {encode, decode}}`. */
+export interface CodecSource {
+  /** Message types, full names without the leading dot (`mooncake.v1.PutStartRequest`). */
+  types: string[]
+  body: string
+}
+
+/** A codec factory with its message types (what mooncake.codec.cjs exports). */
+export interface CodecFactory {
+  types: readonly string[]
+  factory: (buffer: typeof Buffer, long: LongLike) => Record<string, {encode(m: unknown): Buffer; decode(b: Buffer): unknown}>
+}
+
+/** The part of Long the generated code uses (64-bit values given as strings or Long objects). */
+interface LongLike {
+  fromValue(v: unknown): {low: number; high: number; isZero(): boolean}
+}
+const LAZY_LONG: LongLike = {fromValue: (v) => (pb().util.Long as unknown as LongLike).fromValue(v)}
+
+const identOf = (fullName: string) => fullName.replace(/^\./, '').replace(/\./g, '_')
+
+/** Generates the codec of every message type of `root` (JavaScript source; see compileCodecs). */
+export function codecSource(root: Protobuf.Root): CodecSource {
   root.resolveAll()
   const {types, enums} = allTypes(root)
   const src: string[] = [RUNTIME]
@@ -405,7 +438,7 @@ function enumValue(e, v) {
   for (const type of types) {
     for (const f of type.fieldsArray) {
       if (f.map) throw new Error(`fast-codec: map fields are not supported (${type.fullName}.${f.name})`)
-      if (!(f.resolvedType instanceof protobuf.Type) && !(f.resolvedType instanceof protobuf.Enum) && !SUPPORTED.has(f.type)) {
+      if (!(f.resolvedType instanceof pb().Type) && !(f.resolvedType instanceof pb().Enum) && !SUPPORTED.has(f.type)) {
         throw new Error(`fast-codec: field type ${f.type} is not supported (${type.fullName}.${f.name}); extend src/lib/proto/fast-codec.ts`)
       }
     }
@@ -417,24 +450,78 @@ function enumValue(e, v) {
       .map((n) => `${n}: {encode: function (m) { return encodeTop(enc_${n}, m) }, decode: function (b) { return decodeTop(dec_${n}, b) }}`)
       .join(',\n')}};`,
   )
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  const factory = new Function('Buffer', 'Long', src.join('\n')) as (
-    buffer: typeof Buffer,
-    long: typeof protobuf.util.Long,
-  ) => Record<string, {encode(m: unknown): Buffer; decode(b: Buffer): unknown}>
-  const built = factory(Buffer, protobuf.util.Long)
+  return {types: types.map((t) => t.fullName.replace(/^\./, '')), body: src.join('\n')}
+}
+
+/** Instantiates a generated codec (from codecSource, or the prebuilt mooncake.codec.cjs). */
+export function instantiateCodecs(codec: CodecFactory): Map<string, MessageCodec> {
+  const built = codec.factory(Buffer, LAZY_LONG)
   const out = new Map<string, MessageCodec>()
-  for (const type of types) {
-    const name = type.fullName.replace(/^\./, '')
-    const c = built[ident(type)]!
+  for (const name of codec.types) {
+    const c = built[identOf(name)]
+    if (!c) throw new Error(`fast-codec: the codec has no ${name}`)
     out.set(name, {name, encode: c.encode, decode: c.decode})
   }
   return out
 }
 
+/** Compiles encoders and decoders for every message type of `root`, keyed by full name without the leading dot. */
+export function compileCodecs(root: Protobuf.Root): Map<string, MessageCodec> {
+  const {types, body} = codecSource(root)
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval
+  return instantiateCodecs({types, factory: new Function('Buffer', 'Long', body) as CodecFactory['factory']})
+}
+
+/** One rpc of a service, as the codec module records it (enough for a grpc-js MethodDefinition). */
+export interface ServiceMethod {
+  /** rpc name, e.g. `PutStart`. */
+  name: string
+  /** `/mooncake.v1.Master/PutStart` */
+  path: string
+  /** Message full names without the leading dot. */
+  requestType: string
+  responseType: string
+  requestStream: boolean
+  responseStream: boolean
+}
+
+/** The rpcs of `service` (full name, e.g. `mooncake.v1.Master`) in declaration order. */
+export function serviceMethods(root: Protobuf.Root, service: string): ServiceMethod[] {
+  root.resolveAll()
+  const svc = root.lookupService(service)
+  const full = svc.fullName.replace(/^\./, '')
+  return svc.methodsArray.map((m) => ({
+    name: m.name,
+    path: `/${full}/${m.name}`,
+    requestType: m.resolvedRequestType!.fullName.replace(/^\./, ''),
+    responseType: m.resolvedResponseType!.fullName.replace(/^\./, ''),
+    requestStream: Boolean(m.requestStream),
+    responseStream: Boolean(m.responseStream),
+  }))
+}
+
+/**
+ * Source of a CommonJS module holding the codec and the rpcs of `services` of `root` (what
+ * scripts/build-proto.mjs writes to dist/lib/proto/mooncake.codec.cjs). `protoSha256` is the hash of
+ * the .proto text it was generated from; the loader ignores a module whose hash disagrees.
+ */
+export function codecModuleSource(root: Protobuf.Root, services: string[], protoSha256: string): string {
+  const {types, body} = codecSource(root)
+  const methods = Object.fromEntries(services.map((s) => [s, serviceMethods(root, s)]))
+  return `// Generated from mooncake.proto by scripts/build-proto.mjs (src/lib/proto/fast-codec.ts); do not edit.
+'use strict'
+exports.protoSha256 = ${JSON.stringify(protoSha256)}
+exports.types = ${JSON.stringify(types)}
+exports.methods = ${JSON.stringify(methods)}
+exports.factory = function (Buffer, Long) {
+${body}
+}
+`
+}
+
 /** Parses a .proto file the way proto-loader does with `keepCase: false` (camelCase field names). */
-export function loadProtoRoot(file: string): protobuf.Root {
-  const root = new protobuf.Root()
+export function loadProtoRoot(file: string): Protobuf.Root {
+  const root = new (pb().Root)()
   root.loadSync(file, {keepCase: false})
   root.resolveAll()
   return root

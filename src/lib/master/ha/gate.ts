@@ -23,6 +23,7 @@ import type {
   UnmountSegmentRequest,
 } from '../api.js'
 import type {Mutation} from '../mutations.js'
+import {testKey, type RegexScanChunk, type RegexScanOptions} from '../regex-scan.js'
 import type {PendingRestore} from '../restore.js'
 import type {MasterService} from '../service.js'
 
@@ -225,4 +226,15 @@ export function installGate(host: GateHost): void {
   }
 
   for (const name of GATED) target[name] = overrides[name]
+
+  // Chunked regex scans (gRPC handlers, regex-scan.ts): the last chunk of a `remove` scan also
+  // removes the matching pending keys, as removeByRegex does.
+  const scan = (target.regexScan as MasterService['regexScan']).bind(host.service)
+  target.regexScan = (pattern: string, options: RegexScanOptions): RegexScanChunk => {
+    const chunk = scan(pattern, options)
+    if (!active() || options?.mode !== 'remove' || chunk.next !== undefined) return chunk
+    const re = compileSearchRegex(pattern)
+    const res = removePending({removed: 0, skipped: 0, keys: []}, (k) => testKey(re, k), options.dryRun === true)
+    return {...chunk, keys: [...chunk.keys, ...res.keys]}
+  }
 }
