@@ -330,9 +330,20 @@ struct Server::Io {
   std::vector<uint8_t>& out;
   int64_t deadline = 0;  // of the frame being served
   bool exact = false;    // read no more than needed (bulk transfers: see Conn::bulk)
+  // The listener's counters, summed here and published before answers leave (one atomic add
+  // per flush instead of per request: these cache lines are shared by every server thread).
+  Listener* l = nullptr;
+  uint64_t requests = 0, bytesRead = 0, bytesWritten = 0;
 
   size_t avail() const { return hi - lo; }
+  void Publish() {
+    if (requests) l->requests.fetch_add(requests, std::memory_order_relaxed);
+    if (bytesRead) l->bytesRead.fetch_add(bytesRead, std::memory_order_relaxed);
+    if (bytesWritten) l->bytesWritten.fetch_add(bytesWritten, std::memory_order_relaxed);
+    requests = bytesRead = bytesWritten = 0;
+  }
   bool Flush() {
+    Publish();
     if (out.empty()) return true;
     bool ok = SendAll(fd, out.data(), out.size(), MonoMs() + ioTimeoutMs).ok();
     out.clear();
@@ -379,7 +390,7 @@ struct Server::Io {
       }
       size_t n = size_t(std::min<uint64_t>(len, avail()));
       if (dst) {
-        memcpy(dst, in + lo, n);
+        CopyToCold(dst, in + lo, n);
         dst += n;
       }
       lo += n;
@@ -397,6 +408,7 @@ bool Server::ServeTurn(Conn& c) {
   static thread_local std::vector<uint8_t> outBuf;
   outBuf.clear();
   Io io{c.fd, opt_.ioTimeoutMs, inBuf.get(), 0, 0, outBuf};
+  io.l = listeners_[c.listener].get();
   int frames = 0;
   while (!stopping_) {
     if (io.avail() == 0) {
@@ -430,10 +442,10 @@ void Server::Queue(Io& io, uint8_t op, uint64_t id, int32_t status, const std::s
   r.status = status;
   const size_t msgLen = status == kOk ? 0 : std::min<size_t>(message.size(), 512);
   r.payloadLength = status == kOk ? payloadLength : uint32_t(msgLen);
-  const size_t at = io.out.size();
-  io.out.resize(at + kResponseSize + msgLen);
-  EncodeResponse(r, io.out.data() + at);
-  if (msgLen) memcpy(io.out.data() + at + kResponseSize, message.data(), msgLen);
+  uint8_t head[kResponseSize];
+  EncodeResponse(r, head);
+  io.out.insert(io.out.end(), head, head + kResponseSize);
+  if (msgLen) io.out.insert(io.out.end(), message.data(), message.data() + msgLen);
 }
 
 Result Server::Authorize(Conn& c, const RequestHeader& h, const std::shared_ptr<Segment>& seg, uint32_t opBit) {
@@ -456,7 +468,6 @@ Result Server::Authorize(Conn& c, const RequestHeader& h, const std::shared_ptr<
 }
 
 bool Server::ServeFrame(Conn& c, Io& io) {
-  Listener& l = *listeners_[c.listener];
   io.exact = c.bulk;
   if (!io.Need(kRequestFixedSize)) return false;
   const uint8_t* fixed = io.in + io.lo;
@@ -476,7 +487,7 @@ bool Server::ServeFrame(Conn& c, Io& io) {
     return false;
   }
   io.lo += kRequestFixedSize + tailLen;
-  l.requests.fetch_add(1, std::memory_order_relaxed);
+  io.requests++;
   c.bulk = h.op == kOpcodeWrite && h.length >= Io::kDirect;
 
   std::shared_ptr<Segment> seg = segments_->Find(h.segment);
@@ -511,22 +522,27 @@ bool Server::ServeFrame(Conn& c, Io& io) {
       if (h.length <= kInlineRead) {
         // Small: gathered with the other responses of this turn.
         Queue(io, h.op, h.id, kOk, "", uint32_t(h.length));
-        io.out.insert(io.out.end(), seg->data() + h.offset, seg->data() + h.offset + h.length);
+        const size_t at = io.out.size();
+        io.out.resize(at + size_t(h.length));
+        memcpy(io.out.data() + at, seg->data() + h.offset, size_t(h.length));
         if (io.out.size() >= kOutFlush && !io.Flush()) return false;
       } else {
         Queue(io, h.op, h.id, kOk, "", uint32_t(h.length));
+        io.bytesRead += h.length;
+        io.Publish();
         Result r = SendAll(c.fd, io.out.data(), io.out.size(), io.deadline, nullptr, true);
         io.out.clear();
         if (!r.ok()) return false;
         if (!SendAll(c.fd, seg->data() + h.offset, h.length, io.deadline).ok()) return false;
+        return true;
       }
-      l.bytesRead.fetch_add(h.length, std::memory_order_relaxed);
+      io.bytesRead += h.length;
       return true;
     }
     case kOpcodeWrite: {
       // The body lands directly in segment memory; the OK is queued only once all of it has.
       if (!io.Take(seg->data() + h.offset, h.length)) return false;
-      l.bytesWritten.fetch_add(h.length, std::memory_order_relaxed);
+      io.bytesWritten += h.length;
       Queue(io, h.op, h.id, kOk, "");
       if (io.out.size() >= kOutFlush && !io.Flush()) return false;
       return true;

@@ -68,7 +68,6 @@ const sections = [
   '| command | does |',
   '|---|---|',
   ...commands.map(([id, c]) => `| [\`${bin} ${display(id)}\`](#${bin}-${id.replaceAll(':', '-')}) | ${cell(c.summary ?? c.description?.split('\n')[0])} |`),
-  `| \`${bin} autocomplete [bash\\|zsh\\|powershell]\` | shell completion (from @oclif/plugin-autocomplete) |`,
   '',
   '## Global flags',
   '',

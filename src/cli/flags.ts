@@ -71,6 +71,13 @@ export const GLOBAL_FLAGS = {
   config: settingFlag(GLOBAL_SETTINGS.config, {helpGroup: 'GLOBAL'}),
   timeout: settingFlag(GLOBAL_SETTINGS.timeout, {helpGroup: 'GLOBAL'}),
   'log-level': settingFlag(GLOBAL_SETTINGS.logLevel, {helpGroup: 'GLOBAL'}),
+  'tls-cert': settingFlag(GLOBAL_SETTINGS.tlsCert, {helpGroup: 'TLS'}),
+  'tls-key': settingFlag(GLOBAL_SETTINGS.tlsKey, {helpGroup: 'TLS'}),
+  'tls-ca': settingFlag(GLOBAL_SETTINGS.tlsCa, {helpGroup: 'TLS'}),
+  'etcd-ca': settingFlag(GLOBAL_SETTINGS.etcdCa, {helpGroup: 'TLS'}),
+  'etcd-cert': settingFlag(GLOBAL_SETTINGS.etcdCert, {helpGroup: 'TLS'}),
+  'etcd-key': settingFlag(GLOBAL_SETTINGS.etcdKey, {helpGroup: 'TLS'}),
+  'etcd-user': settingFlag(GLOBAL_SETTINGS.etcdUser, {helpGroup: 'TLS'}),
   quiet: Flags.boolean({char: 'q', summary: 'no progress bars, no notices', helpGroup: 'GLOBAL'}),
 }
 

@@ -12,7 +12,7 @@ With --json, prints {"shell","script"}.`
     {description: 'zsh: add to ~/.zshrc', command: 'eval "$(<%= config.bin %> <%= command.id %> zsh)"'},
   ]
   static override args = {
-    shell: Args.string({description: 'shell to complete for', options: [...COMPLETION_SHELLS], default: 'bash'}),
+    shell: Args.string({description: 'shell to complete for: bash (default) or zsh', options: [...COMPLETION_SHELLS], default: 'bash'}),
   }
 
   async run(): Promise<{shell: CompletionShell; script: string}> {

@@ -99,7 +99,21 @@ export interface GlobalConfig {
   timeoutMs: number
   /** @default 'info' for servers, 'warn' otherwise ('warn' for servers too with --quiet) */
   logLevel: LogLevel
+  /** TLS of the master's ports (server: certificate + key; client: CA, and certificate + key for mTLS). Paths. */
+  tlsCert?: string
+  tlsKey?: string
+  tlsCa?: string
+  /** TLS and authentication towards etcd (src/lib/etcd-options.ts). Paths, user name. */
+  etcdCa?: string
+  etcdCert?: string
+  etcdKey?: string
+  etcdUser?: string
+  /** From MOONCAKE_ETCD_PASSWORD only (never a flag or a config key). */
+  etcdPassword?: string
 }
+
+/** The etcd password: an environment variable only, so it shows neither in `ps` nor in a config file. */
+export const ETCD_PASSWORD_ENV = 'MOONCAKE_ETCD_PASSWORD'
 
 export interface ResolveOptions {
   /** Servers log at info by default, clients at warn. @default false */
@@ -138,6 +152,14 @@ export async function resolveConfig(input: ConfigInput, options: ResolveOptions 
       configLoaded: file.loaded,
       timeoutMs: values.timeout,
       logLevel: values.logLevel as LogLevel,
+      tlsCert: values.tlsCert,
+      tlsKey: values.tlsKey,
+      tlsCa: values.tlsCa,
+      etcdCa: values.etcdCa,
+      etcdCert: values.etcdCert,
+      etcdKey: values.etcdKey,
+      etcdUser: values.etcdUser,
+      etcdPassword: input.env?.[ETCD_PASSWORD_ENV] || undefined,
     },
     origins,
     file,

@@ -1,3 +1,4 @@
+import {execFileSync} from 'node:child_process'
 import {chmodSync, writeFileSync} from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
@@ -134,6 +135,26 @@ test('version --json: one compact document', async () => {
   assert.is(r.code, 0, r.stderr)
   assert.is(lines(r.stdout).length, 1)
   assert.match(JSON.parse(r.stdout).version, /^\d+\.\d+\.\d+/)
+})
+
+test('completion bash|zsh prints a script over every command; it completes commands, flags and values', async () => {
+  const [bash, zsh, fish] = await Promise.all([run(['completion', 'bash']), run(['completion', 'zsh']), run(['completion', 'fish'])])
+  assert.is(bash.code, 0, bash.stderr)
+  assert.match(bash.stdout, 'complete -o default -F _mooncake_completion mooncake')
+  for (const word of ['put', 'segment', 'mount', '--preferred-segment', 'completion']) assert.match(bash.stdout, word)
+  assert.is(zsh.code, 0, zsh.stderr)
+  assert.match(zsh.stdout, 'bashcompinit')
+  assert.match(zsh.stdout, 'put')
+  assert.is(fish.code, 2)
+  // Source it in bash and complete a few command lines.
+  const script = path.join(SANDBOX, 'completion.bash')
+  writeFileSync(script, bash.stdout)
+  const complete = (...words: string[]) =>
+    execFileSync('bash', ['-c', `source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(( $# - 1 )); _mooncake_completion; echo "\${COMPREPLY[*]}"`, 'bash', script, ...words], {encoding: 'utf8'}).trim()
+  assert.is(complete('mooncake', 'segment', ''), 'ls mount unmount')
+  assert.ok(complete('mooncake', 'p').split(' ').includes('put'))
+  assert.ok(complete('mooncake', 'put', 'k', '--rep').split(' ').includes('--replicas'))
+  assert.is(complete('mooncake', 'get', 'k', '--transport', ''), 'auto tcp')
 })
 
 test('a token file readable by others is refused before anything starts', async () => {

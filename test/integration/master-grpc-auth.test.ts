@@ -106,10 +106,8 @@ test('binding beyond loopback needs a token or insecure', async () => {
   await guarded.close()
 })
 
-test('HA and the journal are refused until they exist, not silently ignored', async () => {
-  await rejects(startMasterServer({port: 0, metricsPort: 0, etcd: ['127.0.0.1:2379']}), 'NOT_SUPPORTED')
-  await rejects(startMasterServer({port: 0, metricsPort: 0, dataDir: '/tmp/x'}), 'NOT_SUPPORTED')
-  await rejects(connectMaster({address: master.address, etcd: ['127.0.0.1:2379']}), 'NOT_SUPPORTED')
+test('a client finding the leader through an unreachable etcd fails with UNAVAILABLE (HA itself: test/integration/ha-*.test.ts)', async () => {
+  await rejects(connectMaster({address: master.address, etcd: ['127.0.0.1:1'], connectTimeoutMs: 500}), 'UNAVAILABLE')
 })
 
 test('a port in use is INVALID_PARAMS naming the flag', async () => {

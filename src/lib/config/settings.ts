@@ -109,6 +109,31 @@ export const GLOBAL_SETTINGS = {
     options: LOG_LEVELS,
     summary: 'log level on stderr [default: info for servers, warn otherwise]',
   },
+  tlsCert: {
+    key: 'tlsCert',
+    flag: 'tls-cert',
+    kind: 'path',
+    helpValue: 'FILE',
+    summary: "TLS certificate (PEM): the master serves gRPC and HTTP over TLS with it; clients present it when the master has --tls-ca",
+  },
+  tlsKey: {key: 'tlsKey', flag: 'tls-key', kind: 'path', helpValue: 'FILE', summary: 'private key (PEM) of --tls-cert'},
+  tlsCa: {
+    key: 'tlsCa',
+    flag: 'tls-ca',
+    kind: 'path',
+    helpValue: 'FILE',
+    summary: "CA certificate(s) (PEM): clients verify the master with it (and use TLS); a master given it requires client certificates",
+  },
+  etcdCa: {key: 'etcdCa', flag: 'etcd-ca', kind: 'path', helpValue: 'FILE', summary: 'CA certificate(s) (PEM) to verify etcd over TLS (https:// endpoints)'},
+  etcdCert: {key: 'etcdCert', flag: 'etcd-cert', kind: 'path', helpValue: 'FILE', summary: 'client certificate (PEM) for etcd'},
+  etcdKey: {key: 'etcdKey', flag: 'etcd-key', kind: 'path', helpValue: 'FILE', summary: 'private key (PEM) of --etcd-cert'},
+  etcdUser: {
+    key: 'etcdUser',
+    flag: 'etcd-user',
+    kind: 'string',
+    helpValue: 'NAME',
+    summary: 'etcd user name; the password comes from MOONCAKE_ETCD_PASSWORD',
+  },
 } as const satisfies Record<string, SettingSpec>
 
 /** The master's settings: SPEC's configuration table, one row each (plus the global clusterId and etcd). */

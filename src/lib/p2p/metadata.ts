@@ -18,6 +18,7 @@ import type {Etcd3, IKeyValue, Lease, Watcher} from 'etcd3'
 type IOperationLike = ReturnType<Etcd3['put']>
 
 import {MooncakeError, toMooncakeError} from '../errors.js'
+import {etcdClientOptions} from '../etcd-options.js'
 import type {HolderEntry, PayloadRecord, PeerRecord} from './types.js'
 
 export interface ControlRequest {
@@ -73,6 +74,7 @@ export class P2PMetadata {
   static async connect(etcd: string[] | string, clusterId: string, callTimeoutMs = 5_000): Promise<P2PMetadata> {
     const {Etcd3} = await import('etcd3')
     const client = new Etcd3({
+      ...etcdClientOptions(),
       hosts: parseEndpoints(etcd),
       dialTimeout: callTimeoutMs,
       defaultCallOptions: (context) => (context.isStream ? {} : {deadline: Date.now() + callTimeoutMs}),

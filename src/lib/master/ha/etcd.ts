@@ -14,6 +14,7 @@
 import type {Etcd3, IKeyValue} from 'etcd3'
 
 import {MooncakeError} from '../../errors.js'
+import {etcdClientOptions} from '../../etcd-options.js'
 
 export interface HaKeys {
   prefix: string
@@ -57,6 +58,7 @@ export async function connectEtcd(endpoints: string[] | string, callTimeoutMs = 
     faultHandling = undefined
   }
   return new Etcd3({
+    ...etcdClientOptions(),
     hosts: parseEndpoints(endpoints),
     dialTimeout: callTimeoutMs,
     faultHandling,

@@ -1,0 +1,81 @@
+/**
+ * TLS and authentication of every etcd3 client the project creates (HA, P2P, doctor, cluster
+ * status, top): `--etcd-ca`, `--etcd-cert`, `--etcd-key`, `--etcd-user` and MOONCAKE_ETCD_PASSWORD.
+ * The CLI configures it once from the resolved settings (BaseCommand.init); a library user calls
+ * `configureEtcd()` or sets the MOONCAKE_ETCD_* environment variables. Each `new Etcd3({...})`
+ * spreads `etcdClientOptions()` into its options.
+ */
+import {readFileSync} from 'node:fs'
+
+import {MooncakeError} from './errors.js'
+
+/** Paths and names as the settings hold them. */
+export interface EtcdSecuritySettings {
+  etcdCa?: string
+  etcdCert?: string
+  etcdKey?: string
+  etcdUser?: string
+  etcdPassword?: string
+}
+
+/** The part of etcd3's IOptions this module fills. */
+export interface EtcdClientSecurity {
+  credentials?: {rootCertificate: Buffer; privateKey?: Buffer; certChain?: Buffer}
+  auth?: {username: string; password: string}
+}
+
+function readPem(path: string, flag: string): Buffer {
+  try {
+    return readFileSync(path)
+  } catch (err) {
+    throw new MooncakeError('USAGE', `cannot read ${flag} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+}
+
+/** Builds the etcd3 options of the settings; USAGE for an unreadable file or a half-given pair. */
+export function etcdOptionsFromSettings(s: EtcdSecuritySettings): EtcdClientSecurity {
+  const out: EtcdClientSecurity = {}
+  if ((s.etcdCert === undefined) !== (s.etcdKey === undefined)) {
+    throw new MooncakeError('USAGE', '--etcd-cert and --etcd-key go together (MOONCAKE_ETCD_CERT / MOONCAKE_ETCD_KEY)')
+  }
+  if (s.etcdCa !== undefined || s.etcdCert !== undefined) {
+    // etcd3 wants a root certificate with client certificates; without --etcd-ca the system's
+    // roots are used through an empty buffer.
+    out.credentials = {rootCertificate: s.etcdCa !== undefined ? readPem(s.etcdCa, '--etcd-ca') : Buffer.alloc(0)}
+    if (s.etcdCert !== undefined && s.etcdKey !== undefined) {
+      out.credentials.certChain = readPem(s.etcdCert, '--etcd-cert')
+      out.credentials.privateKey = readPem(s.etcdKey, '--etcd-key')
+    }
+  }
+  if (s.etcdUser !== undefined && s.etcdUser !== '') {
+    if (s.etcdPassword === undefined || s.etcdPassword === '') {
+      throw new MooncakeError('USAGE', `--etcd-user ${s.etcdUser} needs its password in MOONCAKE_ETCD_PASSWORD`)
+    }
+    out.auth = {username: s.etcdUser, password: s.etcdPassword}
+  }
+  return out
+}
+
+/** The settings from the environment alone (library use without configureEtcd). */
+export function etcdSettingsFromEnv(env: NodeJS.ProcessEnv = process.env): EtcdSecuritySettings {
+  const get = (name: string) => (env[name] === undefined || env[name] === '' ? undefined : env[name])
+  return {
+    etcdCa: get('MOONCAKE_ETCD_CA'),
+    etcdCert: get('MOONCAKE_ETCD_CERT'),
+    etcdKey: get('MOONCAKE_ETCD_KEY'),
+    etcdUser: get('MOONCAKE_ETCD_USER'),
+    etcdPassword: get('MOONCAKE_ETCD_PASSWORD'),
+  }
+}
+
+let configured: EtcdClientSecurity | undefined
+
+/** Sets the etcd TLS/auth options of this process (the CLI does it from the resolved settings). */
+export function configureEtcd(settings: EtcdSecuritySettings): void {
+  configured = etcdOptionsFromSettings(settings)
+}
+
+/** Options to spread into every `new Etcd3({...})`: configured ones, else from the environment. */
+export function etcdClientOptions(): EtcdClientSecurity {
+  return configured ?? etcdOptionsFromSettings(etcdSettingsFromEnv())
+}
