@@ -755,6 +755,15 @@ Client::Outcome Client::Pipeline(int fd, Wire* w, size_t n, int64_t deadline) {
     }
   };
 
+  // One large WRITE alone: header then body with plain sends (measured: sending a whole slice
+  // in one sendmsg was ~20% slower for 1 MiB slices); nothing to interleave, since the server
+  // answers only after the last body byte.
+  if (n == 1 && w[0].h.op == kOpcodeWrite && w[0].h.length >= kDirectRecv) {
+    Result sr = SendAll(fd, heads.data(), headAt[1], deadline, nullptr, true);
+    if (sr.ok()) sr = SendAll(fd, w[0].data, size_t(w[0].h.length), deadline);
+    if (!sr.ok()) return classify(sr);
+    iovAt = iov.size();
+  }
   // Each direction is tried until it would block, then left alone until poll says it is ready.
   bool canSend = true, canRecv = true;
   while (pending > 0) {

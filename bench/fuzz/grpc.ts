@@ -235,7 +235,8 @@ export async function runGrpcFuzz(o: GrpcFuzzOptions): Promise<GrpcFuzzReport> {
   const r = new Rng(o.seed)
   const concurrency = o.concurrency ?? Number(process.env.FUZZ_CONCURRENCY ?? 4)
   const proto = loadMooncakeProto()
-  const def = proto.master as unknown as Record<string, grpc.MethodDefinition<unknown, unknown> & {requestType: {type: {name: string; field: FieldDesc[]}}}>
+  // The reflection definitions: they carry the message descriptors (requestType) the fuzzer reads.
+  const def = proto.reflectionMaster as unknown as Record<string, grpc.MethodDefinition<unknown, unknown> & {requestType: {type: {name: string; field: FieldDesc[]}}}>
   const descs: Descs = new Map()
   for (const [name, t] of Object.entries(proto.packageDefinition)) {
     const field = (t as {type?: {field?: FieldDesc[]}}).type?.field

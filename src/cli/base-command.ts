@@ -3,7 +3,8 @@ import {Command, Errors, type Interfaces} from '@oclif/core'
 import type {MooncakeClient} from '../lib/client/client.js'
 import type {MasterClient} from '../lib/client/master-client.js'
 import type {MooncakeClientOptions} from '../lib/client/options.js'
-import {resolveConfig, resolveToken, type ConfigInput, type GlobalConfig, type ResolvedConfig} from '../lib/config.js'
+import {clientTls, resolveConfig, resolveToken, type ConfigInput, type GlobalConfig, type ResolvedConfig} from '../lib/config.js'
+import {configureEtcd} from '../lib/etcd-options.js'
 import {exitCodeFor, type MooncakeError} from '../lib/errors.js'
 import {colors} from './color.js'
 import {CommandDeadline} from './deadline.js'
@@ -82,6 +83,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.configInput = {flags: given, env: process.env}
     this.resolved = await resolveConfig(this.configInput, {server: this.isServer, quiet: this.flags.quiet})
     this.settings = this.resolved.global
+    // TLS / auth of every etcd client this command creates (HA, P2P, doctor, cluster status, top).
+    configureEtcd(this.settings)
     this.logger = createLogger({level: this.settings.logLevel, timestamps: this.isServer})
     // grpc-js prints its own "E ..." lines on stderr; our errors already say what failed, in one
     // line. Set before grpc-js loads (lazily, in run()); --log-level debug keeps them.
@@ -204,6 +207,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
         connectMaster({
           address,
           token: this.clusterToken(),
+          tls: clientTls(this.settings),
           timeoutMs: this.deadline.remainingMs(),
           connectTimeoutMs: this.deadline.remainingMs(),
           etcd,
@@ -223,8 +227,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
    * the resolved settings.
    */
   protected async connectClient(options: MooncakeClientOptions = {}): Promise<MooncakeClient> {
-    // With --etcd the leader is found through etcd by connectMaster; the client adopts it.
-    if (this.settings.etcd && this.settings.etcd.length > 0 && !options.master) {
+    // With --etcd the leader is found through etcd by connectMaster; the client adopts it. With
+    // TLS too (connectMaster sets the channel up from --tls-ca / --tls-cert / --tls-key).
+    const tls = clientTls(this.settings) !== undefined
+    if (((this.settings.etcd && this.settings.etcd.length > 0) || tls) && !options.master) {
       options = {...options, master: await this.connectMaster()}
     }
     const {MooncakeClient} = await import('../lib/client/client.js')

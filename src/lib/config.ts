@@ -4,6 +4,7 @@
  * tests hand over fakes. Every value goes through the size/duration grammar where it applies,
  * and a bad value names its source.
  */
+import {readFileSync} from 'node:fs'
 import os from 'node:os'
 
 import {loadConfigProfile, type ConfigProfile} from './config/file.js'
@@ -17,7 +18,8 @@ import {
   type SettingTable,
 } from './config/settings.js'
 import {resolveToken} from './config/token.js'
-import {DEFAULT_MASTER_SERVER_OPTIONS, type MasterServerOptions} from './master/options.js'
+import {MooncakeError} from './errors.js'
+import {DEFAULT_MASTER_SERVER_OPTIONS, type MasterServerOptions, type MasterTls} from './master/options.js'
 
 export {defaultConfigPath, loadConfigProfile, type ConfigProfile} from './config/file.js'
 export {expandHome, splitHostPort} from './config/parse.js'
@@ -192,5 +194,37 @@ export function resolveMasterOptions(input: ConfigInput, resolved: ResolvedConfi
     dataDir: v.dataDir,
     insecure: v.insecure,
     token: resolveToken(input.env ?? process.env, input.homeDir),
+    tls: masterTls(resolved.global),
+  }
+}
+
+function readTlsFile(path: string, flag: string): Buffer {
+  try {
+    return readFileSync(path)
+  } catch (err) {
+    throw new MooncakeError('USAGE', `cannot read ${flag} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+}
+
+/** The master's TLS material from --tls-cert/--tls-key (and --tls-ca: client certificates required); none without a certificate. */
+export function masterTls(g: Pick<GlobalConfig, 'tlsCert' | 'tlsKey' | 'tlsCa'>): MasterTls | undefined {
+  if (g.tlsCert === undefined && g.tlsKey === undefined) return undefined
+  if (g.tlsCert === undefined || g.tlsKey === undefined) throw new MooncakeError('USAGE', '--tls-cert and --tls-key go together (MOONCAKE_TLS_CERT / MOONCAKE_TLS_KEY)')
+  const tls: MasterTls = {cert: readTlsFile(g.tlsCert, '--tls-cert'), key: readTlsFile(g.tlsKey, '--tls-key')}
+  if (g.tlsCa !== undefined) tls.ca = readTlsFile(g.tlsCa, '--tls-ca')
+  return tls
+}
+
+/**
+ * A client's TLS towards the master: on when --tls-ca is set (verify the master with it) or when a
+ * client certificate is (mTLS; the system's roots verify the master); off otherwise.
+ */
+export function clientTls(g: Pick<GlobalConfig, 'tlsCert' | 'tlsKey' | 'tlsCa'>): {ca?: Buffer; cert?: Buffer; key?: Buffer} | undefined {
+  if (g.tlsCa === undefined && g.tlsCert === undefined && g.tlsKey === undefined) return undefined
+  if ((g.tlsCert === undefined) !== (g.tlsKey === undefined)) throw new MooncakeError('USAGE', '--tls-cert and --tls-key go together (MOONCAKE_TLS_CERT / MOONCAKE_TLS_KEY)')
+  return {
+    ca: g.tlsCa === undefined ? undefined : readTlsFile(g.tlsCa, '--tls-ca'),
+    cert: g.tlsCert === undefined ? undefined : readTlsFile(g.tlsCert, '--tls-cert'),
+    key: g.tlsKey === undefined ? undefined : readTlsFile(g.tlsKey, '--tls-key'),
   }
 }

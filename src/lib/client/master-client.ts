@@ -49,6 +49,12 @@ export interface MasterClientOptions {
   address: string
   /** Cluster token: every call is signed with it (it is never sent). @default undefined (unsigned calls) */
   token?: string
+  /**
+   * TLS towards a master started with --tls-cert (PEM contents): `ca` verifies it (the system's
+   * roots when absent); `cert` + `key` are presented to a master that requires client
+   * certificates (--tls-ca). @default undefined (plaintext)
+   */
+  tls?: {ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer}
   /** Deadline of each call, ms. @default 30_000 */
   timeoutMs?: number
   /** How long connectMaster waits for the master to answer ServiceReady, ms. @default min(timeoutMs, 5_000) */
@@ -74,6 +80,13 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000
 /** Pause before the one retry: long enough for a restarted master's port to come back. */
 const RETRY_DELAY_MS = 100
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+function channelCredentials(tls: MasterClientOptions['tls']): grpc.ChannelCredentials {
+  if (tls === undefined) return grpc.credentials.createInsecure()
+  const pem = (v: string | Buffer | undefined) => (v === undefined ? null : typeof v === 'string' ? Buffer.from(v) : v)
+  if ((tls.cert === undefined) !== (tls.key === undefined)) throw new MooncakeError('INVALID_PARAMS', 'tls.cert and tls.key go together')
+  return grpc.credentials.createSsl(pem(tls.ca), pem(tls.key), pem(tls.cert))
+}
+
 /** Serializer of a message serialized beforehand (signed calls sign its bytes). */
 const passThrough = (b: Buffer): Buffer => b
 
@@ -223,7 +236,7 @@ class GrpcMasterClient implements MasterClient {
     this.#coalesce = options.coalesceBatches ?? true
     this.#signer = options.token === undefined ? undefined : new CallSigner(options.token)
     this.#def = loadMooncakeProto().master
-    this.#client = new grpc.Client(options.address, grpc.credentials.createInsecure(), {
+    this.#client = new grpc.Client(options.address, channelCredentials(options.tls), {
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
       // Without keepalive a half-open connection to a vanished master is noticed only by deadlines.

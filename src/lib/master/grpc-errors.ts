@@ -100,7 +100,7 @@ export function fromServiceError(err: unknown, ctx: CallContext): MooncakeError 
     case grpc.status.UNAVAILABLE:
       return new MooncakeError(
         'UNAVAILABLE',
-        `cannot reach ${where} (${details}): check that \`mooncake master\` runs there and that --master / MOONCAKE_MASTER names it`,
+        `cannot reach ${where} (${details}): check that \`mooncake master\` runs there and that --master / MOONCAKE_MASTER names it, and, if it serves TLS, that --tls-ca / MOONCAKE_TLS_CA names the CA of its certificate`,
         {cause: err},
       )
     case grpc.status.DEADLINE_EXCEEDED:

@@ -3,6 +3,7 @@
  * endpoints are added as routes by their own modules.
  */
 import http from 'node:http'
+import https from 'node:https'
 import type {AddressInfo} from 'node:net'
 
 import {MooncakeError} from '../errors.js'
@@ -26,8 +27,14 @@ export interface RunningHttp {
   close(): Promise<void>
 }
 
-export async function startHttpServer(host: string, port: number, routes: Map<string, HttpRoute>): Promise<RunningHttp> {
-  const server = http.createServer((req, res) => {
+/** With `tls` (PEM certificate and key) the port speaks HTTPS. */
+export async function startHttpServer(
+  host: string,
+  port: number,
+  routes: Map<string, HttpRoute>,
+  tls?: {cert: string | Buffer; key: string | Buffer},
+): Promise<RunningHttp> {
+  const handler: http.RequestListener = (req, res) => {
     const path = (req.url ?? '/').split('?')[0]!
     const route = routes.get(path)
     const send = (r: HttpResponse) => {
@@ -49,7 +56,8 @@ export async function startHttpServer(host: string, port: number, routes: Map<st
         const message = err instanceof Error ? err.message : String(err)
         send(json({error: {code: 'INTERNAL_ERROR', message}}, 500))
       })
-  })
+  }
+  const server = tls === undefined ? http.createServer(handler) : https.createServer({cert: tls.cert, key: tls.key}, handler)
   // Keep-alive sockets of scrapers must not hold close() up.
   server.keepAliveTimeout = 5_000
   await new Promise<void>((resolve, reject) => {

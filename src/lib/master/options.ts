@@ -50,6 +50,18 @@ export interface MasterServerOptions extends MasterServiceOptions {
   token?: string
   /** Allow binding a non-loopback address without a token. @default false */
   insecure: boolean
+  /**
+   * TLS of the gRPC and HTTP ports (PEM contents): certificate chain and key; with `ca`, clients
+   * must present a certificate signed by it (mTLS). @default undefined (plaintext)
+   */
+  tls?: MasterTls
+}
+
+/** PEM contents (not paths) of the master's TLS material. */
+export interface MasterTls {
+  cert: string | Buffer
+  key: string | Buffer
+  ca?: string | Buffer
 }
 
 export const DEFAULT_MASTER_SERVICE_OPTIONS: Readonly<MasterServiceOptions> = Object.freeze({

@@ -72,7 +72,7 @@ function validate(o: MasterServerOptions): void {
   if (!isLoopbackHost(o.host) && o.token === undefined && !o.insecure) {
     throw new MooncakeError(
       'INVALID_PARAMS',
-      `refusing to serve on ${o.host} without a cluster token: set MOONCAKE_TOKEN (or MOONCAKE_TOKEN_FILE), or pass --insecure to accept unauthenticated calls from the network`,
+      `refusing to serve on ${o.host} without a cluster token: set MOONCAKE_TOKEN (or MOONCAKE_TOKEN_FILE), or pass --insecure to accept unauthenticated calls from the network${o.tls === undefined ? '' : ' (TLS encrypts the calls but, without a token, authenticates nobody)'}`,
     )
   }
 }
@@ -102,9 +102,20 @@ function rateLimitedWarning(): (err: unknown) => void {
   }
 }
 
-function bindGrpc(server: grpc.Server, host: string, port: number): Promise<number> {
+/** Plaintext, or TLS with the certificate and key (and, with a CA, client certificates required). */
+function serverCredentials(tls: MasterServerOptions['tls']): grpc.ServerCredentials {
+  if (tls === undefined) return grpc.ServerCredentials.createInsecure()
+  const pem = (v: string | Buffer) => (typeof v === 'string' ? Buffer.from(v) : v)
+  try {
+    return grpc.ServerCredentials.createSsl(tls.ca === undefined ? null : pem(tls.ca), [{cert_chain: pem(tls.cert), private_key: pem(tls.key)}], tls.ca !== undefined)
+  } catch (err) {
+    throw new MooncakeError('INVALID_PARAMS', `bad TLS certificate or key (--tls-cert, --tls-key, --tls-ca): ${(err as Error).message}`, {cause: err})
+  }
+}
+
+function bindGrpc(server: grpc.Server, host: string, port: number, tls?: MasterServerOptions['tls']): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(formatHostPort(host, port), grpc.ServerCredentials.createInsecure(), (err, bound) => {
+    server.bindAsync(formatHostPort(host, port), serverCredentials(tls), (err, bound) => {
       if (!err) return resolve(bound)
       const inUse = /EADDRINUSE|address already in use/i.test(err.message)
       reject(
@@ -154,11 +165,11 @@ export async function startMasterServer(options: StartMasterOptions = {}): Promi
   let http: RunningHttp | undefined
   let ticks: {stop(): void} | undefined
   try {
-    const port = await bindGrpc(server, o.host, o.port)
+    const port = await bindGrpc(server, o.host, o.port, o.tls)
     if (o.metricsPort >= 0) {
       const leader = o.advertise ?? formatHostPort(o.host, port)
       const routes = new Map<string, HttpRoute>(Object.entries({...observed.routes({version: service.serviceReady().version, leader, role: replication && (() => healthRole(replication))}), ...options.httpRoutes}))
-      http = await startHttpServer(o.host, o.metricsPort, routes)
+      http = await startHttpServer(o.host, o.metricsPort, routes, o.tls)
     }
     await replication?.start(formatHostPort(o.host, port))
     ticks = startTickLoop((loopLagMs) => service.tick({loopLagMs}), TICK_INTERVAL_MS, onError)
