@@ -158,6 +158,40 @@ test('an unreachable replica falls back to the other; a failed write revokes', a
   }
 })
 
+test('pipelined batchPut/batchGet: per-item failures, revokes, fallbacks to the single-key path', async () => {
+  const {client, net, fm, owners, close} = await setup()
+  try {
+    const values = Array.from({length: 300}, (_, i) => randomBytes(100 + (i % 7) * 900))
+    const big = randomBytes(200_000) // above sliceSize: single-key path
+    await client.put('dup', Buffer.from('x'))
+    const items = values.map((value, i) => ({key: `p${i}`, value}))
+    items.push({key: 'dup', value: Buffer.from('y')}, {key: 'big', value: big}, {key: '', value: Buffer.from('z')})
+    const res = await client.batchPut(items, {replicaNum: 2})
+    for (let i = 0; i < 300; i++) assert.ok(res[i].ok, JSON.stringify(res[i]))
+    assert.ok(!res[300].ok && res[300].code === 'OBJECT_ALREADY_EXISTS', JSON.stringify(res[300]))
+    assert.ok(res[301].ok)
+    assert.ok(!res[302].ok && res[302].code === 'INVALID_PARAMS')
+    assert.ok((fm.calls.batchPutStart ?? 0) < 20, JSON.stringify(fm.calls))
+    // Reads: a corrupt replica and a missing key among many.
+    const r0 = (await client.master.getReplicaList('p0')).replicas[0].memory!
+    ;(net.segments.get(r0.segment) as Buffer).fill(0xee, r0.offset, r0.offset + 10)
+    const keys = [...values.map((_, i) => `p${i}`), 'missing', 'big']
+    const got = await client.batchGet(keys)
+    for (let i = 0; i < 300; i++) assert.ok(got[i].ok && sha(got[i].value) === sha(values[i]), `p${i}`)
+    assert.ok(!got[300].ok && got[300].code === 'OBJECT_NOT_FOUND')
+    assert.ok(got[301].ok && sha(got[301].value) === sha(big))
+    // A write that cannot reach one replica fails that item only, and its space is revoked.
+    net.failing.add(owners[0].name)
+    const revokesBefore = (fm.calls.batchPutRevoke ?? 0) + (fm.calls.putRevoke ?? 0)
+    const w = await client.batchPut([{key: 'q1', value: Buffer.from('a')}, {key: 'q2', value: Buffer.from('b')}], {replicaNum: 2})
+    assert.ok(w.every((r) => !r.ok && r.code === 'TRANSFER_FAIL'), JSON.stringify(w))
+    assert.not.ok(fm.objects.has('q1'))
+    assert.ok((fm.calls.batchPutRevoke ?? 0) + (fm.calls.putRevoke ?? 0) > revokesBefore, JSON.stringify(fm.calls))
+  } finally {
+    await close()
+  }
+})
+
 test('coalescing: 1000 concurrent gets use far fewer GetReplicaList RPCs', async () => {
   const {client, fm, close} = await setup()
   try {
