@@ -1,0 +1,424 @@
+/**
+ * The chaos engine behind bench/chaos/run.ts and test/hardening/chaos.test.ts: a master (own
+ * process, records why each object was erased), segment owners (own processes, fixed names and
+ * ports; owner 0 reaches the master through a proxy), worker processes of MooncakeClients (they
+ * reach the master through another proxy) writing ledgers; a seeded schedule of faults; then the
+ * invariants (see docs/reliability.md, "Chaos").
+ */
+import {mkdirSync, readdirSync, readFileSync, rmSync} from 'node:fs'
+import path from 'node:path'
+
+import {MooncakeClient} from '../../src/lib/client/client.js'
+import {MooncakeError} from '../../src/lib/errors.js'
+import {freePort, killAll, startFixture, type Fixture} from '../../test/helpers/processes.js'
+import {MASTER, mergeCounts, MiB, sleep, startOwner, startWorker, type OwnerFixture, type WorkerSummary} from './lib.js'
+import {ChaosProxy} from './proxy.js'
+import {prng, verifyValue} from './values.js'
+
+export type FaultKind = 'kill-owner' | 'kill-client' | 'cut-master' | 'drop-master' | 'delay-master' | 'partition-owner'
+export interface Fault {
+  /** ms after the start of the workload. */
+  at: number
+  kind: FaultKind
+  /** Owner or worker index. */
+  target?: number
+  /** How long a drop/delay/partition lasts, or how long a killed owner stays down. */
+  forMs?: number
+  delayMs?: number
+}
+
+export interface ChaosOptions {
+  durationMs: number
+  seed: number
+  owners?: number
+  ownerMiB?: number
+  workers?: number
+  clientsPerWorker?: number
+  keysPerClient?: number
+  minSize?: number
+  maxSize?: number
+  /** Per-operation deadline of the clients. */
+  timeoutMs?: number
+  /** A fixed schedule; otherwise one is drawn from the seed. */
+  schedule?: Fault[]
+  /** Mean ms between faults of the drawn schedule. */
+  faultEveryMs?: number
+  dir: string
+  log?: (line: string) => void
+}
+
+export interface Violation {
+  kind: string
+  key?: string
+  detail: string
+}
+
+export interface ChaosResult {
+  options: Omit<ChaosOptions, 'log'>
+  faults: Array<Fault & {done: string}>
+  workerRuns: number
+  counts: Record<string, number>
+  /** Operations whose result was checked against the ledger (acknowledged puts/upserts/removes, gets). */
+  checkedOps: number
+  verifiedGets: number
+  finalCheck: Record<string, number>
+  audit: Record<string, unknown>
+  erasures: Record<string, number>
+  violations: Violation[]
+  longestOpMs: number
+  elapsedMs: number
+}
+
+const MASTER_OPTIONS = {
+  clientTtlMs: 1500,
+  leaseTtlMs: 2000,
+  putStartDiscardTimeoutMs: 2000,
+  putStartReleaseTimeoutMs: 3000,
+}
+
+export function drawSchedule(seed: number, durationMs: number, owners: number, workers: number, everyMs: number): Fault[] {
+  const rand = prng(seed ^ 0x5eed)
+  const kinds: FaultKind[] = ['kill-owner', 'kill-owner', 'kill-client', 'cut-master', 'drop-master', 'delay-master', 'partition-owner']
+  const out: Fault[] = []
+  for (let t = 2000 + rand() * everyMs; t < durationMs - 3000; t += everyMs * (0.5 + rand())) {
+    const kind = kinds[Math.floor(rand() * kinds.length)]
+    const f: Fault = {at: Math.round(t), kind}
+    if (kind === 'kill-owner') Object.assign(f, {target: Math.floor(rand() * owners), forMs: Math.round(300 + rand() * 2500)})
+    if (kind === 'kill-client') f.target = Math.floor(rand() * workers)
+    if (kind === 'drop-master') f.forMs = Math.round(500 + rand() * 2500)
+    if (kind === 'delay-master') Object.assign(f, {forMs: Math.round(1000 + rand() * 3000), delayMs: Math.round(20 + rand() * 300)})
+    if (kind === 'partition-owner') f.forMs = Math.round(500 + rand() * 3000)
+    out.push(f)
+  }
+  return out
+}
+
+interface LedgerRec {
+  t: number
+  c: number
+  op: 'put' | 'get' | 'upsert' | 'remove'
+  key: string
+  v?: number
+  size?: number
+  s: 'begin' | 'ok' | 'fail' | 'bad'
+  code?: string
+  why?: string
+}
+
+type Erasures = Record<string, Array<[number, 'evict' | 'segment' | 'other']>>
+
+export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
+  const log = opts.log ?? ((l: string) => console.error(l))
+  const owners = opts.owners ?? 3
+  const ownerSize = (opts.ownerMiB ?? 24) * MiB
+  const workersN = opts.workers ?? 3
+  const timeoutMs = opts.timeoutMs ?? 5000
+  const schedule = opts.schedule ?? drawSchedule(opts.seed, opts.durationMs, owners, workersN, opts.faultEveryMs ?? 4000)
+  rmSync(opts.dir, {recursive: true, force: true})
+  mkdirSync(opts.dir, {recursive: true})
+  const started = Date.now()
+  const violations: Violation[] = []
+  const faults: Array<Fault & {done: string}> = []
+  const counts: Record<string, number> = {}
+  let longestOpMs = 0
+  let verifiedGets = 0
+  let workerRuns = 0
+  const proxies: ChaosProxy[] = []
+  try {
+    const master = (await startFixture(MASTER, [JSON.stringify(MASTER_OPTIONS)])) as Fixture<{address: string}>
+    const direct = master.ready.address
+    const clientProxy = await ChaosProxy.start(direct)
+    const ownerProxy = await ChaosProxy.start(direct)
+    proxies.push(clientProxy, ownerProxy)
+    const ownerPorts = await Promise.all(Array.from({length: owners}, () => freePort()))
+    const ownerAddr = (i: number) => (i === 0 ? ownerProxy.address : direct)
+    const ownerProcs: Array<OwnerFixture | null> = await Promise.all(ownerPorts.map((port, i) => startOwner(ownerAddr(i), ownerSize, `chaos-${i}`, port)))
+
+    async function restartOwner(i: number): Promise<string> {
+      const deadline = Date.now() + 20_000
+      let last = ''
+      while (Date.now() < deadline) {
+        try {
+          ownerProcs[i] = await startOwner(ownerAddr(i), ownerSize, `chaos-${i}`, ownerPorts[i])
+          return 'restarted'
+        } catch (err) {
+          last = String(err).slice(0, 200)
+          await sleep(300)
+        }
+      }
+      violations.push({kind: 'owner-restart-failed', detail: `chaos-${i}: ${last}`})
+      return `restart failed: ${last}`
+    }
+
+    const workerBase = {
+      masterAddress: clientProxy.address,
+      seed: opts.seed,
+      clients: opts.clientsPerWorker ?? 2,
+      keysPerClient: opts.keysPerClient ?? 24,
+      minSize: opts.minSize ?? 64,
+      maxSize: opts.maxSize ?? 2 * MiB,
+      timeoutMs,
+      stagingBytes: 4 * MiB,
+    }
+    const summaries: Promise<WorkerSummary | null>[] = []
+    const current: Array<{fixture: Fixture; summary: Promise<WorkerSummary | null>; gen: number; deadline: number}> = []
+    async function launch(proc: number, gen: number): Promise<void> {
+      const durationMs = Math.max(1000, opts.durationMs - (Date.now() - workloadStart))
+      const w = await startWorker({...workerBase, proc, gen, durationMs, ledger: path.join(opts.dir, `ledger-p${proc}-g${gen}.jsonl`)})
+      workerRuns++
+      current[proc] = {...w, gen, deadline: Date.now() + durationMs + timeoutMs + 15_000}
+      summaries.push(w.summary)
+    }
+    let workloadStart = Date.now()
+    for (let p = 0; p < workersN; p++) await launch(p, 0)
+    workloadStart = Date.now()
+    log(`chaos: master ${direct}, ${owners} owners, ${workersN} workers, ${schedule.length} faults scheduled`)
+
+    // The fault schedule.
+    const timers: Promise<void>[] = []
+    for (const f of schedule) {
+      timers.push(
+        (async () => {
+          await sleep(Math.max(0, workloadStart + f.at - Date.now()))
+          let done = ''
+          try {
+            switch (f.kind) {
+              case 'kill-owner': {
+                const i = f.target ?? 0
+                const o = ownerProcs[i]
+                if (o === null) {
+                  done = 'already down'
+                  break
+                }
+                ownerProcs[i] = null
+                await o.kill('SIGKILL')
+                await sleep(f.forMs ?? 1000)
+                done = await restartOwner(i)
+                break
+              }
+              case 'kill-client': {
+                const p = f.target ?? 0
+                const w = current[p]
+                await w.fixture.kill('SIGKILL')
+                if (Date.now() - workloadStart < opts.durationMs - 2000) {
+                  await launch(p, w.gen + 1)
+                  done = `restarted as gen ${w.gen + 1}`
+                } else done = 'killed near the end, not restarted'
+                break
+              }
+              case 'cut-master':
+                done = `${clientProxy.cut()} client connections and ${ownerProxy.cut()} owner connections reset`
+                break
+              case 'drop-master':
+                clientProxy.dropping = true
+                await sleep(f.forMs ?? 1000)
+                clientProxy.dropping = false
+                done = `clients' traffic dropped for ${f.forMs} ms, then connections reset (${clientProxy.cut()})`
+                break
+              case 'delay-master':
+                clientProxy.delayMs = f.delayMs ?? 100
+                await sleep(f.forMs ?? 1000)
+                clientProxy.delayMs = 0
+                done = `delayed ${f.delayMs} ms per chunk for ${f.forMs} ms`
+                break
+              case 'partition-owner':
+                ownerProxy.dropping = true
+                await sleep(f.forMs ?? 1000)
+                ownerProxy.dropping = false
+                done = `owner 0 cut off from the master for ${f.forMs} ms (${ownerProxy.cut()} connections reset after)`
+                break
+            }
+          } catch (err) {
+            done = `error: ${String(err).slice(0, 200)}`
+          }
+          faults.push({...f, done})
+          log(`chaos: t=${((Date.now() - workloadStart) / 1000).toFixed(1)}s ${f.kind}${f.target !== undefined ? ` #${f.target}` : ''}: ${done}`)
+        })(),
+      )
+    }
+    await Promise.all(timers)
+
+    // Every worker (the last generation of each) must finish within its deadline.
+    for (let p = 0; p < workersN; p++) {
+      for (;;) {
+        const w = current[p]
+        const s = await Promise.race([w.summary, sleep(Math.max(0, w.deadline - Date.now())).then(() => 'hung' as const)])
+        if (w !== current[p]) continue
+        if (s === 'hung') {
+          violations.push({kind: 'client-hung', detail: `worker ${p} gen ${w.gen} did not finish by its deadline`})
+          await w.fixture.kill('SIGKILL')
+        } else if (s === null) violations.push({kind: 'client-crashed', detail: `worker ${p} gen ${w.gen} exited without a summary: ${w.fixture.stderr().slice(-500)}`})
+        break
+      }
+    }
+    for (const s of await Promise.all(summaries)) {
+      if (s === null) continue
+      mergeCounts(counts, s.counts)
+      longestOpMs = Math.max(longestOpMs, s.longestOpMs)
+      verifiedGets += s.verifiedGets
+      for (const v of s.violations) violations.push({kind: String(v.kind), key: v.key as string | undefined, detail: JSON.stringify(v)})
+    }
+    // Heal, let zombie puts of killed clients expire and the master sweep.
+    clientProxy.dropping = ownerProxy.dropping = false
+    clientProxy.delayMs = 0
+    for (let i = 0; i < owners; i++) if (ownerProcs[i] === null) await restartOwner(i)
+    await sleep(MASTER_OPTIONS.putStartReleaseTimeoutMs + 2500)
+
+    const erasureFile = path.join(opts.dir, 'erasures.json')
+    await master.command({cmd: 'erasures', file: erasureFile})
+    const erasures = JSON.parse(readFileSync(erasureFile, 'utf8')) as Erasures
+    const verify = await checkLedgers(opts.dir, erasures, direct, violations)
+    const audit = await master.command<Record<string, unknown> & {stats: {used: number}; liveBytesAligned: number; processing: number}>({cmd: 'audit'}, 30_000)
+    if (audit.stats.used !== audit.liveBytesAligned) {
+      violations.push({kind: 'space-leak', detail: `master used ${audit.stats.used} bytes, live memory replicas ${audit.liveBytesAligned} (8-byte aligned; ${String(audit.liveBytes)} raw), ${audit.processing} replicas not COMPLETE`})
+    }
+    const erasureCounts: Record<string, number> = {}
+    for (const list of Object.values(erasures)) for (const [, r] of list) erasureCounts[r] = (erasureCounts[r] ?? 0) + 1
+    for (const o of ownerProcs) await o?.kill('SIGTERM')
+    await master.kill('SIGTERM')
+    return {
+      options: {...opts, log: undefined} as Omit<ChaosOptions, 'log'>,
+      faults,
+      workerRuns,
+      counts,
+      checkedOps: verify.checkedOps,
+      verifiedGets: verifiedGets + verify.final.intact,
+      finalCheck: verify.final,
+      audit,
+      erasures: erasureCounts,
+      violations,
+      longestOpMs,
+      elapsedMs: Date.now() - started,
+    }
+  } finally {
+    for (const p of proxies) await p.close().catch(() => {})
+    await killAll()
+  }
+}
+
+const ABSENT = 0
+
+/**
+ * Replays every ledger: per key, the set of values the key may hold (versions, 0 = absent) given
+ * what was acknowledged; failed or interrupted operations widen it. A get or final read must land
+ * in the set, or be a missing key whose disappearance the master recorded as an eviction or a
+ * segment loss after the last acknowledged write.
+ */
+async function checkLedgers(dir: string, erasures: Erasures, masterAddress: string, violations: Violation[]) {
+  interface KeyState {
+    may: Set<number>
+    /** When the key last became definitely present (an acknowledged write or read). */
+    since: number
+    pending?: LedgerRec
+  }
+  const keys = new Map<string, KeyState>()
+  let checkedOps = 0
+  const legitimateLoss = (key: string, since: number): string | undefined => {
+    for (const [t, r] of erasures[key] ?? []) if (t >= since - 5 && r !== 'other') return r
+    return undefined
+  }
+  const missing = (key: string, st: KeyState, at: number, what: string) => {
+    if (st.may.has(ABSENT)) return
+    const why = legitimateLoss(key, st.since)
+    if (why === undefined) {
+      const e = (erasures[key] ?? []).map(([t, r]) => `${r}@${t}`).join(',')
+      violations.push({kind: 'acknowledged-value-lost', key, detail: `${what} at ${at}: missing; acknowledged since ${st.since}, may be ${[...st.may].join('|')}; master erasures: ${e || 'none'}`})
+    }
+  }
+  const files = readdirSync(dir).filter((f) => f.startsWith('ledger-')).sort()
+  for (const f of files) {
+    const lines = readFileSync(path.join(dir, f), 'utf8').split('\n')
+    for (const line of lines) {
+      if (!line) continue
+      let r: LedgerRec
+      try {
+        r = JSON.parse(line) as LedgerRec
+      } catch {
+        continue // a line torn by SIGKILL
+      }
+      let st = keys.get(r.key)
+      if (st === undefined) keys.set(r.key, (st = {may: new Set([ABSENT]), since: 0}))
+      if (r.s === 'begin') {
+        st.pending = r
+        continue
+      }
+      st.pending = undefined
+      const write = r.op === 'put' || r.op === 'upsert'
+      if (r.s === 'ok') {
+        checkedOps++
+        if (write) st.may = new Set([r.v!])
+        else if (r.op === 'remove') st.may = new Set([ABSENT])
+        else {
+          if (!st.may.has(r.v!)) violations.push({kind: 'get-returned-unexpected-version', key: r.key, detail: `got version ${r.v}, may be ${[...st.may].join('|')}`})
+          st.may = new Set([r.v!])
+        }
+        if (!st.may.has(ABSENT)) st.since = r.t
+      } else if (r.s === 'bad') {
+        checkedOps++
+        st.may.add(r.v ?? -1)
+      } else if (r.code === 'OBJECT_NOT_FOUND') {
+        checkedOps++
+        missing(r.key, st, r.t, `${r.op}`)
+        st.may = new Set([ABSENT])
+      } else if (r.code === 'OBJECT_ALREADY_EXISTS' && r.op === 'put') {
+        checkedOps++
+        // Present: keep what it may be (an earlier unacknowledged put may have landed).
+        if (st.may.size > 1) st.may.delete(ABSENT)
+      } else if (write) st.may.add(r.v!)
+      else if (r.op === 'remove') st.may.add(ABSENT)
+    }
+    // Operations cut short by SIGKILL: unknown outcome.
+    for (const st of keys.values()) {
+      const p = st.pending
+      if (p === undefined) continue
+      if (p.op === 'put' || p.op === 'upsert') st.may.add(p.v!)
+      else if (p.op === 'remove') st.may.add(ABSENT)
+      st.pending = undefined
+    }
+  }
+
+  // Final read of every key ever touched.
+  const final: Record<string, number> = {intact: 0, removed: 0, evicted: 0, 'segment-lost': 0, 'uncertain-absent': 0, unreadable: 0}
+  const client = await MooncakeClient.connect({masterAddress, transport: 'tcp', timeoutMs: 10_000})
+  try {
+    const list = [...keys.entries()]
+    let next = 0
+    const reader = async () => {
+      while (next < list.length) {
+        const [key, st] = list[next++]
+        let got: number
+        try {
+          const bytes = await client.get(key)
+          const v = verifyValue(key, bytes)
+          if (!v.ok) {
+            violations.push({kind: 'corrupt-final-read', key, detail: v.why})
+            continue
+          }
+          got = v.version
+        } catch (err) {
+          if (err instanceof MooncakeError && err.code === 'OBJECT_NOT_FOUND') got = ABSENT
+          else {
+            final.unreadable++
+            violations.push({kind: 'final-read-failed', key, detail: String(err)})
+            continue
+          }
+        }
+        checkedOps++
+        if (st.may.has(got)) {
+          if (got !== ABSENT) final.intact++
+          else if (st.may.size === 1) final.removed++
+          else final['uncertain-absent']++
+        } else if (got === ABSENT) {
+          const why = legitimateLoss(key, st.since)
+          if (why === 'evict') final.evicted++
+          else if (why === 'segment') final['segment-lost']++
+          else missing(key, st, Date.now(), 'final read')
+        } else violations.push({kind: 'final-read-unexpected-version', key, detail: `got version ${got}, may be ${[...st.may].join('|')}`})
+      }
+    }
+    await Promise.all(Array.from({length: 8}, reader))
+  } finally {
+    await client.close()
+  }
+  return {checkedOps, final, keys: keys.size}
+}

@@ -1,0 +1,68 @@
+/**
+ * Chaos run: mixed put/get/upsert/remove from several client processes while segment owners and
+ * clients are SIGKILLed and restarted and the master's connections are cut, dropped and delayed
+ * through userspace proxies; then the invariants are checked (docs/reliability.md, "Chaos").
+ *
+ *   node --import tsx bench/chaos/run.ts [--duration 120] [--seed 1] [--owners 3] [--workers 3]
+ *        [--clients 2] [--fault-every 4000] [--out bench/chaos/results/chaos-SEED.json] [--ha]
+ *
+ * Exit 0 when no invariant was violated, 1 otherwise.
+ */
+import {mkdirSync, writeFileSync} from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+
+import {ROOT} from '../../test/helpers/processes.js'
+import {runChaos} from './chaos.js'
+import {argValue} from './lib.js'
+
+const argv = process.argv.slice(2)
+if (argv.includes('--ha')) {
+  // Killing the leader among three masters with etcd needs `mooncake master --etcd` (S11), which
+  // is still being finished (src/lib/master/ha/**); this mode will start three masters, route
+  // clients and owners through etcd and SIGKILL the leader on the schedule.
+  console.error('chaos: --ha is not available yet (HA masters are being finished); run without --ha')
+  process.exit(2)
+}
+const durationS = Number(argValue(argv, 'duration') ?? 120)
+const seed = Number(argValue(argv, 'seed') ?? 1)
+const out = path.resolve(ROOT, argValue(argv, 'out') ?? `bench/chaos/results/chaos-seed${seed}-${durationS}s.json`)
+const result = await runChaos({
+  durationMs: durationS * 1000,
+  seed,
+  owners: Number(argValue(argv, 'owners') ?? 3),
+  workers: Number(argValue(argv, 'workers') ?? 3),
+  clientsPerWorker: Number(argValue(argv, 'clients') ?? 2),
+  faultEveryMs: Number(argValue(argv, 'fault-every') ?? 4000),
+  dir: path.join(os.tmpdir(), `mooncake-chaos-${process.pid}`),
+})
+mkdirSync(path.dirname(out), {recursive: true})
+writeFileSync(out, JSON.stringify({command: `node --import tsx bench/chaos/run.ts ${argv.join(' ')}`.trim(), ...result}, null, 1))
+const byKind: Record<string, number> = {}
+for (const f of result.faults) byKind[f.kind] = (byKind[f.kind] ?? 0) + 1
+const vk: Record<string, number> = {}
+for (const v of result.violations) vk[v.kind] = (vk[v.kind] ?? 0) + 1
+console.log(
+  JSON.stringify(
+    {
+      seed,
+      durationS,
+      elapsedS: Math.round(result.elapsedMs / 1000),
+      faults: byKind,
+      workerRuns: result.workerRuns,
+      counts: result.counts,
+      checkedOps: result.checkedOps,
+      verifiedGets: result.verifiedGets,
+      finalCheck: result.finalCheck,
+      erasures: result.erasures,
+      audit: {used: (result.audit.stats as {used: number}).used, liveBytesAligned: result.audit.liveBytesAligned, objects: result.audit.objects, processing: result.audit.processing},
+      longestOpMs: result.longestOpMs,
+      violations: vk,
+      firstViolations: result.violations.slice(0, 10),
+    },
+    null,
+    1,
+  ),
+)
+console.log(`written ${out}`)
+process.exit(result.violations.length === 0 ? 0 : 1)
