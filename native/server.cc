@@ -31,6 +31,11 @@ constexpr int kMaxFramesPerTurn = 4096;
 constexpr uint64_t kInlineRead = 64 * 1024;
 // The output buffer is sent once it holds this much.
 constexpr size_t kOutFlush = 256 * 1024;
+// After a fatal frame: how long and how much of the peer's further input is read and dropped
+// before the close (see Server::StartLinger). The byte bound covers a pipelined group of
+// requests and bodies already in flight (reading and dropping 4 MiB costs ~1 ms).
+constexpr int64_t kLingerMs = 100;
+constexpr size_t kLingerBytes = 4u << 20;
 }  // namespace
 
 Server::Server(ServerOptions options, SegmentTable* segments) : opt_(std::move(options)), segments_(segments) {}
@@ -188,7 +193,7 @@ void Server::AcceptOn(size_t index) {
     c->id = nextConnId_++;
     c->fd = fd;
     c->listener = index;
-    c->lastActive = MonoMs();
+    c->lastActive = c->acceptedAt = MonoMs();
     RandomBytes(c->nonce, sizeof c->nonce);
     Hello hello;
     hello.flags = opt_.token.empty() ? 0 : kHelloAuthRequired;
@@ -230,11 +235,21 @@ void Server::CloseConn(const std::shared_ptr<Conn>& c) {
 void Server::SweepIdle() {
   std::vector<int> toClose;
   const int64_t now = MonoMs();
+  const int64_t handshakeMs = HandshakeMs();
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = conns_.begin(); it != conns_.end();) {
-      if (!it->second->busy && now - it->second->lastActive > opt_.idleTimeoutMs) {
-        toClose.push_back(it->second->fd);
+      const Conn& c = *it->second;
+      // Only connections parked in epoll: a worker serving one never waits for the peer.
+      bool expired = false;
+      if (!c.busy) {
+        if (c.lingering) expired = now >= c.lingerUntil;
+        else if (!c.authed) expired = now - c.acceptedAt > handshakeMs;  // partial or missing handshake
+        else if (c.frameStart) expired = now - c.frameStart > opt_.ioTimeoutMs;  // partial frame or body
+        if (!expired) expired = now - c.lastActive > opt_.idleTimeoutMs;
+      }
+      if (expired) {
+        toClose.push_back(c.fd);
         it = conns_.erase(it);
       } else {
         ++it;
@@ -252,7 +267,7 @@ void Server::WorkerLoop() {
     int n = epoll_wait(epfd_, &ev, 1, 250);
     const int64_t now = MonoMs();
     int64_t due = nextSweep_.load();
-    if (now >= due && nextSweep_.compare_exchange_strong(due, now + 250)) SweepIdle();
+    if (now >= due && nextSweep_.compare_exchange_strong(due, now + 100)) SweepIdle();
     if (n <= 0 || stopping_) continue;
     const uint64_t tag = ev.data.u64;
     if (tag == kWakeTag) continue;
@@ -268,10 +283,42 @@ void Server::WorkerLoop() {
       c = it->second;
       c->busy = true;
     }
-    bool keep = ServeTurn(*c);
-    if (keep && !stopping_) Rearm(c);
+    Next next = ServeTurn(*c);
+    if (next == Next::kLinger) {
+      StartLinger(*c);
+      next = Next::kKeep;
+    }
+    if (next == Next::kKeep && !stopping_) Rearm(c);
     else CloseConn(c);
   }
+}
+
+void Server::StartLinger(Conn& c) {
+  // The answers (the error) are out; FIN follows them. Reading what the peer still sends keeps
+  // the kernel from answering it with a reset that would discard those answers in flight.
+  shutdown(c.fd, SHUT_WR);
+  c.lingering = true;
+  c.lingerUntil = MonoMs() + kLingerMs;
+  c.lingerLeft = kLingerBytes;
+  c.carry.clear();
+  c.carry.shrink_to_fit();
+  c.bodyLeft = 0;
+  c.bodySeg.reset();
+}
+
+Server::Next Server::Linger(Conn& c) {
+  uint8_t sink[4096];
+  while (c.lingerLeft > 0 && MonoMs() < c.lingerUntil) {
+    ssize_t r = recv(c.fd, sink, std::min(sizeof sink, c.lingerLeft), 0);
+    if (r > 0) {
+      c.lingerLeft -= std::min(size_t(r), c.lingerLeft);
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Next::kKeep;
+    return Next::kClose;  // the peer's FIN (or an error): nothing left to reset over
+  }
+  return Next::kClose;
 }
 
 bool Server::Respond(Conn& c, uint8_t op, uint64_t id, int32_t status, const std::string& message, bool more,
@@ -292,15 +339,26 @@ bool Server::Respond(Conn& c, uint8_t op, uint64_t id, int32_t status, const std
   return SendAll(c.fd, buf, n, MonoMs() + opt_.ioTimeoutMs, nullptr, more).ok();
 }
 
-bool Server::Handshake(Conn& c) {
-  uint8_t buf[kAuthSize];
-  if (!RecvAll(c.fd, buf, sizeof buf, MonoMs() + opt_.ioTimeoutMs).ok()) return false;
+Server::Next Server::Handshake(Conn& c) {
+  // Only what has arrived: a partial AUTH stays on the Conn until the rest comes or the
+  // handshake deadline (SweepIdle) passes. Exactly the AUTH is read; requests after it wait in
+  // the socket for the next turn.
+  while (c.hsLen < kAuthSize) {
+    ssize_t r = recv(c.fd, c.hs + c.hsLen, kAuthSize - c.hsLen, 0);
+    if (r > 0) {
+      c.hsLen += size_t(r);
+      continue;
+    }
+    if (r == 0) return Next::kClose;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? Next::kKeep : Next::kClose;
+  }
   Auth a;
   std::string why;
-  if (!DecodeAuth(buf, &a, &why)) {
+  if (!DecodeAuth(c.hs, &a, &why)) {
     malformed_++;
     Respond(c, kOpcodeAuth, 0, kInvalidParams, "malformed handshake: " + why);
-    return false;
+    return Next::kLinger;
   }
   uint8_t proof[kProofSize];
   if (!opt_.token.empty()) {
@@ -309,31 +367,34 @@ bool Server::Handshake(Conn& c) {
       authFailures_++;
       Respond(c, kOpcodeAuth, 0, kUnauthenticated,
               (a.flags & kAuthHasToken) ? "wrong cluster token" : "this transfer server requires the cluster token");
-      return false;
+      return Next::kLinger;
     }
     HandshakeProof(opt_.token, true, c.nonce, a.nonce, proof);
   }
   c.authed = true;
-  if (opt_.token.empty()) return Respond(c, kOpcodeAuth, 0, kOk, "");
-  if (!Respond(c, kOpcodeAuth, 0, kOk, "", true, kProofSize)) return false;
-  return SendAll(c.fd, proof, kProofSize, MonoMs() + opt_.ioTimeoutMs).ok();
+  // A fresh connection's send buffer holds at most the 48-byte HELLO: these cannot block.
+  if (opt_.token.empty()) return Respond(c, kOpcodeAuth, 0, kOk, "") ? Next::kKeep : Next::kClose;
+  if (!Respond(c, kOpcodeAuth, 0, kOk, "", true, kProofSize)) return Next::kClose;
+  return SendAll(c.fd, proof, kProofSize, MonoMs() + opt_.ioTimeoutMs).ok() ? Next::kKeep : Next::kClose;
 }
 
 
-// One turn's buffered I/O. The input buffer is empty whenever a turn ends (a turn only ends
-// between frames, after the buffer ran dry), so per-thread buffers are enough.
+// One turn's buffered I/O. Input never waits: when a frame is incomplete and the socket has
+// nothing more, the partial header is moved to Conn::carry (or the body's progress stays in
+// Conn::body*), the answers are sent and the turn ends. So per-thread buffers are enough.
 struct Server::Io {
   int fd;
   int64_t ioTimeoutMs;
   uint8_t* in;
   size_t lo = 0, hi = 0;
   std::vector<uint8_t>& out;
-  int64_t deadline = 0;  // of the frame being served
   bool exact = false;    // read no more than needed (bulk transfers: see Conn::bulk)
   // The listener's counters, summed here and published before answers leave (one atomic add
   // per flush instead of per request: these cache lines are shared by every server thread).
   Listener* l = nullptr;
   uint64_t requests = 0, bytesRead = 0, bytesWritten = 0;
+
+  enum Got { kHave, kWouldBlock, kGone };
 
   size_t avail() const { return hi - lo; }
   void Publish() {
@@ -349,90 +410,136 @@ struct Server::Io {
     out.clear();
     return ok;
   }
-  // Makes `n` (<= kInCap) contiguous bytes available at in + lo, waiting (after sending the
-  // queued responses: the peer may wait for them) until the frame's deadline.
-  bool Need(size_t n) {
-    if (avail() >= n) return true;
+  // Makes `n` (<= kInCap) contiguous bytes available at in + lo from what the socket already
+  // has; kWouldBlock when it has not got them yet (nothing is consumed: the caller keeps the
+  // partial bytes and comes back when epoll says more arrived).
+  Got Need(size_t n) {
+    if (avail() >= n) return kHave;
     if (lo > 0) {
       memmove(in, in + lo, avail());
       hi -= lo;
       lo = 0;
     }
-    if (!Flush()) return false;
     while (hi < n) {
       ssize_t r = recv(fd, in + hi, exact ? n - hi : kInCap - hi, 0);
       if (r > 0) {
         hi += size_t(r);
         continue;
       }
-      if (r == 0) return false;
+      if (r == 0) return kGone;
       if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) return false;
-      pollfd p{fd, POLLIN, 0};
-      int64_t left = deadline - MonoMs();
-      if (left <= 0) return false;
-      if (poll(&p, 1, int(left > 60000 ? 60000 : left)) < 0 && errno != EINTR) return false;
+      return errno == EAGAIN || errno == EWOULDBLOCK ? kWouldBlock : kGone;
     }
-    return true;
-  }
-  // Moves `len` bytes of the stream to `dst` (nullptr: discard): first what is buffered, then
-  // large remainders straight from the socket, small ones through the buffer (which then also
-  // picks up the frames that follow).
-  bool Take(uint8_t* dst, uint64_t len) {
-    while (len > 0) {
-      if (avail() == 0) {
-        lo = hi = 0;
-        if (len >= kDirect && dst) {
-          if (!Flush()) return false;
-          return RecvAll(fd, dst, size_t(len), deadline).ok();
-        }
-        if (!Need(size_t(std::min<uint64_t>(len, kInCap)))) return false;
-      }
-      size_t n = size_t(std::min<uint64_t>(len, avail()));
-      if (dst) {
-        CopyToCold(dst, in + lo, n);
-        dst += n;
-      }
-      lo += n;
-      len -= n;
-    }
-    return true;
+    return kHave;
   }
   static constexpr size_t kInCap = 256 * 1024;
   static constexpr size_t kDirect = 64 * 1024;
+  static constexpr size_t kRecvChunk = 4u << 20;
 };
 
-bool Server::ServeTurn(Conn& c) {
+Server::Next Server::ServeTurn(Conn& c) {
+  if (c.lingering) return Linger(c);
   if (!c.authed) return Handshake(c);
   static thread_local std::unique_ptr<uint8_t[]> inBuf(new uint8_t[Io::kInCap]);
   static thread_local std::vector<uint8_t> outBuf;
   outBuf.clear();
   Io io{c.fd, opt_.ioTimeoutMs, inBuf.get(), 0, 0, outBuf};
   io.l = listeners_[c.listener].get();
+  if (!c.carry.empty()) {
+    // The start of a header that arrived in an earlier turn.
+    memcpy(io.in, c.carry.data(), c.carry.size());
+    io.hi = c.carry.size();
+    c.carry.clear();
+  }
   int frames = 0;
-  while (!stopping_) {
+  Step step = Step::kDone;
+  if (c.bodyLeft > 0) {
+    step = ContinueBody(c, io);
+    if (step == Step::kDone) c.frameStart = 0, frames++;
+  }
+  while (step == Step::kDone && !stopping_) {
     if (io.avail() == 0) {
       // Between frames: answer what was served, then see whether more requests are waiting.
-      if (!io.Flush()) return false;
-      if (frames >= kMaxFramesPerTurn) return true;
+      if (!io.Flush()) return Next::kClose;
+      if (frames >= kMaxFramesPerTurn) return Next::kKeep;
       io.lo = io.hi = 0;
       io.exact = c.bulk;
       ssize_t n = recv(c.fd, io.in, c.bulk ? kRequestFixedSize : Io::kInCap, 0);
-      if (n == 0) return false;  // a clean close between frames is the normal end
+      if (n == 0) return Next::kClose;  // a clean close between frames is the normal end
       if (n < 0) {
         if (errno == EINTR) continue;
-        return errno == EAGAIN || errno == EWOULDBLOCK;
+        return errno == EAGAIN || errno == EWOULDBLOCK ? Next::kKeep : Next::kClose;
       }
       io.hi = size_t(n);
     }
-    io.deadline = MonoMs() + opt_.ioTimeoutMs;
-    if (!ServeFrame(c, io)) {
-      io.Flush();
-      return false;
-    }
-    frames++;
+    // The frame's deadline (ioTimeoutMs) runs from its first byte, across turns.
+    if (!c.frameStart) c.frameStart = MonoMs();
+    step = ServeFrame(c, io);
+    if (step == Step::kDone) c.frameStart = 0, frames++;
   }
-  return false;
+  switch (step) {
+    case Step::kDone:  // stopping
+      io.Flush();
+      return Next::kClose;
+    case Step::kPending:
+      // The peer's bytes ran out inside a frame: keep what came (a header's start; a body's
+      // progress is already on the Conn), answer what was served, and give the thread back.
+      if (c.bodyLeft == 0 && io.avail() > 0) c.carry.assign(io.in + io.lo, io.in + io.hi);
+      return io.Flush() ? Next::kKeep : Next::kClose;
+    case Step::kFatal:
+      return io.Flush() ? Next::kLinger : Next::kClose;
+    case Step::kClose:
+      io.Flush();
+      return Next::kClose;
+  }
+  return Next::kClose;
+}
+
+// Moves the rest of the current WRITE body from the stream to its destination (or drops it):
+// first what is buffered, then large remainders straight from the socket into segment memory,
+// small ones through the buffer (which then also picks up the frames that follow). Only what
+// the socket already has; kPending when it runs dry (progress stays on the Conn).
+Server::Step Server::ContinueBody(Conn& c, Io& io) {
+  while (c.bodyLeft > 0) {
+    if (io.avail() > 0) {
+      size_t n = size_t(std::min<uint64_t>(c.bodyLeft, io.avail()));
+      if (c.bodyDst) {
+        CopyToCold(c.bodyDst, io.in + io.lo, n);
+        c.bodyDst += n;
+      }
+      io.lo += n;
+      c.bodyLeft -= n;
+      continue;
+    }
+    io.lo = io.hi = 0;
+    ssize_t r;
+    if (c.bodyDst && c.bodyLeft >= Io::kDirect) {
+      r = recv(c.fd, c.bodyDst, size_t(std::min<uint64_t>(c.bodyLeft, Io::kRecvChunk)), 0);
+      if (r > 0) {
+        c.bodyDst += r;
+        c.bodyLeft -= uint64_t(r);
+        continue;
+      }
+    } else {
+      r = recv(c.fd, io.in, c.bulk ? size_t(std::min<uint64_t>(c.bodyLeft, Io::kInCap)) : Io::kInCap, 0);
+      if (r > 0) {
+        io.hi = size_t(r);
+        continue;
+      }
+    }
+    if (r == 0) return Step::kClose;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? Step::kPending : Step::kClose;
+  }
+  if (c.bodyDst) {
+    // Every byte is in segment memory: only now is the WRITE acknowledged.
+    io.bytesWritten += c.bodyLen;
+    Queue(io, kOpcodeWrite, c.bodyId, kOk, "");
+    c.bodySeg.reset();
+    c.bodyDst = nullptr;
+    if (io.out.size() >= kOutFlush && !io.Flush()) return Step::kClose;
+  }
+  return Step::kDone;
 }
 
 void Server::Queue(Io& io, uint8_t op, uint64_t id, int32_t status, const std::string& message, uint32_t payloadLength) {
@@ -467,9 +574,13 @@ Result Server::Authorize(Conn& c, const RequestHeader& h, const std::shared_ptr<
   return GrantCovers(h.grant, opBit, h.offset, h.length, WallMs());
 }
 
-bool Server::ServeFrame(Conn& c, Io& io) {
+Server::Step Server::ServeFrame(Conn& c, Io& io) {
   io.exact = c.bulk;
-  if (!io.Need(kRequestFixedSize)) return false;
+  switch (io.Need(kRequestFixedSize)) {
+    case Io::kHave: break;
+    case Io::kWouldBlock: return Step::kPending;
+    case Io::kGone: return Step::kClose;
+  }
   const uint8_t* fixed = io.in + io.lo;
   RequestHeader h;
   std::string why;
@@ -477,14 +588,18 @@ bool Server::ServeFrame(Conn& c, Io& io) {
   if (tailLen == 0) {
     malformed_++;
     Queue(io, h.op, GetU64(fixed + 8), kInvalidParams, "malformed request: " + why);
-    return false;
+    return Step::kFatal;
   }
-  if (!io.Need(kRequestFixedSize + tailLen)) return false;
+  switch (io.Need(kRequestFixedSize + tailLen)) {
+    case Io::kHave: break;
+    case Io::kWouldBlock: return Step::kPending;
+    case Io::kGone: return Step::kClose;
+  }
   fixed = io.in + io.lo;
   if (!DecodeRequestTail(fixed, fixed + kRequestFixedSize, tailLen, &h, &why)) {
     malformed_++;
     Queue(io, h.op, h.id, kInvalidParams, "malformed request: " + why);
-    return false;
+    return Step::kFatal;
   }
   io.lo += kRequestFixedSize + tailLen;
   io.requests++;
@@ -511,10 +626,12 @@ bool Server::ServeFrame(Conn& c, Io& io) {
   if (!verdict.ok()) {
     if (verdict.status == kAccessDenied) denied_++;
     Queue(io, h.op, h.id, verdict.status, verdict.message);
-    if (h.op != kOpcodeWrite) return true;
-    if (h.length > kMaxDrain) return false;
+    if (h.op != kOpcodeWrite) return Step::kDone;
+    if (h.length > kMaxDrain) return Step::kFatal;
     // Keep the connection in step: swallow the body the client is already sending.
-    return io.Take(nullptr, h.length);
+    c.bodyDst = nullptr;
+    c.bodyLeft = h.length;
+    return ContinueBody(c, io);
   }
 
   switch (h.op) {
@@ -525,27 +642,29 @@ bool Server::ServeFrame(Conn& c, Io& io) {
         const size_t at = io.out.size();
         io.out.resize(at + size_t(h.length));
         memcpy(io.out.data() + at, seg->data() + h.offset, size_t(h.length));
-        if (io.out.size() >= kOutFlush && !io.Flush()) return false;
+        if (io.out.size() >= kOutFlush && !io.Flush()) return Step::kClose;
       } else {
         Queue(io, h.op, h.id, kOk, "", uint32_t(h.length));
         io.bytesRead += h.length;
         io.Publish();
-        Result r = SendAll(c.fd, io.out.data(), io.out.size(), io.deadline, nullptr, true);
+        const int64_t deadline = MonoMs() + opt_.ioTimeoutMs;
+        Result r = SendAll(c.fd, io.out.data(), io.out.size(), deadline, nullptr, true);
         io.out.clear();
-        if (!r.ok()) return false;
-        if (!SendAll(c.fd, seg->data() + h.offset, h.length, io.deadline).ok()) return false;
-        return true;
+        if (!r.ok()) return Step::kClose;
+        if (!SendAll(c.fd, seg->data() + h.offset, h.length, deadline).ok()) return Step::kClose;
+        return Step::kDone;
       }
       io.bytesRead += h.length;
-      return true;
+      return Step::kDone;
     }
     case kOpcodeWrite: {
-      // The body lands directly in segment memory; the OK is queued only once all of it has.
-      if (!io.Take(seg->data() + h.offset, h.length)) return false;
-      io.bytesWritten += h.length;
-      Queue(io, h.op, h.id, kOk, "");
-      if (io.out.size() >= kOutFlush && !io.Flush()) return false;
-      return true;
+      // The body lands directly in segment memory (as it arrives, over as many turns as it
+      // takes); the OK is queued only once all of it has.
+      c.bodySeg = seg;
+      c.bodyDst = seg->data() + h.offset;
+      c.bodyLeft = c.bodyLen = h.length;
+      c.bodyId = h.id;
+      return ContinueBody(c, io);
     }
     case kOpcodeShmInfo: {
       ShmInfo info = seg->info();
@@ -559,13 +678,13 @@ bool Server::ServeFrame(Conn& c, Io& io) {
       memcpy(p + 32, info.path.data(), info.path.size());
       Queue(io, h.op, h.id, kOk, "", uint32_t(payload.size()));
       io.out.insert(io.out.end(), payload.begin(), payload.end());
-      return true;
+      return Step::kDone;
     }
     case kOpcodeGrantCheck:
       Queue(io, h.op, h.id, kOk, "");
-      return true;
+      return Step::kDone;
   }
-  return false;
+  return Step::kFatal;
 }
 
 }  // namespace mooncake

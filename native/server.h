@@ -88,7 +88,27 @@ class Server {
     // The last request carried a large body: read the next header alone, so that body bytes
     // go straight from the socket to segment memory instead of through the input buffer.
     bool bulk = false;
+    // Receive state kept between turns: a worker never waits for a peer's bytes. What has
+    // arrived of a handshake, a frame header or a WRITE body is kept here, the connection goes
+    // back to epoll, and SweepIdle enforces the deadlines.
+    int64_t acceptedAt = 0;       // the handshake must complete within handshakeMs of this
+    uint8_t hs[kAuthSize] = {};   // the AUTH frame so far
+    size_t hsLen = 0;
+    std::vector<uint8_t> carry;   // a partial request header (< RequestMaxSize() bytes)
+    int64_t frameStart = 0;       // when the frame being received began (0: between frames)
+    // A WRITE whose body is still arriving (bodyLeft > 0): into segment memory, or discarded
+    // (bodyDst == nullptr: a refused WRITE's body, drained to keep the stream in step).
+    uint64_t bodyLeft = 0, bodyLen = 0, bodyId = 0;
+    uint8_t* bodyDst = nullptr;
+    std::shared_ptr<Segment> bodySeg;  // keeps the segment mapped while its body arrives
+    // After a fatal frame: the answer is out, our side is shut down (FIN), and the peer's
+    // remaining input is read and dropped (bounded) before close, so no reset drops the answer.
+    bool lingering = false;
+    int64_t lingerUntil = 0;
+    size_t lingerLeft = 0;
   };
+  // What a turn (or a frame) leaves the connection as.
+  enum class Next { kKeep, kClose, kLinger };
 
   void WorkerLoop();
   void AcceptOn(size_t index);
@@ -96,9 +116,16 @@ class Server {
   void CloseConn(const std::shared_ptr<Conn>& c);
   void SweepIdle();
   struct Io;  // one turn's buffered input and output (thread-local buffers)
-  bool ServeTurn(Conn& c);
-  bool ServeFrame(Conn& c, Io& io);
-  bool Handshake(Conn& c);
+  Next ServeTurn(Conn& c);
+  // kDone: frame served; kPending: the peer's bytes ran out mid-frame (state kept on the Conn).
+  enum class Step { kDone, kPending, kClose, kFatal };
+  Step ServeFrame(Conn& c, Io& io);
+  Step ContinueBody(Conn& c, Io& io);
+  Next Handshake(Conn& c);
+  Next Linger(Conn& c);
+  void StartLinger(Conn& c);
+  int HandshakeMs() const { return opt_.ioTimeoutMs < kMaxHandshakeMs ? opt_.ioTimeoutMs : kMaxHandshakeMs; }
+  static constexpr int kMaxHandshakeMs = 5000;
   bool Respond(Conn& c, uint8_t op, uint64_t id, int32_t status, const std::string& message, bool more = false,
                uint32_t payloadLength = 0);
   // Queues a response (and an error message) in the turn's output buffer.

@@ -342,6 +342,7 @@ async function checkLedgers(dir: string, erasures: Erasures, masterAddress: stri
         st.pending = r
         continue
       }
+      const began = st.pending?.t ?? r.t
       st.pending = undefined
       const write = r.op === 'put' || r.op === 'upsert'
       if (r.s === 'ok') {
@@ -352,7 +353,9 @@ async function checkLedgers(dir: string, erasures: Erasures, masterAddress: stri
           if (!st.may.has(r.v!)) violations.push({kind: 'get-returned-unexpected-version', key: r.key, detail: `got version ${r.v}, may be ${[...st.may].join('|')}`})
           st.may = new Set([r.v!])
         }
-        if (!st.may.has(ABSENT)) st.since = r.t
+        // A loss (eviction, segment gone) is legitimate from the moment this operation began: a
+        // segment may die while a write is in flight and its ack is already on the wire.
+        if (!st.may.has(ABSENT)) st.since = began
       } else if (r.s === 'bad') {
         checkedOps++
         st.may.add(r.v ?? -1)
@@ -364,6 +367,11 @@ async function checkLedgers(dir: string, erasures: Erasures, masterAddress: stri
         checkedOps++
         // Present: keep what it may be (an earlier unacknowledged put may have landed).
         if (st.may.size > 1) st.may.delete(ABSENT)
+      } else if (r.op === 'upsert') {
+        // UpsertStart makes the old value unreadable at once (as the original); a failed upsert
+        // revokes, so the key may now hold the new value or nothing.
+        st.may.add(r.v!)
+        st.may.add(ABSENT)
       } else if (write) st.may.add(r.v!)
       else if (r.op === 'remove') st.may.add(ABSENT)
     }
@@ -371,7 +379,8 @@ async function checkLedgers(dir: string, erasures: Erasures, masterAddress: stri
     for (const st of keys.values()) {
       const p = st.pending
       if (p === undefined) continue
-      if (p.op === 'put' || p.op === 'upsert') st.may.add(p.v!)
+      if (p.op === 'put') st.may.add(p.v!)
+      else if (p.op === 'upsert') st.may.add(p.v!).add(ABSENT)
       else if (p.op === 'remove') st.may.add(ABSENT)
       st.pending = undefined
     }

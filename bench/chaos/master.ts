@@ -9,6 +9,7 @@
  *   {"cmd":"mem"}                 process memory (rss, heapUsed) and stats()
  *   {"cmd":"audit"}               atomic snapshot: stats, metrics, sum of live memory replica sizes
  *   {"cmd":"erasures","file":F}   writes the erase log {key: [[t, reason], ...]} to F
+ * Env MOONCAKE_CHAOS_ERASURES=0: no erase log (and no hooks), for the load test.
  */
 import {writeFileSync} from 'node:fs'
 import {createInterface} from 'node:readline'
@@ -38,15 +39,19 @@ const wrap = (name: string, reason: Reason | null, after?: (args: unknown[], res
     }
   }
 }
-wrap('evictObject', 'evict')
-wrap('purge', 'segment')
-wrap('eraseObject', null, (args) => {
-  const o = args[0] as {key: string}
-  const reason = reasons.length > 0 ? reasons[reasons.length - 1] : 'other'
-  let list = erasures.get(o.key)
-  if (list === undefined) erasures.set(o.key, (list = []))
-  list.push([Date.now(), reason])
-})
+// The load test turns the log off (MOONCAKE_CHAOS_ERASURES=0): it grows with every erasure.
+const recording = process.env.MOONCAKE_CHAOS_ERASURES !== '0'
+if (recording) {
+  wrap('evictObject', 'evict')
+  wrap('purge', 'segment')
+  wrap('eraseObject', null, (args) => {
+    const o = args[0] as {key: string}
+    const reason = reasons.length > 0 ? reasons[reasons.length - 1] : 'other'
+    let list = erasures.get(o.key)
+    if (list === undefined) erasures.set(o.key, (list = []))
+    list.push([Date.now(), reason])
+  })
+}
 
 const master = await startMasterServer({host: '127.0.0.1', port: 0, metricsPort: -1, ...opts, service})
 process.stdout.write(`${JSON.stringify({ready: 'master', address: master.address, pid: process.pid})}\n`)

@@ -134,7 +134,8 @@ async function run(ci: number): Promise<void> {
 await Promise.all(clients.map((_, i) => run(i)))
 await Promise.all(clients.map((c) => c.close().catch(() => {})))
 if (ledgerFd >= 0) closeSync(ledgerFd)
+// stdout to a pipe is asynchronous: exit only once the (large) summary line has been flushed.
 process.stdout.write(
   `${JSON.stringify({summary: {proc: o.proc, gen: o.gen, elapsedMs: Date.now() - start, counts, errors, lat, violations, longestOpMs: Math.round(longestOpMs), verifiedGets, bytesVerified}})}\n`,
+  () => process.exit(0),
 )
-process.exit(0)

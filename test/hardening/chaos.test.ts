@@ -6,6 +6,7 @@
  * Invariants: every acknowledged write is read back or was removed/evicted/lost with its segment
  * (as the master recorded), no get returns other bytes, no space leaked, no client hung.
  */
+import {rmSync} from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {suite} from 'uvu'
@@ -15,9 +16,11 @@ import {runChaos, type ChaosResult} from '../../bench/chaos/chaos.js'
 import {killAll} from '../helpers/processes.js'
 
 const t = suite('chaos (short, deterministic)')
+const dir = path.join(os.tmpdir(), `mooncake-chaos-test-${process.pid}`)
 
 t.after(async () => {
   await killAll()
+  rmSync(dir, {recursive: true, force: true})
 })
 
 t('invariants hold under owner kills, a client kill, a connection cut and a partition', async () => {
@@ -35,7 +38,7 @@ t('invariants hold under owner kills, a client kill, a connection cut and a part
       minSize: 64,
       maxSize: 1024 * 1024,
       timeoutMs: 4000,
-      dir: path.join(os.tmpdir(), `mooncake-chaos-test-${process.pid}`),
+      dir,
       log: (l) => lines.push(l),
       schedule: [
         {at: 3000, kind: 'kill-owner', target: 1, forMs: 800},

@@ -234,6 +234,92 @@ test('connection cap: connections beyond maxConnections are refused, not queued 
   b.close()
 })
 
+test('stalled peers (partial handshake, partial header, partial WRITE body) hold no server thread and are timed out', async () => {
+  // 2 threads, ioTimeoutMs 1.5 s (so the handshake deadline is 1.5 s too), token required.
+  const owner = await spawnOwner(['--size', String(MiB), '--no-grants', '--token', 'cluster-secret', '--threads', '2', '--io-ms', '1500'])
+  const endpoint = owner.ready.endpoints[0]
+  const stalled: RawConn[] = []
+  const openedAt = Date.now()
+  // Three times as many stalled peers as threads, of each kind.
+  for (let i = 0; i < 6; i++) {
+    const pre = await RawConn.open(endpoint)
+    await pre.read(48)
+    pre.write(Buffer.from([0x4d])) // one byte of AUTH, then nothing
+    const header = await RawConn.open(endpoint)
+    assert.is((await header.handshake('cluster-secret')).status, 0)
+    header.write(encodeRequest({op: 1, offset: 0n, length: 8n, segment: 'seg'}).subarray(0, 17)) // part of a header
+    const body = await RawConn.open(endpoint)
+    assert.is((await body.handshake('cluster-secret')).status, 0)
+    body.write(encodeRequest({op: 2, id: 5n, offset: 0n, length: BigInt(MiB), segment: 'seg'}))
+    body.write(Buffer.alloc(100 * 1024, 7)) // 100 KiB of a 1 MiB body
+    stalled.push(pre, header, body)
+  }
+  await new Promise((r) => setTimeout(r, 50))
+  const engine = await client('cluster-secret')
+  const peer = owner.ready.endpoints
+  const t0 = Date.now()
+  const [w] = await engine.submit([{op: 'write', local: buf, peer, segment: 'seg', offset: 0, length: 4096}], {transport: 'tcp', timeoutMs: 5000})
+  const back = Buffer.alloc(4096)
+  engine.registerLocalMemory(back)
+  const [r] = await engine.submit([{op: 'read', local: back, peer, segment: 'seg', offset: 0, length: 4096}], {transport: 'tcp', timeoutMs: 5000})
+  const took = Date.now() - t0
+  assert.ok(w.ok && r.ok, `${w.code} ${r.code}`)
+  assert.ok(back.equals(buf.subarray(0, 4096)))
+  assert.ok(took < 700, `a legitimate write + read took ${took} ms behind ${stalled.length} stalled peers on 2 threads`)
+  // The server gives up on every stalled peer by itself, after about ioTimeoutMs.
+  await Promise.all(stalled.map((c) => c.waitClosed()))
+  const closedAfter = Date.now() - openedAt
+  assert.ok(closedAfter >= 1400 && closedAfter < 6000, `stalled peers closed after ${closedAfter} ms`)
+  // The half-written body was never acknowledged; the connections it left are gone.
+  const {stats} = await owner.command<{stats: {server: {connections: number; idleClosed: number}}}>('stats')
+  assert.ok(stats.server.idleClosed >= stalled.length, `idleClosed ${stats.server.idleClosed}`)
+  await owner.kill()
+})
+
+test('a WRITE body that arrives in pieces across many turns is acknowledged once, after its last byte', async () => {
+  const conn = await RawConn.open(open.ready.endpoints[0])
+  await conn.handshake()
+  const body = pseudoRandom(300 * 1024, 11)
+  conn.write(Buffer.concat([encodeRequest({op: 2, id: 77n, offset: 4096n, length: BigInt(body.length), segment: 'seg'}), body.subarray(0, 10)]))
+  for (let at = 10; at < body.length; ) {
+    const n = Math.min(body.length - at, 1 + Math.floor(Math.random() * 40_000))
+    await new Promise((r) => setTimeout(r, 2))
+    conn.write(body.subarray(at, at + n))
+    at += n
+  }
+  // A header split across writes, then a read of what was written.
+  const read = encodeRequest({op: 1, id: 78n, offset: 4096n, length: BigInt(body.length), segment: 'seg'})
+  conn.write(read.subarray(0, 3))
+  await new Promise((r) => setTimeout(r, 20))
+  conn.write(read.subarray(3, 45))
+  await new Promise((r) => setTimeout(r, 20))
+  conn.write(read.subarray(45))
+  const w = await conn.response()
+  assert.equal([w.status, w.id, w.payload.length], [0, 77n, 0])
+  const r = await conn.response()
+  assert.equal([r.status, r.id], [0, 78n])
+  assert.ok(r.payload.equals(body))
+  conn.close()
+})
+
+test('the error for a malformed frame arrives even when the client keeps sending after it', async () => {
+  // Without a drain before close, the unread bytes make the kernel reset the connection, which
+  // can discard the queued INVALID_PARAMS (docs/reliability.md, finding 3).
+  for (let i = 0; i < 20; i++) {
+    const conn = await RawConn.open(open.ready.endpoints[0])
+    await conn.handshake()
+    const ok = encodeRequest({op: 1, id: 1n, offset: 0n, length: 8n, segment: 'seg'})
+    const bad = encodeRequest({op: 1, id: 2n, offset: 0n, length: 8n, segment: 'seg', badCrc: true})
+    // More after the bad frame than the server reads at once (256 KiB), so some is unread.
+    conn.write(Buffer.concat([ok, bad, randomBytes(1024 * 1024)]))
+    const r1 = await conn.response()
+    assert.equal([r1.status, r1.id], [0, 1n])
+    const r2 = await conn.response()
+    assert.is(r2.status, ErrorCode.INVALID_PARAMS)
+    await conn.waitClosed()
+  }
+})
+
 test('idle connections are closed by the server', async () => {
   const idle = await spawnOwner(['--size', String(MiB), '--no-grants', '--idle-ms', '300'])
   const conn = await RawConn.open(idle.ready.endpoints[0])

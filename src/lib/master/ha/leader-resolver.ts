@@ -1,10 +1,11 @@
 /**
  * Finds the leader master through etcd (clients and segment owners with --etcd, issue 5): reads
- * `mooncake/<clusterId>/master` and follows it with a watch; `resolve()` waits (within a
- * deadline) while no leader is elected; `invalidate()` forgets an address that failed so the
- * next resolve asks etcd again.
+ * `mooncake/<clusterId>/master` and caches it; `resolve()` waits (within a deadline) while no
+ * leader is elected; `invalidate()` forgets an address that failed (NOT_LEADER, unreachable) so
+ * the next resolve asks etcd again. No watch: a leader change shows as a failed call anyway, and
+ * etcd3's watch reconnect loop would keep a process with an unreachable etcd alive.
  */
-import type {Etcd3, Watcher} from 'etcd3'
+import type {Etcd3} from 'etcd3'
 
 import {MooncakeError} from '../../errors.js'
 import {connectEtcd, getKey, haKeys} from './etcd.js'
@@ -24,7 +25,6 @@ export interface LeaderInfo {
 
 export class LeaderResolver {
   private cached: LeaderInfo | undefined
-  private watcher: Watcher | undefined
   private closed = false
   private readonly key: string
 
@@ -37,9 +37,7 @@ export class LeaderResolver {
 
   static async create(options: LeaderResolverOptions): Promise<LeaderResolver> {
     const etcd = await connectEtcd(options.etcd, options.callTimeoutMs ?? 2_000)
-    const r = new LeaderResolver(etcd, options.clusterId ?? 'mooncake_cluster')
-    void r.startWatch()
-    return r
+    return new LeaderResolver(etcd, options.clusterId ?? 'mooncake_cluster')
   }
 
   /** The last known leader, without asking etcd. */
@@ -87,27 +85,6 @@ export class LeaderResolver {
 
   close(): void {
     this.closed = true
-    void this.watcher?.cancel().catch(() => {})
     this.etcd.close()
-  }
-
-  private async startWatch(): Promise<void> {
-    try {
-      const w = await this.etcd.watch().key(this.key).create()
-      if (this.closed) {
-        await w.cancel()
-        return
-      }
-      this.watcher = w
-      w.on('put', (kv) => {
-        this.cached = {address: kv.value.toString('utf8'), viewVersion: Number(kv.create_revision)}
-      })
-      w.on('delete', () => {
-        this.cached = undefined
-      })
-      w.on('error', () => {})
-    } catch {
-      // Without a watch the resolver still works by reading the key after each failure.
-    }
   }
 }
