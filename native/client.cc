@@ -262,7 +262,10 @@ void Client::RunGroup(Peer* p, std::vector<SliceTask>& group) {
       uint8_t* mine = rq.local + t.off;
       uint8_t* theirs = seg->data() + rq.offset + t.off;
       if (rq.op == kOpcodeRead) memcpy(mine, theirs, t.len);
-      else memcpy(theirs, mine, t.len);
+      else {
+        seg->PrepareWrite(rq.offset + t.off, t.len);
+        memcpy(theirs, mine, t.len);
+      }
       copied.push_back(&t);
       continue;
     }

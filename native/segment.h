@@ -55,6 +55,12 @@ class Segment {
   // Attached copy: the owner has neither closed the segment nor died.
   bool Live() const;
 
+  // Attached copy, before a large write into [offset, offset+length): the mapping is not
+  // populated up front (see Attach), and write faults come one 4 KiB page at a time, so the
+  // first large write into each 2 MiB chunk fills that chunk's page tables in one call
+  // (MADV_POPULATE_WRITE), 2-3x cheaper than faulting. Small writes just fault.
+  void PrepareWrite(uint64_t offset, uint64_t length);
+
   // [offset, offset+length) lies inside the segment; written so nothing can overflow.
   bool Contains(uint64_t offset, uint64_t length) const { return offset <= size_ && length <= size_ - offset; }
 
@@ -71,6 +77,9 @@ class Segment {
   bool hasGrantKey_ = false;
   uint8_t grantKey_[kGrantKeySize] = {};
   std::atomic<bool> retired_{false};
+  // Attached copy: which 2 MiB chunks of the data have had their page tables populated.
+  std::unique_ptr<std::atomic<uint8_t>[]> populated_;
+  size_t chunks_ = 0;
 };
 
 // Deletes segment files whose owner process is gone (SIGKILL skips every cleanup). A pid that

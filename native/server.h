@@ -3,7 +3,11 @@
 // threads). The taker serves that connection's frames, then re-arms it. Input is read in large
 // chunks into a per-thread buffer, so a pipelined client's many small requests cost one recv;
 // responses are gathered and leave in one send when the input runs dry (or before any wait).
-// Large bodies move with deadline-bounded I/O straight between the socket and segment memory.
+// Input never makes a thread wait: a turn reads only what the socket has; a partial handshake,
+// header or WRITE body stays on the Conn (large bodies go straight from the socket into segment
+// memory as they arrive) and the connection goes back to epoll; SweepIdle enforces the
+// handshake and frame deadlines. Large READ payloads are sent straight from segment memory.
+// After a fatal frame the connection lingers briefly (FIN sent, input drained) before close.
 #pragma once
 
 #include <atomic>

@@ -5,15 +5,13 @@
  * reach the master through another proxy) writing ledgers; a seeded schedule of faults; then the
  * invariants (see docs/reliability.md, "Chaos").
  */
-import {mkdirSync, readdirSync, readFileSync, rmSync} from 'node:fs'
+import {mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
-import {MooncakeClient} from '../../src/lib/client/client.js'
-import {MooncakeError} from '../../src/lib/errors.js'
 import {freePort, killAll, startFixture, type Fixture} from '../../test/helpers/processes.js'
-import {MASTER, mergeCounts, MiB, sleep, startOwner, startWorker, type OwnerFixture, type WorkerSummary} from './lib.js'
+import {MASTER, READER, mergeCounts, MiB, sleep, startOwner, startWorker, type OwnerFixture, type WorkerSummary} from './lib.js'
 import {ChaosProxy} from './proxy.js'
-import {prng, verifyValue} from './values.js'
+import {prng} from './values.js'
 
 export type FaultKind = 'kill-owner' | 'kill-client' | 'cut-master' | 'drop-master' | 'delay-master' | 'partition-owner'
 export interface Fault {
@@ -57,7 +55,11 @@ export interface ChaosResult {
   options: Omit<ChaosOptions, 'log'>
   faults: Array<Fault & {done: string}>
   workerRuns: number
+  /** Outcomes reported by the workers that finished (SIGKILLed ones report none). */
   counts: Record<string, number>
+  /** Outcomes of every operation in the ledgers (all generations; INTERRUPTED = cut by SIGKILL). */
+  ledgerCounts: Record<string, number>
+  keys: number
   /** Operations whose result was checked against the ledger (acknowledged puts/upserts/removes, gets). */
   checkedOps: number
   verifiedGets: number
@@ -247,7 +249,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
         if (s === 'hung') {
           violations.push({kind: 'client-hung', detail: `worker ${p} gen ${w.gen} did not finish by its deadline`})
           await w.fixture.kill('SIGKILL')
-        } else if (s === null) violations.push({kind: 'client-crashed', detail: `worker ${p} gen ${w.gen} exited without a summary: ${w.fixture.stderr().slice(-500)}`})
+        } else if (s === null) {
+          const e = await w.fixture.exited
+          violations.push({kind: 'client-crashed', detail: `worker ${p} gen ${w.gen} exited (code ${e.code}, signal ${e.signal}) without a summary: ${w.fixture.stderr().slice(-500)}`})
+        }
         break
       }
     }
@@ -281,6 +286,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
       faults,
       workerRuns,
       counts,
+      ledgerCounts: verify.ledgerCounts,
+      keys: verify.keys,
       checkedOps: verify.checkedOps,
       verifiedGets: verifiedGets + verify.final.intact,
       finalCheck: verify.final,
@@ -313,6 +320,8 @@ async function checkLedgers(dir: string, erasures: Erasures, masterAddress: stri
   }
   const keys = new Map<string, KeyState>()
   let checkedOps = 0
+  /** Outcomes of every operation in the ledgers, SIGKILLed generations included. */
+  const ledgerCounts: Record<string, number> = {}
   const legitimateLoss = (key: string, since: number): string | undefined => {
     for (const [t, r] of erasures[key] ?? []) if (t >= since - 5 && r !== 'other') return r
     return undefined
@@ -344,6 +353,8 @@ async function checkLedgers(dir: string, erasures: Erasures, masterAddress: stri
       }
       const began = st.pending?.t ?? r.t
       st.pending = undefined
+      const outcome = `${r.op}:${r.s === 'ok' ? 'OK' : r.s === 'bad' ? 'BAD' : r.code}`
+      ledgerCounts[outcome] = (ledgerCounts[outcome] ?? 0) + 1
       const write = r.op === 'put' || r.op === 'upsert'
       if (r.s === 'ok') {
         checkedOps++
@@ -379,6 +390,7 @@ async function checkLedgers(dir: string, erasures: Erasures, masterAddress: stri
     for (const st of keys.values()) {
       const p = st.pending
       if (p === undefined) continue
+      ledgerCounts[`${p.op}:INTERRUPTED`] = (ledgerCounts[`${p.op}:INTERRUPTED`] ?? 0) + 1
       if (p.op === 'put') st.may.add(p.v!)
       else if (p.op === 'upsert') st.may.add(p.v!).add(ABSENT)
       else if (p.op === 'remove') st.may.add(ABSENT)
@@ -388,46 +400,34 @@ async function checkLedgers(dir: string, erasures: Erasures, masterAddress: stri
 
   // Final read of every key ever touched.
   const final: Record<string, number> = {intact: 0, removed: 0, evicted: 0, 'segment-lost': 0, 'uncertain-absent': 0, unreadable: 0}
-  const client = await MooncakeClient.connect({masterAddress, transport: 'tcp', timeoutMs: 10_000})
-  try {
-    const list = [...keys.entries()]
-    let next = 0
-    const reader = async () => {
-      while (next < list.length) {
-        const [key, st] = list[next++]
-        let got: number
-        try {
-          const bytes = await client.get(key)
-          const v = verifyValue(key, bytes)
-          if (!v.ok) {
-            violations.push({kind: 'corrupt-final-read', key, detail: v.why})
-            continue
-          }
-          got = v.version
-        } catch (err) {
-          if (err instanceof MooncakeError && err.code === 'OBJECT_NOT_FOUND') got = ABSENT
-          else {
-            final.unreadable++
-            violations.push({kind: 'final-read-failed', key, detail: String(err)})
-            continue
-          }
-        }
-        checkedOps++
-        if (st.may.has(got)) {
-          if (got !== ABSENT) final.intact++
-          else if (st.may.size === 1) final.removed++
-          else final['uncertain-absent']++
-        } else if (got === ABSENT) {
-          const why = legitimateLoss(key, st.since)
-          if (why === 'evict') final.evicted++
-          else if (why === 'segment') final['segment-lost']++
-          else missing(key, st, Date.now(), 'final read')
-        } else violations.push({kind: 'final-read-unexpected-version', key, detail: `got version ${got}, may be ${[...st.may].join('|')}`})
+  const keysFile = path.join(dir, 'final-keys.json')
+  const outFile = path.join(dir, 'final-reads.json')
+  writeFileSync(keysFile, JSON.stringify([...keys.keys()]))
+  const reader = await startFixture(READER, [JSON.stringify({masterAddress, keysFile, outFile})], {timeoutMs: 120_000})
+  await Promise.race([reader.exited, sleep(5000)])
+  const reads = JSON.parse(readFileSync(outFile, 'utf8')) as Record<string, number | string>
+  for (const [key, st] of keys) {
+    const r = reads[key]
+    if (typeof r === 'string') {
+      if (r.startsWith('bad')) violations.push({kind: 'corrupt-final-read', key, detail: r})
+      else {
+        final.unreadable++
+        violations.push({kind: 'final-read-failed', key, detail: r})
       }
+      continue
     }
-    await Promise.all(Array.from({length: 8}, reader))
-  } finally {
-    await client.close()
+    const got = r
+    checkedOps++
+    if (st.may.has(got)) {
+      if (got !== ABSENT) final.intact++
+      else if (st.may.size === 1) final.removed++
+      else final['uncertain-absent']++
+    } else if (got === ABSENT) {
+      const why = legitimateLoss(key, st.since)
+      if (why === 'evict') final.evicted++
+      else if (why === 'segment') final['segment-lost']++
+      else missing(key, st, Date.now(), 'final read')
+    } else violations.push({kind: 'final-read-unexpected-version', key, detail: `got version ${got}, may be ${[...st.may].join('|')}`})
   }
-  return {checkedOps, final, keys: keys.size}
+  return {checkedOps, final, keys: keys.size, ledgerCounts}
 }

@@ -5,6 +5,7 @@ export const MiB = 2 ** 20
 export const MASTER = 'bench/chaos/master.ts'
 export const OWNER = 'test/integration/fixtures/segment-owner.ts'
 export const WORKER = 'bench/chaos/worker.ts'
+export const READER = 'bench/chaos/reader.ts'
 
 export type OwnerFixture = Fixture<{name: string; endpoints: string[]; pid: number}>
 
