@@ -102,9 +102,11 @@ test('SIGSTOP the leader past its lease, then SIGCONT: it steps down and acknowl
     const code = (r as PromiseRejectedResult).reason?.code
     assert.ok(code === 'NOT_LEADER' || code === 'UNAVAILABLE', `code ${code}`)
   }
-  await waitFor(async () => (await health(leader))?.role === 'standby', 5_000, 'the old leader to become a standby')
-  const h = await health(leader)
-  assert.is(h!.leader, next.address)
+  // A fresh standby reports its role before it has read the leader key: wait for both.
+  await waitFor(async () => {
+    const h = await health(leader)
+    return h?.role === 'standby' && h.leader === next.address
+  }, 5_000, `the old leader to become a standby following ${next.address}`)
   direct.close()
   // none of it reached the cluster
   const fresh = await rawClient(next.address)
