@@ -6,6 +6,7 @@ import type {MooncakeClientOptions} from '../lib/client/options.js'
 import {clientTls, resolveConfig, resolveToken, type ConfigInput, type GlobalConfig, type ResolvedConfig} from '../lib/config.js'
 import {configureEtcd} from '../lib/etcd-options.js'
 import {exitCodeFor, type MooncakeError} from '../lib/errors.js'
+import type {P2PAdmin} from '../lib/p2p/admin.js'
 import {colors} from './color.js'
 import {CommandDeadline} from './deadline.js'
 import {errorLine, toCliError} from './errors.js'
@@ -247,6 +248,21 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       )
       this.onCleanup(() => client.close())
       return client
+    } finally {
+      this.deadline.waitingFor = undefined
+    }
+  }
+
+  /** A P2P admin client (list, unregister, delete-replica) on --etcd, closed after run(). */
+  protected async connectP2PAdmin(): Promise<P2PAdmin> {
+    const {requireEtcd} = await import('../lib/p2p/cli-support.js')
+    const {P2PAdmin} = await import('../lib/p2p/admin.js')
+    const etcd = requireEtcd(this.settings.etcd)
+    this.deadline.waitingFor = `etcd ${etcd.join(',')}`
+    try {
+      const admin = await this.deadline.race(P2PAdmin.connect({etcd, clusterId: this.settings.clusterId}))
+      this.onCleanup(() => admin.close())
+      return admin
     } finally {
       this.deadline.waitingFor = undefined
     }

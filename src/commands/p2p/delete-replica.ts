@@ -18,13 +18,7 @@ With several such peers, choose one with --peer. Needs --etcd (or MOONCAKE_ETCD)
   }
 
   async run(): Promise<{name: string; ok: true}> {
-    const {requireEtcd} = await import('../../lib/p2p/cli-support.js')
-    const {P2PAdmin} = await import('../../lib/p2p/admin.js')
-    const etcd = requireEtcd(this.settings.etcd)
-    this.deadline.waitingFor = `etcd ${etcd.join(',')}`
-    const admin = await this.deadline.race(P2PAdmin.connect({etcd, clusterId: this.settings.clusterId}))
-    this.deadline.waitingFor = undefined
-    this.onCleanup(() => admin.close())
+    const admin = await this.connectP2PAdmin()
     const {name} = this.args
     const {peer} = await this.deadline.race(admin.deleteReplica(name, {peer: this.flags.peer, timeoutMs: this.deadline.remainingMs(600_000)}))
     this.log(`deleted the replica of ${name} on peer ${peer}`)

@@ -16,12 +16,8 @@ export default class P2PList extends BaseCommand<typeof P2PList> {
   }
 
   async run(): Promise<PayloadInfo[]> {
-    const {requireEtcd} = await import('../../lib/p2p/cli-support.js')
-    const {P2PAdmin} = await import('../../lib/p2p/admin.js')
-    const etcd = requireEtcd(this.settings.etcd)
-    this.deadline.waitingFor = `etcd ${etcd.join(',')}`
-    const admin = await this.deadline.race(P2PAdmin.connect({etcd, clusterId: this.settings.clusterId}))
-    this.onCleanup(() => admin.close())
+    const admin = await this.connectP2PAdmin()
+    this.deadline.waitingFor = `etcd ${this.settings.etcd?.join(',')}`
     const payloads = await this.deadline.race(admin.list(this.args.prefix ?? ''))
     this.deadline.waitingFor = undefined
     if (payloads.length === 0) this.notice(this.args.prefix ? `no payload starts with "${this.args.prefix}"` : 'no payloads registered')

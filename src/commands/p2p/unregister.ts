@@ -12,13 +12,7 @@ Peers that downloaded a replica keep serving theirs until \`p2p delete-replica\`
   }
 
   async run(): Promise<{name: string; ok: true}> {
-    const {requireEtcd} = await import('../../lib/p2p/cli-support.js')
-    const {P2PAdmin} = await import('../../lib/p2p/admin.js')
-    const etcd = requireEtcd(this.settings.etcd)
-    this.deadline.waitingFor = `etcd ${etcd.join(',')}`
-    const admin = await this.deadline.race(P2PAdmin.connect({etcd, clusterId: this.settings.clusterId}))
-    this.deadline.waitingFor = undefined
-    this.onCleanup(() => admin.close())
+    const admin = await this.connectP2PAdmin()
     const {name} = this.args
     const {peer} = await this.deadline.race(admin.unregister(name, {timeoutMs: this.deadline.remainingMs(600_000)}))
     this.log(peer ? `unregistered ${name} (peer ${peer} stopped serving it)` : `unregistered ${name} (its owner was gone)`)
