@@ -66,5 +66,5 @@ console.log(
     1,
   ),
 )
-console.log(`written ${out}`)
+console.log(`written ${out}; ledgers and erasure log in ${result.options.dir}`)
 process.exit(result.violations.length === 0 ? 0 : 1)

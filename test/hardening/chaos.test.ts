@@ -53,6 +53,8 @@ t('invariants hold under owner kills, a client kill, a connection cut and a part
     throw new Error(`${String((err as Error)?.stack ?? err)}\n${lines.join('\n')}`)
   }
   const brief = JSON.stringify({faults: result.faults, counts: result.counts, final: result.finalCheck, erasures: result.erasures, violations: result.violations.slice(0, 10)}, null, 1)
+  const operations = Object.values(result.ledgerCounts).reduce((a, b) => a + b, 0)
+  console.log(`chaos: ${operations} operations, ${result.checkedOps} outcomes checked, final ${JSON.stringify(result.finalCheck)}, ${result.violations.length} violations`)
   assert.is(result.violations.length, 0, brief)
   assert.is(result.faults.length, 6, brief)
   for (const f of result.faults) assert.not.match(f.done, /error|failed/, brief)
