@@ -18,8 +18,13 @@ let owner: Fixture<{name: string; endpoints: string[]}>
 let client: MasterClient
 let tmuxStarted = false
 
+// The terminal of a person, not of CI: ink renders only the final frame when it sees CI variables.
+const terminalEnv = Object.fromEntries(
+  Object.entries(process.env).filter(([name]) => !['CI', 'CONTINUOUS_INTEGRATION', 'BUILD_NUMBER', 'RUN_ID'].includes(name) && !name.startsWith('CI_')),
+)
+
 function tmux(...args: string[]): string {
-  return execFileSync('tmux', ['-L', SOCKET, ...args], {encoding: 'utf8', env: {...process.env, TMUX: ''}})
+  return execFileSync('tmux', ['-L', SOCKET, ...args], {encoding: 'utf8', env: {...terminalEnv, TMUX: ''}})
 }
 
 function screen(): string {
