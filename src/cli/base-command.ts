@@ -7,6 +7,8 @@ import {clientTls, resolveConfig, resolveToken, type ConfigInput, type GlobalCon
 import {configureEtcd} from '../lib/etcd-options.js'
 import {exitCodeFor, type MooncakeError} from '../lib/errors.js'
 import type {P2PAdmin} from '../lib/p2p/admin.js'
+import type {P2PStore} from '../lib/p2p/store.js'
+import type {P2PEvent} from '../lib/p2p/types.js'
 import {colors} from './color.js'
 import {CommandDeadline} from './deadline.js'
 import {errorLine, toCliError} from './errors.js'
@@ -248,6 +250,47 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       )
       this.onCleanup(() => client.close())
       return client
+    } finally {
+      this.deadline.waitingFor = undefined
+    }
+  }
+
+  /**
+   * A serving P2P peer (register, get) on --etcd, closed after run(). `onEvent` sees every event
+   * first; control requests, retries and warnings are logged here.
+   */
+  protected async openP2PStore(
+    peer: {peer?: string; host: string; port: number; insecure: boolean; leaseTtl: string; concurrency?: number},
+    onEvent: (event: P2PEvent) => void,
+  ): Promise<P2PStore> {
+    const {requireEtcd} = await import('../lib/p2p/cli-support.js')
+    const {P2PStore} = await import('../lib/p2p/store.js')
+    const {parseDuration} = await import('../lib/units.js')
+    const etcd = requireEtcd(this.settings.etcd)
+    this.deadline.waitingFor = `etcd ${etcd.join(',')}`
+    try {
+      const store = await this.deadline.race(
+        P2PStore.open({
+          etcd,
+          clusterId: this.settings.clusterId,
+          peerName: peer.peer,
+          host: peer.host,
+          port: peer.port,
+          token: this.clusterToken(),
+          insecure: peer.insecure,
+          leaseTtlMs: parseDuration(peer.leaseTtl),
+          ...(peer.concurrency === undefined ? {} : {concurrency: peer.concurrency}),
+          onEvent: (event) => {
+            onEvent(event)
+            if (event.type === 'retry') this.logger.debug(`shard ${event.shard} from ${event.holder} failed (${event.error}); trying another holder`)
+            else if (event.type === 'control') this.logger.info(`${event.op} of "${event.name}" requested by ${event.from}: ${event.ok ? 'done' : event.error}`)
+            else if (event.type === 'warning') this.logger.warn(event.message)
+            else if (event.type === 'lease-regranted') this.logger.warn(`etcd lease lost and re-granted for peer ${event.peer}`)
+          },
+        }),
+      )
+      this.onCleanup(() => store.close())
+      return store
     } finally {
       this.deadline.waitingFor = undefined
     }

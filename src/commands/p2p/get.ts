@@ -29,35 +29,14 @@ With --seed it keeps serving the replica after the download (printing a ready li
   }
 
   async run(): Promise<{name: string; bytes: number; seconds: number} | undefined> {
-    const {requireEtcd, resolveDestinations} = await import('../../lib/p2p/cli-support.js')
-    const {P2PStore} = await import('../../lib/p2p/store.js')
+    const {resolveDestinations} = await import('../../lib/p2p/cli-support.js')
     const {MooncakeError} = await import('../../lib/errors.js')
-    const etcd = requireEtcd(this.settings.etcd)
     const {name, dest} = this.args
     let replicaGone: (() => void) | undefined
     const deleted = new Promise<string>((resolve) => (replicaGone = () => resolve('deleted')))
-    this.deadline.waitingFor = `etcd ${etcd.join(',')}`
-    const store = await this.deadline.race(
-      P2PStore.open({
-        etcd,
-        clusterId: this.settings.clusterId,
-        peerName: this.flags.peer,
-        host: this.flags.host,
-        port: this.flags.port,
-        token: this.clusterToken(),
-        insecure: this.flags.insecure,
-        leaseTtlMs: parseDuration(this.flags['lease-ttl']),
-        concurrency: this.flags.concurrency,
-        onEvent: (event) => {
-          if (event.type === 'released' && event.name === name && event.reason === 'delete-replica') replicaGone?.()
-          else if (event.type === 'retry') this.logger.debug(`shard ${event.shard} from ${event.holder} failed (${event.error}); trying another holder`)
-          else if (event.type === 'control') this.logger.info(`${event.op} of "${event.name}" requested by ${event.from}: ${event.ok ? 'done' : event.error}`)
-          else if (event.type === 'warning') this.logger.warn(event.message)
-        },
-      }),
-    )
-    this.deadline.waitingFor = undefined
-    this.onCleanup(() => store.close())
+    const store = await this.openP2PStore({...this.flags, leaseTtl: this.flags['lease-ttl']}, (event) => {
+      if (event.type === 'released' && event.name === name && event.reason === 'delete-replica') replicaGone?.()
+    })
     const record = await this.deadline.race(store.info(name))
     if (!record) throw new MooncakeError('PAYLOAD_NOT_FOUND', `payload "${name}" is not registered`)
     const {destinations, files} = await resolveDestinations(record, dest)

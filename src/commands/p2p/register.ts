@@ -3,7 +3,7 @@ import path from 'node:path'
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {formatBytes, parseDuration, parseSize} from '../../lib/units.js'
+import {formatBytes, parseSize} from '../../lib/units.js'
 
 export default class P2PRegister extends BaseCommand<typeof P2PRegister> {
   static override summary = 'serve files as one P2P payload until stopped'
@@ -30,36 +30,14 @@ Prints one ready line on stdout when it serves (a JSON object with --json). Need
   }
 
   async run(): Promise<void> {
-    const {requireEtcd} = await import('../../lib/p2p/cli-support.js')
-    const {P2PStore} = await import('../../lib/p2p/store.js')
-    const etcd = requireEtcd(this.settings.etcd)
     // strict=false: every positional (NAME FILE...) is in argv.
     const [name, ...files] = (await this.parse(P2PRegister)).argv as string[]
     const maxShardSize = parseSize(this.flags['shard-size'])
-    const leaseTtlMs = parseDuration(this.flags['lease-ttl'])
     let stopReason: ((why: string) => void) | undefined
     const released = new Promise<string>((resolve) => (stopReason = resolve))
-    this.deadline.waitingFor = `etcd ${etcd.join(',')}`
-    const store = await this.deadline.race(
-      P2PStore.open({
-        etcd,
-        clusterId: this.settings.clusterId,
-        peerName: this.flags.peer,
-        host: this.flags.host,
-        port: this.flags.port,
-        token: this.clusterToken(),
-        insecure: this.flags.insecure,
-        leaseTtlMs,
-        onEvent: (event) => {
-          if (event.type === 'released' && event.name === name && event.reason === 'unregister') stopReason?.('unregistered')
-          else if (event.type === 'control') this.logger.info(`${event.op} of "${event.name}" requested by ${event.from}: ${event.ok ? 'done' : event.error}`)
-          else if (event.type === 'warning') this.logger.warn(event.message)
-          else if (event.type === 'lease-regranted') this.logger.warn(`etcd lease lost and re-granted for peer ${event.peer}`)
-        },
-      }),
-    )
-    this.deadline.waitingFor = undefined
-    this.onCleanup(() => store.close())
+    const store = await this.openP2PStore({...this.flags, leaseTtl: this.flags['lease-ttl']}, (event) => {
+      if (event.type === 'released' && event.name === name && event.reason === 'unregister') stopReason?.('unregistered')
+    })
     const info = await this.deadline.race(
       store.register(name, files.map((file) => ({file})), {maxShardSize, partNames: files.map((f) => path.basename(f))}),
     )
