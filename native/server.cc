@@ -36,6 +36,26 @@ constexpr size_t kOutFlush = 256 * 1024;
 // requests and bodies already in flight (reading and dropping 4 MiB costs ~1 ms).
 constexpr int64_t kLingerMs = 100;
 constexpr size_t kLingerBytes = 4u << 20;
+// Pending output buffers larger than this are released once sent (a stalled connection must
+// not keep a big buffer for its lifetime).
+constexpr size_t kKeepPendingCapacity = 64 * 1024;
+
+// Sends what the socket takes now: the number of bytes sent (less than len when it is full),
+// or -1 when the connection is broken.
+ssize_t SendSome(int fd, const uint8_t* data, size_t len, bool more) {
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = send(fd, data + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT | (more ? MSG_MORE : 0));
+    if (n > 0) {
+      done += size_t(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    return -1;
+  }
+  return ssize_t(done);
+}
 }  // namespace
 
 Server::Server(ServerOptions options, SegmentTable* segments) : opt_(std::move(options)), segments_(segments) {}
@@ -214,12 +234,14 @@ void Server::AcceptOn(size_t index) {
   }
 }
 
-void Server::Rearm(const std::shared_ptr<Conn>& c) {
+void Server::Rearm(const std::shared_ptr<Conn>& c, bool forWrite) {
   std::lock_guard<std::mutex> lock(mu_);
   c->busy = false;
   c->lastActive = MonoMs();
   epoll_event ev{};
-  ev.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+  // Waiting to write: no EPOLLRDHUP, or a peer that half-closed without reading would wake us
+  // forever; a full close or reset still reports EPOLLHUP/EPOLLERR.
+  ev.events = forWrite ? EPOLLOUT | EPOLLONESHOT : EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
   ev.data.u64 = c->id;
   epoll_ctl(epfd_, EPOLL_CTL_MOD, c->fd, &ev);
 }
@@ -246,6 +268,7 @@ void Server::SweepIdle() {
         if (c.lingering) expired = now >= c.lingerUntil;
         else if (!c.authed) expired = now - c.acceptedAt > handshakeMs;  // partial or missing handshake
         else if (c.frameStart) expired = now - c.frameStart > opt_.ioTimeoutMs;  // partial frame or body
+        if (!expired && c.sendStart) expired = now - c.sendStart > opt_.ioTimeoutMs;  // peer not reading
         if (!expired) expired = now - c.lastActive > opt_.idleTimeoutMs;
       }
       if (expired) {
@@ -288,7 +311,8 @@ void Server::WorkerLoop() {
       StartLinger(*c);
       next = Next::kKeep;
     }
-    if (next == Next::kKeep && !stopping_) Rearm(c);
+    if (next == Next::kWaitWrite && !stopping_) Rearm(c, true);
+    else if (next == Next::kKeep && !stopping_) Rearm(c);
     else CloseConn(c);
   }
 }
@@ -384,7 +408,7 @@ Server::Next Server::Handshake(Conn& c) {
 // Conn::body*), the answers are sent and the turn ends. So per-thread buffers are enough.
 struct Server::Io {
   int fd;
-  int64_t ioTimeoutMs;
+  Conn* c;
   uint8_t* in;
   size_t lo = 0, hi = 0;
   std::vector<uint8_t>& out;
@@ -403,12 +427,30 @@ struct Server::Io {
     if (bytesWritten) l->bytesWritten.fetch_add(bytesWritten, std::memory_order_relaxed);
     requests = bytesRead = bytesWritten = 0;
   }
-  bool Flush() {
+  // Sends the gathered answers without waiting; what the socket does not take moves to the
+  // Conn (kBlocked) and leaves when epoll says there is room.
+  Sent Flush(bool more = false) {
     Publish();
-    if (out.empty()) return true;
-    bool ok = SendAll(fd, out.data(), out.size(), MonoMs() + ioTimeoutMs).ok();
+    if (out.empty()) return Sent::kAll;
+    const ssize_t n = SendSome(fd, out.data(), out.size(), more);
+    if (n >= 0 && size_t(n) < out.size()) {
+      c->pendOut.assign(out.begin() + n, out.end());
+      c->pendOutAt = 0;
+      c->sendStart = MonoMs();
+    }
+    const bool all = n >= 0 && size_t(n) == out.size();
     out.clear();
-    return ok;
+    return n < 0 ? Sent::kFailed : all ? Sent::kAll : Sent::kBlocked;
+  }
+  // At a frame's end: answers leave once the buffer is large.
+  Step FlushIfFull() {
+    if (out.size() < kOutFlush) return Step::kDone;
+    switch (Flush()) {
+      case Sent::kAll: return Step::kDone;
+      case Sent::kBlocked: return Step::kBlocked;
+      case Sent::kFailed: return Step::kClose;
+    }
+    return Step::kClose;
   }
   // Makes `n` (<= kInCap) contiguous bytes available at in + lo from what the socket already
   // has; kWouldBlock when it has not got them yet (nothing is consumed: the caller keeps the
@@ -437,13 +479,44 @@ struct Server::Io {
   static constexpr size_t kRecvChunk = 4u << 20;
 };
 
+Server::Sent Server::SendPending(Conn& c) {
+  if (c.pendOutAt < c.pendOut.size()) {
+    const ssize_t n = SendSome(c.fd, c.pendOut.data() + c.pendOutAt, c.pendOut.size() - c.pendOutAt, c.pendLeft > 0);
+    if (n < 0) return Sent::kFailed;
+    c.pendOutAt += size_t(n);
+    if (c.pendOutAt < c.pendOut.size()) return Sent::kBlocked;
+    c.pendOut.clear();
+    if (c.pendOut.capacity() > kKeepPendingCapacity) c.pendOut.shrink_to_fit();
+    c.pendOutAt = 0;
+  }
+  if (c.pendLeft > 0) {
+    const ssize_t n = SendSome(c.fd, c.pendData, size_t(c.pendLeft), false);
+    if (n < 0) return Sent::kFailed;
+    c.pendData += n;
+    c.pendLeft -= uint64_t(n);
+    if (c.pendLeft > 0) return Sent::kBlocked;
+  }
+  c.pendSeg.reset();
+  c.pendData = nullptr;
+  c.sendStart = 0;
+  return Sent::kAll;
+}
+
 Server::Next Server::ServeTurn(Conn& c) {
   if (c.lingering) return Linger(c);
   if (!c.authed) return Handshake(c);
+  if (c.pending()) {
+    // Answers from an earlier turn go first; until they are out, no new request is read.
+    switch (SendPending(c)) {
+      case Sent::kAll: break;
+      case Sent::kBlocked: return Next::kWaitWrite;
+      case Sent::kFailed: return Next::kClose;
+    }
+  }
   static thread_local std::unique_ptr<uint8_t[]> inBuf(new uint8_t[Io::kInCap]);
   static thread_local std::vector<uint8_t> outBuf;
   outBuf.clear();
-  Io io{c.fd, opt_.ioTimeoutMs, inBuf.get(), 0, 0, outBuf};
+  Io io{c.fd, &c, inBuf.get(), 0, 0, outBuf};
   io.l = listeners_[c.listener].get();
   if (!c.carry.empty()) {
     // The start of a header that arrived in an earlier turn.
@@ -460,7 +533,11 @@ Server::Next Server::ServeTurn(Conn& c) {
   while (step == Step::kDone && !stopping_) {
     if (io.avail() == 0) {
       // Between frames: answer what was served, then see whether more requests are waiting.
-      if (!io.Flush()) return Next::kClose;
+      switch (io.Flush()) {
+        case Sent::kAll: break;
+        case Sent::kBlocked: return Next::kWaitWrite;
+        case Sent::kFailed: return Next::kClose;
+      }
       if (frames >= kMaxFramesPerTurn) return Next::kKeep;
       io.lo = io.hi = 0;
       io.exact = c.bulk;
@@ -485,9 +562,20 @@ Server::Next Server::ServeTurn(Conn& c) {
       // The peer's bytes ran out inside a frame: keep what came (a header's start; a body's
       // progress is already on the Conn), answer what was served, and give the thread back.
       if (c.bodyLeft == 0 && io.avail() > 0) c.carry.assign(io.in + io.lo, io.in + io.hi);
-      return io.Flush() ? Next::kKeep : Next::kClose;
+      switch (io.Flush()) {
+        case Sent::kAll: return Next::kKeep;
+        case Sent::kBlocked: return Next::kWaitWrite;
+        case Sent::kFailed: return Next::kClose;
+      }
+      return Next::kClose;
+    case Step::kBlocked:
+      // The frame is served; its answers wait on the Conn. Requests already read stay here.
+      c.frameStart = 0;
+      if (io.avail() > 0) c.carry.assign(io.in + io.lo, io.in + io.hi);
+      return Next::kWaitWrite;
     case Step::kFatal:
-      return io.Flush() ? Next::kLinger : Next::kClose;
+      // An error a peer cannot take at once is not worth waiting for.
+      return io.Flush() == Sent::kAll ? Next::kLinger : Next::kClose;
     case Step::kClose:
       io.Flush();
       return Next::kClose;
@@ -537,7 +625,7 @@ Server::Step Server::ContinueBody(Conn& c, Io& io) {
     Queue(io, kOpcodeWrite, c.bodyId, kOk, "");
     c.bodySeg.reset();
     c.bodyDst = nullptr;
-    if (io.out.size() >= kOutFlush && !io.Flush()) return Step::kClose;
+    return io.FlushIfFull();
   }
   return Step::kDone;
 }
@@ -642,20 +730,30 @@ Server::Step Server::ServeFrame(Conn& c, Io& io) {
         const size_t at = io.out.size();
         io.out.resize(at + size_t(h.length));
         memcpy(io.out.data() + at, seg->data() + h.offset, size_t(h.length));
-        if (io.out.size() >= kOutFlush && !io.Flush()) return Step::kClose;
-      } else {
-        Queue(io, h.op, h.id, kOk, "", uint32_t(h.length));
         io.bytesRead += h.length;
-        io.Publish();
-        const int64_t deadline = MonoMs() + opt_.ioTimeoutMs;
-        Result r = SendAll(c.fd, io.out.data(), io.out.size(), deadline, nullptr, true);
-        io.out.clear();
-        if (!r.ok()) return Step::kClose;
-        if (!SendAll(c.fd, seg->data() + h.offset, h.length, deadline).ok()) return Step::kClose;
-        return Step::kDone;
+        return io.FlushIfFull();
       }
+      Queue(io, h.op, h.id, kOk, "", uint32_t(h.length));
       io.bytesRead += h.length;
-      return Step::kDone;
+      const uint8_t* payload = seg->data() + h.offset;
+      uint64_t left = h.length;
+      switch (io.Flush(true)) {
+        case Sent::kAll: {
+          const ssize_t n = SendSome(c.fd, payload, size_t(left), false);
+          if (n < 0) return Step::kClose;
+          payload += n;
+          left -= uint64_t(n);
+          if (left == 0) return Step::kDone;
+          c.sendStart = MonoMs();
+          break;
+        }
+        case Sent::kBlocked: break;  // the header waits on the Conn; the payload follows it
+        case Sent::kFailed: return Step::kClose;
+      }
+      c.pendSeg = seg;
+      c.pendData = payload;
+      c.pendLeft = left;
+      return Step::kBlocked;
     }
     case kOpcodeWrite: {
       // The body lands directly in segment memory (as it arrives, over as many turns as it

@@ -7,6 +7,10 @@
 // header or WRITE body stays on the Conn (large bodies go straight from the socket into segment
 // memory as they arrive) and the connection goes back to epoll; SweepIdle enforces the
 // handshake and frame deadlines. Large READ payloads are sent straight from segment memory.
+// Output never makes a thread wait either: what the socket does not take stays on the Conn
+// (owned bytes, then at most one slice of segment memory, kept mapped), the connection waits
+// in epoll for EPOLLOUT with its input unread (backpressure), and SweepIdle gives up on a peer
+// that stops reading for ioTimeoutMs.
 // After a fatal frame the connection lingers briefly (FIN sent, input drained) before close.
 #pragma once
 
@@ -110,19 +114,33 @@ class Server {
     bool lingering = false;
     int64_t lingerUntil = 0;
     size_t lingerLeft = 0;
+    // Answers the socket has not taken yet: pendOut[pendOutAt..], then pendLeft bytes of
+    // segment memory at pendData (pendSeg keeps it mapped). sendStart: when output stalled.
+    std::vector<uint8_t> pendOut;
+    size_t pendOutAt = 0;
+    std::shared_ptr<Segment> pendSeg;
+    const uint8_t* pendData = nullptr;
+    uint64_t pendLeft = 0;
+    int64_t sendStart = 0;
+    bool pending() const { return pendOutAt < pendOut.size() || pendLeft > 0; }
   };
-  // What a turn (or a frame) leaves the connection as.
-  enum class Next { kKeep, kClose, kLinger };
+  // What a turn (or a frame) leaves the connection as. kWaitWrite: answers are waiting for
+  // room in the socket; wait for EPOLLOUT, read nothing meanwhile.
+  enum class Next { kKeep, kClose, kLinger, kWaitWrite };
+  // How far an attempt to send got without waiting.
+  enum class Sent { kAll, kBlocked, kFailed };
 
   void WorkerLoop();
   void AcceptOn(size_t index);
-  void Rearm(const std::shared_ptr<Conn>& c);
+  void Rearm(const std::shared_ptr<Conn>& c, bool forWrite = false);
   void CloseConn(const std::shared_ptr<Conn>& c);
   void SweepIdle();
   struct Io;  // one turn's buffered input and output (thread-local buffers)
   Next ServeTurn(Conn& c);
-  // kDone: frame served; kPending: the peer's bytes ran out mid-frame (state kept on the Conn).
-  enum class Step { kDone, kPending, kClose, kFatal };
+  // kDone: frame served; kPending: the peer's bytes ran out mid-frame (state kept on the Conn);
+  // kBlocked: frame served, but its answers wait for room in the socket (kept on the Conn).
+  enum class Step { kDone, kPending, kClose, kFatal, kBlocked };
+  static Sent SendPending(Conn& c);
   Step ServeFrame(Conn& c, Io& io);
   Step ContinueBody(Conn& c, Io& io);
   Next Handshake(Conn& c);

@@ -4,7 +4,12 @@
  * through userspace proxies; then the invariants are checked (docs/reliability.md, "Chaos").
  *
  *   node --import tsx bench/chaos/run.ts [--duration 120] [--seed 1] [--owners 3] [--workers 3]
- *        [--clients 2] [--fault-every 4000] [--out bench/chaos/results/chaos-SEED.json] [--ha]
+ *        [--clients 2] [--fault-every 4000] [--out bench/chaos/results/chaos-SEED.json]
+ *   node --import tsx bench/chaos/run.ts --ha [--duration 120] [--seed 1] [--ttl 2000] [--fault-every 5000] ...
+ *
+ * --ha: a real etcd, three masters in the election, owners and clients finding the leader through
+ * etcd, and master faults (kill -9 / SIGSTOP of the leader, kill -9 of a standby) in the schedule
+ * (bench/chaos/ha.ts); failover times are reported.
  *
  * Exit 0 when no invariant was violated, 1 otherwise.
  */
@@ -13,34 +18,32 @@ import os from 'node:os'
 import path from 'node:path'
 
 import {ROOT} from '../../test/helpers/processes.js'
-import {runChaos} from './chaos.js'
+import {runChaos, type ChaosResult} from './chaos.js'
+import {failoverSummary, runHaChaos, type HaChaosResult} from './ha.js'
 import {argValue} from './lib.js'
 
 const argv = process.argv.slice(2)
-if (argv.includes('--ha')) {
-  // Killing the leader among three masters with etcd needs `mooncake master --etcd` (S11), which
-  // is still being finished (src/lib/master/ha/**); this mode will start three masters, route
-  // clients and owners through etcd and SIGKILL the leader on the schedule.
-  console.error('chaos: --ha is not available yet (HA masters are being finished); run without --ha')
-  process.exit(2)
-}
+const haMode = argv.includes('--ha')
 const durationS = Number(argValue(argv, 'duration') ?? 120)
 const seed = Number(argValue(argv, 'seed') ?? 1)
-const out = path.resolve(ROOT, argValue(argv, 'out') ?? `bench/chaos/results/chaos-seed${seed}-${durationS}s.json`)
-const result = await runChaos({
+const out = path.resolve(ROOT, argValue(argv, 'out') ?? `bench/chaos/results/chaos${haMode ? '-ha' : ''}-seed${seed}-${durationS}s.json`)
+const common = {
   durationMs: durationS * 1000,
   seed,
   owners: Number(argValue(argv, 'owners') ?? 3),
   workers: Number(argValue(argv, 'workers') ?? 3),
   clientsPerWorker: Number(argValue(argv, 'clients') ?? 2),
-  faultEveryMs: Number(argValue(argv, 'fault-every') ?? 4000),
   dir: path.join(os.tmpdir(), `mooncake-chaos-${process.pid}`),
-})
+}
+const result: ChaosResult | HaChaosResult = haMode
+  ? await runHaChaos({...common, haLeaseTtlMs: Number(argValue(argv, 'ttl') ?? 2000), faultEveryMs: Number(argValue(argv, 'fault-every') ?? 5000)})
+  : await runChaos({...common, faultEveryMs: Number(argValue(argv, 'fault-every') ?? 4000)})
 mkdirSync(path.dirname(out), {recursive: true})
 writeFileSync(out, JSON.stringify({command: `node --import tsx bench/chaos/run.ts ${argv.join(' ')}`.trim(), ...result}, null, 1))
 const byKind: Record<string, number> = {}
 for (const f of result.faults) byKind[f.kind] = (byKind[f.kind] ?? 0) + 1
 const vk: Record<string, number> = {}
+const ha = 'failovers' in result ? {failover: failoverSummary(result.failovers), masterRestarts: result.masterRestarts, restoreExpired: result.restoreExpired, unmountsOwnerAlive: result.unmountsOwnerAlive} : {}
 for (const v of result.violations) vk[v.kind] = (vk[v.kind] ?? 0) + 1
 console.log(
   JSON.stringify(
@@ -49,6 +52,7 @@ console.log(
       durationS,
       elapsedS: Math.round(result.elapsedMs / 1000),
       faults: byKind,
+      ...ha,
       workerRuns: result.workerRuns,
       operations: Object.values(result.ledgerCounts).reduce((a, b) => a + b, 0),
       ledgerCounts: result.ledgerCounts,

@@ -11,10 +11,16 @@ import {closeSync, openSync, writeSync} from 'node:fs'
 
 import {MooncakeClient} from '../../src/lib/client/client.js'
 import {MooncakeError} from '../../src/lib/errors.js'
+import {connectHaMaster} from './ha-connect.js'
 import {makeValue, prng, verifyValue} from './values.js'
 
 export interface WorkerOptions {
   masterAddress: string
+  /** HA: find the leader through etcd (masterAddress is then ignored). */
+  etcd?: string[]
+  clusterId?: string
+  /** HA: deadline of one attempt on one master. @default 1_500 */
+  attemptTimeoutMs?: number
   proc: number
   gen: number
   seed: number
@@ -50,16 +56,20 @@ process.on('SIGTERM', () => {
   stopping = true
 })
 
+const masters: Array<{close(): void}> = []
 const clients = await Promise.all(
-  Array.from({length: o.clients}, () =>
-    MooncakeClient.connect({
+  Array.from({length: o.clients}, async () => {
+    const master = o.etcd ? await connectHaMaster(o) : undefined
+    if (master) masters.push(master)
+    return MooncakeClient.connect({
       masterAddress: o.masterAddress,
+      master,
       transport: 'tcp',
       timeoutMs: o.timeoutMs,
       stagingBytes: o.stagingBytes ?? 8 * 2 ** 20,
       maxInflightBytes: o.stagingBytes ?? 8 * 2 ** 20,
-    }),
-  ),
+    })
+  }),
 )
 process.stdout.write(`${JSON.stringify({ready: 'worker', pid: process.pid})}\n`)
 
@@ -133,9 +143,11 @@ async function run(ci: number): Promise<void> {
 
 await Promise.all(clients.map((_, i) => run(i)))
 await Promise.all(clients.map((c) => c.close().catch(() => {})))
+for (const m of masters) m.close()
 if (ledgerFd >= 0) closeSync(ledgerFd)
 // stdout to a pipe is asynchronous: exit only once the (large) summary line has been flushed.
 process.stdout.write(
   `${JSON.stringify({summary: {proc: o.proc, gen: o.gen, elapsedMs: Date.now() - start, counts, errors, lat, violations, longestOpMs: Math.round(longestOpMs), verifiedGets, bytesVerified}})}\n`,
   () => process.exit(0),
 )
+

@@ -2,10 +2,10 @@
 // PutStart+PutEnd pairs/s and GetReplicaList/s with 1, 16 and 64 concurrent callers, and the batch
 // rpcs with 128 keys per call. Baseline in the same run: the same calls on an in-process
 // MasterService, without gRPC.
-//   node --import tsx bench/master/grpc.ts [--seconds 2] [--only TEXT] [--json]
+//   node --import tsx bench/master/grpc.ts [--seconds 2] [--only TEXT] [--callers N] [--json]
 // Each row also reports the CPU time per key (or call) of the client and of the master process,
 // which, unlike the rates, hardly depends on what else runs on the machine. `--only Batch` runs
-// the rows whose name contains the text. MOONCAKE_PROTO_CODEC=reflection runs both processes with
+// the rows whose name contains the text, `--callers 16` only that many concurrent callers. MOONCAKE_PROTO_CODEC=reflection runs both processes with
 // proto-loader's reflection codec instead of the compiled one, and `--no-coalesce` sends every
 // batch call as its own rpc: both together measure the code as it was before either existed.
 // (`--serve` is the child's mode: it runs the master and prints its address.)
@@ -32,7 +32,8 @@ const value = (name: string, fallback: number) => {
 const SEGMENT_BYTES = 2 ** 50 // the master only does arithmetic on it: no memory behind it
 const OBJECT_BYTES = 4096
 const BATCH = 128
-const CONCURRENCY = [1, 16, 64]
+const callersAt = args.indexOf('--callers')
+const CONCURRENCY = callersAt >= 0 ? [Number(args[callersAt + 1])] : [1, 16, 64]
 const seconds = value('seconds', 2)
 const onlyAt = args.indexOf('--only')
 const only = onlyAt >= 0 ? args[onlyAt + 1]! : ''

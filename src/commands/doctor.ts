@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
+import {clientTls} from '../lib/config.js'
 import type {Check} from '../lib/doctor/checks.js'
 import {parseDuration} from '../lib/units.js'
 import {MooncakeError} from '../lib/errors.js'
@@ -10,7 +11,7 @@ export default class Doctor extends BaseCommand<typeof Doctor> {
   static override description = `Checks, each on one line with ok or FAIL and, when it failed, what to fix:
   master        the master answers ServiceReady (--master, or the leader named in etcd with --etcd)
   version       the master runs the same mooncake version and protocol as this client
-  master-http   the master's HTTP port answers /health (--http, default: the --master host, port 9003)
+  master-http   the master's HTTP port answers /health (--http, default: the --master host, port 9003; https with --tls-ca / --tls-cert)
   clock         the master's clock (from /health) is within 500 ms of ours
   segment NAME  each mounted segment's data port accepts a TCP connection (1 s)
   etcd HOST     with --etcd: each endpoint is healthy, and the leader key mooncake/<cluster-id>/master exists
@@ -46,6 +47,8 @@ Exit codes: 0 when every check passed, 1 when any failed (the output says which)
       etcd: this.settings.etcd,
       clusterId: this.settings.clusterId,
       token: this.clusterToken(),
+      // The same TLS towards the master as every other command (connectMaster).
+      tls: clientTls(this.settings),
       version: this.config.version,
       probeTimeoutMs: Math.min(probeTimeoutMs, this.deadline.remainingMs()),
     })

@@ -10,6 +10,7 @@ export default class Up extends BaseCommand<typeof Up> {
   static override summary = 'run a master and one segment in one process (no etcd): a store to try things on'
   static override description = `Starts a master and mounts one segment of SIZE bytes in the same process, then serves until SIGINT or SIGTERM (unmount, stop, exit 0). No etcd: --etcd is ignored.
 Prints one ready line on stdout when it serves, \`ready up HOST:PORT (segment NAME, SIZE bytes); try: echo hello | mooncake put greeting -\` (the example names --master when the port is not the default), or with --json {"ready":true,"role":"up","address","httpAddress","segment":{"name","size","endpoint"}}; logs go to stderr.
+The HTTP port (--metrics-port) serves the master's /metrics, /health, ... as \`mooncake master\` does, plus the segment's own metrics (pings, re-mounts, bytes served over TCP) at /metrics/segment.
 The master's other settings (lease TTL, eviction, ...) come from their MOONCAKE_* environment variables or the config file, as for \`mooncake master\`.`
   static override examples = [
     {description: 'A 1 GiB store on the default port; then, in another shell, put and get', command: '<%= config.bin %> <%= command.id %>'},

@@ -79,3 +79,18 @@ export function configureEtcd(settings: EtcdSecuritySettings): void {
 export function etcdClientOptions(): EtcdClientSecurity {
   return configured ?? etcdOptionsFromSettings(etcdSettingsFromEnv())
 }
+
+/** Whether an etcd client error is a TLS failure (certificate, handshake), i.e. a configuration error. */
+export function isEtcdTlsFailure(err: unknown): boolean {
+  const text = err instanceof Error ? err.message : String(err)
+  return /certificate|SSL routines|ssl3_|tlsv1|self[- ]signed|altnames|wrong version number|handshake/i.test(text)
+}
+
+/**
+ * What to do about an etcd client error, for its message: for a TLS failure, which flags set the
+ * CA and the client certificate; '' otherwise.
+ */
+export function etcdTlsHint(err: unknown): string {
+  if (!isEtcdTlsFailure(err)) return ''
+  return ': the TLS handshake with etcd failed; check --etcd-ca / MOONCAKE_ETCD_CA (the CA that signed etcd\'s certificate) and, for an etcd started with --client-cert-auth, --etcd-cert / --etcd-key (a client certificate signed by its --trusted-ca-file); endpoints of an etcd serving TLS are https://'
+}

@@ -44,6 +44,38 @@ test('--json ready object; SIGTERM unmounts and exits 0', async () => {
   assert.not.ok((await segmentNames()).includes('seg-json'))
 })
 
+test('--metrics-port serves the owner\'s metrics: pings, and the bytes it served over TCP', async () => {
+  const {mkdtempSync, rmSync, writeFileSync} = await import('node:fs')
+  const {tmpdir} = await import('node:os')
+  const path = await import('node:path')
+  const {parsePrometheusText} = await import('../../src/lib/metrics/parse.js')
+  const seg = await mount('--size', '16MiB', '--name', 'seg-metrics', '--metrics-port', '0', '--json')
+  const dir = mkdtempSync(path.join(tmpdir(), 'mc-seg-metrics-'))
+  try {
+    const ready = JSON.parse(seg.ready) as {metricsAddress: string}
+    assert.match(ready.metricsAddress, /^127\.0\.0\.1:\d+$/)
+    const scrape = async () => parsePrometheusText(await (await fetch(`http://${ready.metricsAddress}/metrics`)).text())
+    const size = 3 * 2 ** 20 + 1
+    const file = path.join(dir, 'v.bin')
+    writeFileSync(file, Buffer.alloc(size, 7))
+    const put = await run(['put', 'metrics/v', file, '--preferred-segment', 'seg-metrics', '--transport', 'tcp', '--master', address])
+    assert.is(put.code, 0, put.stderr)
+    const get = await run(['get', 'metrics/v', path.join(dir, 'back.bin'), '--transport', 'tcp', '--master', address])
+    assert.is(get.code, 0, get.stderr)
+    const m = await scrape()
+    const written = m.get('mooncake_segment_served_bytes_total', {direction: 'write'}) ?? 0
+    const read = m.get('mooncake_segment_served_bytes_total', {direction: 'read'}) ?? 0
+    assert.ok(written >= size && written < size + 64 * 1024, `written ${written}`)
+    assert.ok(read >= size && read < size + 64 * 1024, `read ${read}`)
+    assert.ok((m.get('mooncake_segment_pings_total', {result: 'OK'}) ?? 0) >= 1)
+    assert.is(m.all('mooncake_segment_pings_total')[0]!.labels.role, 'segment')
+  } finally {
+    rmSync(dir, {recursive: true, force: true})
+    seg.child.kill('SIGTERM')
+    assert.is((await seg.exited).code, 0, seg.stderr())
+  }
+})
+
 test('`segment unmount NAME` by an operator makes the mount process exit 0', async () => {
   const seg = await mount('--size', '4MiB', '--name', 'seg-op')
   const started = Date.now()

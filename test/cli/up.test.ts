@@ -44,6 +44,16 @@ test('up --json prints a JSON ready object', async () => {
   assert.match(ready.httpAddress, /^127\.0\.0\.1:\d+$/)
   assert.is(ready.segment.size, 16 * 2 ** 20)
   assert.match(ready.segment.endpoint, /^127\.0\.0\.1:\d+$/)
+  // The master's metrics at /metrics, the segment's own at /metrics/segment (pings every second).
+  assert.match(await (await fetch(`http://${ready.httpAddress}/metrics`)).text(), /^master_key_count /m)
+  let segment = ''
+  for (let i = 0; i < 100 && !/^mooncake_segment_pings_total\{[^}]*result="OK"[^}]*\} [1-9]/m.test(segment); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    segment = await (await fetch(`http://${ready.httpAddress}/metrics/segment`)).text()
+  }
+  assert.match(segment, /^mooncake_segment_pings_total\{[^}]*result="OK"[^}]*\} [1-9]/m)
+  assert.match(segment, /^mooncake_segment_served_bytes_total/m)
+  assert.not.match(segment, /^master_/m)
   other.child.kill('SIGINT')
   const exit = await other.exited
   assert.is(exit.code, 0, other.stderr())

@@ -1,7 +1,8 @@
 // TLS on the master's ports (--tls-cert / --tls-key / --tls-ca): a throwaway CA and server
 // certificate made with openssl; a client with the CA works (connectMaster and the CLI with
 // MOONCAKE_TLS_CA), a plaintext client or one trusting another CA fails with UNAVAILABLE, /health
-// answers over https, and TLS alone does not allow a non-loopback bind without a token.
+// answers over https, doctor checks it with --tls-ca, and TLS alone does not allow a non-loopback
+// bind without a token.
 import {execFileSync} from 'node:child_process'
 import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import https from 'node:https'
@@ -90,6 +91,27 @@ test('CLI: segment ls --json with MOONCAKE_TLS_CA works; without it exit 5 (UNAV
   const missing = await run(['segment', 'ls', '--master', master.address, '--tls-ca', f('nope.pem')])
   assert.is(missing.code, 2, missing.stderr)
   assert.match(missing.stderr, '--tls-ca')
+})
+
+test('doctor with --tls-ca checks the TLS master (gRPC and https /health); without it says to pass --tls-ca', async () => {
+  const doctor = async (...extra: string[]) => {
+    const r = await run(['doctor', '--json', '--master', master.address, '--http', master.httpAddress!, '--probe-timeout', '3s', ...extra])
+    const checks = (JSON.parse(r.stdout) as {checks: Array<{name: string; ok: boolean; detail: string; fix: string}>}).checks
+    return {...r, check: (name: string) => checks.find((c) => c.name === name)!}
+  }
+  const good = await doctor('--tls-ca', f('ca.pem'))
+  for (const name of ['master', 'version', 'master-http', 'clock']) assert.ok(good.check(name).ok, `${name}: ${good.check(name).detail}`)
+  assert.match(good.check('master-http').detail, /\/health: ok/)
+  const plain = await doctor()
+  assert.is(plain.code, 1)
+  assert.not.ok(plain.check('master').ok)
+  assert.match(plain.check('master').fix, '--tls-ca')
+  assert.not.ok(plain.check('master-http').ok)
+  assert.match(plain.check('master-http').fix, '--tls-ca')
+  const wrong = await doctor('--tls-ca', f('other-ca.pem'))
+  assert.not.ok(wrong.check('master').ok)
+  assert.not.ok(wrong.check('master-http').ok)
+  assert.match(wrong.check('master-http').detail, /certificate/i)
 })
 
 test('TLS without a token still refuses a non-loopback bind (unless insecure)', async () => {

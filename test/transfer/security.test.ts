@@ -277,6 +277,62 @@ test('stalled peers (partial handshake, partial header, partial WRITE body) hold
   await owner.kill()
 })
 
+test('peers that request large READs and never read the answers hold no server thread and are timed out', async () => {
+  // 2 threads, ioTimeoutMs 3 s. Each peer asks for 8 x 8 MiB and stops reading, far more than
+  // the socket buffers hold. Before the fix a worker waited up to ioTimeoutMs in send() for
+  // each such peer, and the legitimate read below queued behind them.
+  const size = 8 * MiB
+  const owner = await spawnOwner(['--size', String(size), '--no-grants', '--token', 'cluster-secret', '--threads', '2', '--io-ms', '3000'])
+  const endpoint = owner.ready.endpoints[0]
+  const stalled: RawConn[] = []
+  for (let i = 0; i < 6; i++) {
+    const conn = await RawConn.open(endpoint)
+    assert.is((await conn.handshake('cluster-secret')).status, 0)
+    conn.socket.pause()
+    for (let id = 1n; id <= 8n; id++) conn.write(encodeRequest({op: 1, id, offset: 0n, length: BigInt(size), segment: 'seg'}))
+    stalled.push(conn)
+  }
+  await new Promise((r) => setTimeout(r, 200))
+  const engine = await client('cluster-secret')
+  const peer = owner.ready.endpoints
+  const t0 = Date.now()
+  const [w] = await engine.submit([{op: 'write', local: buf, peer, segment: 'seg', offset: 0, length: 4096}], {transport: 'tcp', timeoutMs: 5000})
+  const back = Buffer.alloc(4096)
+  engine.registerLocalMemory(back)
+  const [r] = await engine.submit([{op: 'read', local: back, peer, segment: 'seg', offset: 0, length: 4096}], {transport: 'tcp', timeoutMs: 5000})
+  const took = Date.now() - t0
+  assert.ok(w.ok && r.ok, JSON.stringify([w, r]))
+  assert.ok(back.equals(buf.subarray(0, 4096)))
+  assert.ok(took < 1200, `a legitimate write + read took ${took} ms behind ${stalled.length} non-reading peers on 2 threads`)
+  // The server gives up on the peers that stopped reading by itself, after about ioTimeoutMs.
+  const deadline = Date.now() + 10_000
+  let idleClosed = 0
+  while (Date.now() < deadline) {
+    const {stats} = await owner.command<{stats: {server: {idleClosed: number}}}>('stats')
+    idleClosed = stats.server.idleClosed
+    if (idleClosed >= stalled.length) break
+    await new Promise((res) => setTimeout(res, 200))
+  }
+  assert.ok(idleClosed >= stalled.length, `idleClosed ${idleClosed}`)
+  for (const conn of stalled) conn.socket.destroy()
+  // A peer that reads late still gets every byte of its pipelined answers, in order.
+  const reader = await RawConn.open(endpoint)
+  assert.is((await reader.handshake('cluster-secret')).status, 0)
+  reader.socket.pause()
+  for (let id = 1n; id <= 3n; id++) reader.write(encodeRequest({op: 1, id, offset: 0n, length: BigInt(MiB), segment: 'seg'}))
+  await new Promise((res) => setTimeout(res, 300))
+  reader.socket.resume()
+  for (let id = 1n; id <= 3n; id++) {
+    const res = await reader.response()
+    assert.is(res.id, id)
+    assert.is(res.status, 0)
+    assert.is(res.payload.length, MiB)
+    assert.ok(res.payload.subarray(0, 4096).equals(buf.subarray(0, 4096)))
+  }
+  reader.close()
+  await owner.kill()
+})
+
 test('a WRITE body that arrives in pieces across many turns is acknowledged once, after its last byte', async () => {
   const conn = await RawConn.open(open.ready.endpoints[0])
   await conn.handshake()

@@ -194,6 +194,51 @@ test('eviction counters: a PutStart into a full pool evicts synchronously; the b
   assert.is(m.get('master_evicted_key_count'), svc.metrics().evictedObjects)
 })
 
+test('master_evicted_size_bytes counts the memory freed by eviction (size x memory replicas), exactly', async () => {
+  const {svc, metrics, calls, clock} = fresh({evictionHighWatermarkRatio: 0.99, evictionRatio: 0.05})
+  mount(svc, 'seg-a', MiB)
+  mount(svc, 'seg-b', MiB)
+  // 10 objects of 5000 bytes with 2 replicas, and 4 of 3000 bytes with 1 replica.
+  for (let i = 0; i < 10; i++) {
+    calls.putStart({clientId: 'writer', requestId: `two${i}`, key: `two${i}`, size: 5000, config: {replicaNum: 2}})
+    calls.putEnd({clientId: 'writer', key: `two${i}`})
+  }
+  for (let i = 0; i < 4; i++) put(calls, `one${i}`, 3000)
+  let m = await scrape(metrics)
+  assert.is(m.get('master_evicted_size_bytes'), 0)
+  clock.advance(2000) // every lease (1 s) expired
+  // target 1.0: every evictable object goes.
+  const r = svc.runEviction(1, 1)
+  assert.is(r.evicted, 14)
+  m = await scrape(metrics)
+  assert.is(m.get('master_evicted_key_count'), 14)
+  assert.is(m.get('master_evicted_size_bytes'), 10 * 5000 * 2 + 4 * 3000)
+  assert.is(svc.metrics().evictedBytes, 10 * 5000 * 2 + 4 * 3000)
+})
+
+test('master_put_start_discard_cnt counts unfinished puts taken over, not the refused ones', async () => {
+  const {svc, metrics, calls, clock} = fresh({putStartDiscardTimeoutMs: 1000, putStartReleaseTimeoutMs: 5000})
+  mount(svc, 'seg-a', MiB)
+  startPut(calls, 'z', 100, 'crashed-writer')
+  startPut(calls, 'u', 100, 'crashed-writer')
+  clock.advance(500)
+  // Within putStartDiscardTimeout the key stays busy: nothing is discarded.
+  throws(() => startPut(calls, 'z', 100, 'writer'), 'OBJECT_ALREADY_EXISTS')
+  assert.is((await scrape(metrics)).get('master_put_start_discard_cnt'), 0)
+  clock.advance(600)
+  startPut(calls, 'z', 100, 'writer') // takes the zombie over
+  calls.putEnd({clientId: 'writer', key: 'z'})
+  // An upsert preempts an unfinished put at once.
+  calls.upsertStart({clientId: 'writer', requestId: 'up1', key: 'u', size: 200})
+  calls.upsertEnd({clientId: 'writer', key: 'u'})
+  // A complete object replaced by an upsert is not a discarded put.
+  calls.upsertStart({clientId: 'writer', requestId: 'up2', key: 'z', size: 300})
+  calls.upsertEnd({clientId: 'writer', key: 'z'})
+  const m = await scrape(metrics)
+  assert.is(m.get('master_put_start_discard_cnt'), 2)
+  assert.is(svc.metrics().discardedPuts, 2)
+})
+
 test('NO_AVAILABLE_HANDLE counts as an allocation failure', async () => {
   const {svc, metrics, calls} = fresh()
   mount(svc, 'seg-a', 64 * KiB)

@@ -25,7 +25,7 @@ import type {
   ReplicateConfig,
 } from '../master/api.js'
 import {crc32cFold} from './crc32c.js'
-import {createDefaultDataPath, type DataPath, type TransferRequest} from './data-path.js'
+import {createDefaultDataPath, type DataPath, type TransferItemResult, type TransferRequest} from './data-path.js'
 import {defaultHostId} from './host-id.js'
 import {
   BufferSink,
@@ -52,12 +52,29 @@ import {
   type TransportMode,
 } from './options.js'
 import {StagingPool, type StagingLease} from './staging.js'
+import type {ClientMetrics, ClientOp, TransferPath} from '../metrics/client.js'
 import {DISK_READ_SLICE, diskReplicas, directSink, readDiskReplica} from '../disk/reader.js'
 import type {SegmentOwner, SegmentOwnerOptions} from './segment-owner.js'
 
 const MAX_KEY_BYTES = 4096
 /** Smallest chunk of a pipelined batchPut/batchGet (below it, per-RPC costs dominate). */
 const MIN_CHUNK = 32
+/** The metric op of each public call that run() wraps (calls not listed are not counted). */
+const OP_OF: Readonly<Record<string, ClientOp>> = {
+  put: 'put',
+  batchPut: 'put',
+  get: 'get',
+  batchGet: 'get',
+  remove: 'remove',
+  batchRemove: 'remove',
+  removeByRegex: 'remove',
+  removeAll: 'remove',
+  isExist: 'exist',
+  batchIsExist: 'exist',
+  query: 'query',
+  batchQuery: 'query',
+  queryByRegex: 'query',
+}
 
 /** A closable master (what connectMaster returns). */
 interface ClosableMaster extends MasterApi {
@@ -84,6 +101,7 @@ interface Resolved {
   maxInflightBytes: number
   /** @internal tests: renew leases during long reads. */
   leaseRenewal: boolean
+  metrics?: ClientMetrics
 }
 
 export interface GetToFileResult {
@@ -197,6 +215,7 @@ export class MooncakeClient extends EventEmitter {
       spoolDir: options.spoolDir ?? tmpdir(),
       token: options.token ?? process.env.MOONCAKE_TOKEN,
       leaseRenewal: (options as {leaseRenewal?: boolean}).leaseRenewal ?? true,
+      metrics: options.metrics,
     }
     if (opts.transport !== 'auto' && opts.transport !== 'tcp') throw new MooncakeError('INVALID_PARAMS', `transport must be 'auto' or 'tcp' (got ${String(opts.transport)})`)
     let master = options.master
@@ -255,10 +274,16 @@ export class MooncakeClient extends EventEmitter {
       throw new MooncakeError('UNAVAILABLE_IN_CURRENT_STATUS', `${what}: the client is ${this._state}`)
     }
     this.active++
+    const op = this.opts.metrics === undefined ? undefined : OP_OF[what]
+    const t0 = op === undefined ? 0 : performance.now()
     try {
-      return await fn()
+      const out = await fn()
+      if (op !== undefined) this.opts.metrics!.recordOperation(op, (performance.now() - t0) / 1000)
+      return out
     } catch (err) {
-      throw toMooncakeError(err)
+      const e = toMooncakeError(err)
+      if (op !== undefined) this.opts.metrics!.recordOperation(op, (performance.now() - t0) / 1000, e.code)
+      throw e
     } finally {
       this.active--
       if (this.active === 0 && this.idleWaiters.length > 0) {
@@ -298,13 +323,15 @@ export class MooncakeClient extends EventEmitter {
 
   /** Stores `value` under `key` (a new key; see {@link upsert} to replace). */
   put(key: string, value: Uint8Array, options: PutOptions = {}): Promise<PutResult> {
-    return this.run('put', async () => {
-      checkKey(key)
-      checkValue(value)
-      const dp = await this.dataPath()
-      const source = new BufferSource(value, this.staging(dp), dp)
-      return this.putSource(key, source, options, dp)
-    })
+    return this.run('put', () => this.putBuffer(key, value, options))
+  }
+
+  private async putBuffer(key: string, value: Uint8Array, options: PutOptions): Promise<PutResult> {
+    checkKey(key)
+    checkValue(value)
+    const dp = await this.dataPath()
+    const source = new BufferSource(value, this.staging(dp), dp)
+    return this.putSource(key, source, options, dp)
   }
 
   /** Replaces the value of `key` (or creates it): readers see the old value or the new one, never a mix. */
@@ -394,7 +421,9 @@ export class MooncakeClient extends EventEmitter {
           out[i] = errorResult(err)
         }
       } else {
-        slow.push(this.put(item.key, item.value, {...options, ...item.options}).then((value) => void (out[i] = {ok: true, value}), (err) => void (out[i] = errorResult(err))))
+        // An item of the batch operation (already counted), not an operation of its own.
+        const single = this.run('batchPut item', () => this.putBuffer(item.key, item.value, {...options, ...item.options}))
+        slow.push(single.then((value) => void (out[i] = {ok: true, value}), (err) => void (out[i] = errorResult(err))))
       }
     }
     if (fast.length > 0) {
@@ -440,6 +469,7 @@ export class MooncakeClient extends EventEmitter {
       // idempotent when only the reply was lost).
       const again = retryable(starts, ['UNAVAILABLE'])
       if (again.length > 0 && Date.now() < deadline) {
+        this.opts.metrics?.recordRetry('put', 'UNAVAILABLE')
         const second = await this.rpc(this.calls.putStartMany(again.map((k) => reqs[k])), deadline, 'BatchPutStart')
         for (let j = 0; j < again.length; j++) starts[again[j]] = second[j]
       }
@@ -516,6 +546,7 @@ export class MooncakeClient extends EventEmitter {
         // One retry after a transport failure: the reply may have been lost; then give up the space.
         const again = retryable(res, ['UNAVAILABLE', 'RPC_FAIL'])
         if (again.length > 0) {
+          this.opts.metrics?.recordRetry('put', (res[again[0]] as {code: string}).code)
           const second = await this.rpc(this.calls.putEndMany(again.map((j) => ends[j])), deadline, 'BatchPutEnd')
           const lost: Array<{clientId: string; key: string}> = []
           for (let x = 0; x < again.length; x++) {
@@ -535,7 +566,10 @@ export class MooncakeClient extends EventEmitter {
           const st = starts[k] as {ok: true; value: PutStartResult}
           if (!r) out[part[k]] = {ok: false, code: 'INTERNAL_ERROR', message: 'the master answered a batch with too few results'}
           else if (!r.ok) out[part[k]] = r
-          else out[part[k]] = {ok: true, value: {key: reqs[k].key, size: reqs[k].size, replicas: locs[k].length, requestedReplicas: st.value.requestedReplicas, checksum: crcs[k]}}
+          else {
+            out[part[k]] = {ok: true, value: {key: reqs[k].key, size: reqs[k].size, replicas: locs[k].length, requestedReplicas: st.value.requestedReplicas, checksum: crcs[k]}}
+            this.opts.metrics?.recordValueSize('put', reqs[k].size)
+          }
         }
       }
     }
@@ -583,6 +617,7 @@ export class MooncakeClient extends EventEmitter {
       const e = toMooncakeError(err)
       if (e.code !== 'UNAVAILABLE' && e.code !== 'RPC_FAIL') throw e
       // One retry after a transport failure: the reply may have been lost.
+      this.opts.metrics?.recordRetry('put', e.code)
       try {
         await this.rpc(upsert ? this.master.upsertEnd(end) : this.calls.putEnd(end), deadline, 'PutEnd')
       } catch (err2) {
@@ -590,6 +625,7 @@ export class MooncakeClient extends EventEmitter {
         throw toMooncakeError(err2)
       }
     }
+    this.opts.metrics?.recordValueSize('put', source.size)
     return {key, size: source.size, replicas: locations.length, requestedReplicas: start.requestedReplicas, checksum}
   }
 
@@ -600,7 +636,10 @@ export class MooncakeClient extends EventEmitter {
     } catch (err) {
       const e = toMooncakeError(err)
       // The same request id makes the retry idempotent when only the reply was lost.
-      if (e.code === 'UNAVAILABLE' && Date.now() < deadline) return send()
+      if (e.code === 'UNAVAILABLE' && Date.now() < deadline) {
+        this.opts.metrics?.recordRetry('put', e.code)
+        return send()
+      }
       throw e
     }
   }
@@ -648,7 +687,7 @@ export class MooncakeClient extends EventEmitter {
     return crc
   }
 
-  private async transfer(dp: DataPath, requests: TransferRequest[], deadline: number): Promise<ItemResult<void>[]> {
+  private async transfer(dp: DataPath, requests: TransferRequest[], deadline: number): Promise<TransferItemResult[]> {
     let bytes = 0
     for (const r of requests) bytes += r.local.length
     const wait = this.inflight.acquire(bytes)
@@ -656,7 +695,11 @@ export class MooncakeClient extends EventEmitter {
     try {
       const timeoutMs = deadline - Date.now()
       if (timeoutMs <= 0) return requests.map(() => ({ok: false, code: 'TRANSFER_FAIL', message: 'deadline exceeded before the transfer started'}))
-      return await dp.transfer(requests, {timeoutMs, transport: this.opts.transport})
+      if (this.opts.metrics === undefined) return await dp.transfer(requests, {timeoutMs, transport: this.opts.transport})
+      const t0 = performance.now()
+      const results = await dp.transfer(requests, {timeoutMs, transport: this.opts.transport})
+      this.recordBytes(requests, results, (performance.now() - t0) / 1000)
+      return results
     } catch (err) {
       const e = toMooncakeError(err, 'TRANSFER_FAIL')
       return requests.map(() => ({ok: false, code: e.code, message: e.message}))
@@ -665,20 +708,42 @@ export class MooncakeClient extends EventEmitter {
     }
   }
 
+  /** Bytes of the successful requests of one transfer, by op and path (metrics). */
+  private recordBytes(requests: TransferRequest[], results: TransferItemResult[], seconds: number): void {
+    const m = this.opts.metrics!
+    // Sums per (op, path): a batch of many small values is one observation per path.
+    const sums = new Map<string, number>()
+    for (let i = 0; i < requests.length; i++) {
+      const r = results[i]
+      if (!r?.ok) continue
+      const q = requests[i]
+      // The engine says how the bytes moved; a data path that does not is judged by host.
+      const local = r.via !== undefined ? r.via === 'memcpy' : this.opts.transport === 'auto' && q.remote.hostId === this.opts.hostId
+      const id = `${q.op === 'write' ? 'put' : 'get'}:${local ? 'local' : 'tcp'}`
+      sums.set(id, (sums.get(id) ?? 0) + q.local.length)
+    }
+    for (const [id, n] of sums) {
+      const [op, path] = id.split(':') as ['put' | 'get', TransferPath]
+      m.recordBytes(op, path, n, seconds)
+    }
+  }
+
   // ---------------------------------------------------------------- get
 
   /** Reads the whole value into a new Buffer. */
   get(key: string, options: GetOptions = {}): Promise<Buffer> {
-    return this.run('get', async () => {
-      checkKey(key)
-      const dp = await this.dataPath()
-      let out: Buffer | undefined
-      await this.readValue(key, dp, options, (size) => {
-        out = Buffer.allocUnsafe(size)
-        return new BufferSink(out, this.staging(dp), dp)
-      })
-      return out as Buffer
+    return this.run('get', () => this.getBuffer(key, options))
+  }
+
+  private async getBuffer(key: string, options: GetOptions): Promise<Buffer> {
+    checkKey(key)
+    const dp = await this.dataPath()
+    let out: Buffer | undefined
+    await this.readValue(key, dp, options, (size) => {
+      out = Buffer.allocUnsafe(size)
+      return new BufferSink(out, this.staging(dp), dp)
     })
+    return out as Buffer
   }
 
   /**
@@ -781,7 +846,8 @@ export class MooncakeClient extends EventEmitter {
   }
 
   private slowGet(key: string, options: GetOptions, out: ItemResult<Buffer>[], i: number): Promise<void> {
-    return this.get(key, options).then(
+    // An item of the batch operation (already counted), not an operation of its own.
+    return this.run('batchGet item', () => this.getBuffer(key, options)).then(
       (value) => void (out[i] = {ok: true, value}),
       (err) => void (out[i] = errorResult(err)),
     )
@@ -856,13 +922,16 @@ export class MooncakeClient extends EventEmitter {
         const i = part[k]
         const info = (infos[k] as {ok: true; value: GetReplicaListResult}).value
         const view = views[j]
-        if (!results[j].ok) {
+        const res = results[j]
+        if (!res.ok) {
           this.counters.replicaFailovers++
+          this.opts.metrics?.recordReplicaFallback(res.code)
           slow.push(this.slowGet(keys[i], options, out, i))
           continue
         }
         if (info.checksum !== undefined && info.checksum !== null && dp.crc32c(view) !== info.checksum >>> 0) {
           this.counters.checksumMismatches++
+          this.opts.metrics?.recordReplicaFallback('CHECKSUM_MISMATCH')
           slow.push(this.slowGet(keys[i], options, out, i))
           continue
         }
@@ -875,6 +944,7 @@ export class MooncakeClient extends EventEmitter {
         value.set(view)
         at += view.length
         out[i] = {ok: true, value}
+        this.opts.metrics?.recordValueSize('get', view.length)
       }
     } finally {
       for (const lease of leases) staging.release(lease)
@@ -900,6 +970,7 @@ export class MooncakeClient extends EventEmitter {
     const lease = new LeaseKeeper(sentAt + info.leaseTtlMs, info.leaseTtlMs)
     if (this.opts.leaseRenewal) {
       lease.startRenewal(async () => {
+        this.opts.metrics?.recordLeaseRenewal()
         sentAt = Date.now()
         const renewed = await this.rpc(this.calls.getReplicaList(key), deadline, 'GetReplicaList (lease renewal)')
         if (renewed.version !== info.version) throw new MooncakeError('LEASE_EXPIRED', `${key} was replaced while it was being read`)
@@ -925,14 +996,17 @@ export class MooncakeClient extends EventEmitter {
         lease.check(key)
         if (info.checksum !== undefined && info.checksum !== null && crc !== info.checksum >>> 0) {
           this.counters.checksumMismatches++
+          this.opts.metrics?.recordReplicaFallback('CHECKSUM_MISMATCH')
           lastError = new MooncakeError('CHECKSUM_MISMATCH', `${key}: the bytes read from ${plan.map((r) => r.segment).join(', ')} do not match the checksum written (${crc.toString(16)} != ${(info.checksum >>> 0).toString(16)})`)
           continue
         }
+        this.opts.metrics?.recordValueSize('get', size)
         return size
       }
       // FILE_READ (disk tier): no memory replica left, or none could be read.
       for (const d of disks) {
         if (lastError && !sink.restartable) break
+        const t0 = performance.now()
         try {
           const direct = sink instanceof BufferSink
           await readDiskReplica(
@@ -944,10 +1018,15 @@ export class MooncakeClient extends EventEmitter {
           const e = toMooncakeError(err, 'FILE_READ_FAIL')
           if (e.code === 'CHECKSUM_MISMATCH') this.counters.checksumMismatches++
           if (e.code === 'LEASE_EXPIRED' || e.code === 'INTERRUPTED') throw e
+          this.opts.metrics?.recordReplicaFallback(e.code)
           lastError = e
           continue
         }
         lease.check(key)
+        if (this.opts.metrics) {
+          this.opts.metrics.recordBytes('get', 'file', size, (performance.now() - t0) / 1000)
+          this.opts.metrics.recordValueSize('get', size)
+        }
         return size
       }
       throw lastError ?? new MooncakeError('TRANSFER_FAIL', `${key}: no replica could be read`)
@@ -991,6 +1070,7 @@ export class MooncakeClient extends EventEmitter {
             lastErr = res
             bad.add(loc)
             this.counters.replicaFailovers++
+            if (!res.ok) this.opts.metrics?.recordReplicaFallback(res.code)
           }
           if (!ok) {
             const why = lastErr && !lastErr.ok ? `${lastErr.code}: ${lastErr.message}` : 'no replica left'
@@ -1082,6 +1162,26 @@ export class MooncakeClient extends EventEmitter {
    */
   async *getAllKeys(options: {prefix?: string; regex?: string; after?: string; limit?: number; pageSize?: number} = {}): AsyncGenerator<string> {
     if (this._state !== 'ready') throw new MooncakeError('UNAVAILABLE_IN_CURRENT_STATUS', `getAllKeys: the client is ${this._state}`)
+    const metrics = this.opts.metrics
+    if (metrics === undefined) {
+      yield* this.listKeys(options)
+      return
+    }
+    const t0 = performance.now()
+    let result = 'ok'
+    try {
+      yield* this.listKeys(options)
+    } catch (err) {
+      const e = toMooncakeError(err)
+      result = e.code
+      throw e
+    } finally {
+      // A listing the caller stopped early counts as ok.
+      metrics.recordOperation('list', (performance.now() - t0) / 1000, result)
+    }
+  }
+
+  private async *listKeys(options: {prefix?: string; regex?: string; after?: string; limit?: number; pageSize?: number}): AsyncGenerator<string> {
     if (options.regex !== undefined) checkRegex(options.regex)
     const streaming = (this.master as Partial<ClosableMaster>).getAllKeys
     if (typeof streaming === 'function') {
@@ -1136,6 +1236,7 @@ export class MooncakeClient extends EventEmitter {
         hostId: this.opts.hostId,
         token: this.opts.token,
         dataPath: this.injectedDataPath ? this.dataPathValue : undefined,
+        metrics: this.opts.metrics,
       }
       const owner = await SegmentOwner.start(ownerOptions)
       this.owners.set(owner.name, owner)

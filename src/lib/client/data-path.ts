@@ -24,6 +24,18 @@ export interface TransferRequest {
   remote: RemoteTarget
 }
 
+/** One request's outcome; a success may say how the bytes moved (metrics: `memcpy` is the same-host path). */
+export type TransferItemResult = ItemResult<void> & {via?: 'tcp' | 'memcpy'}
+
+/** Bytes and requests this process' data server has served to others, since it started. */
+export interface ServedStats {
+  /** Bytes other processes read from this process' segments. */
+  bytesRead: number
+  /** Bytes other processes wrote into them. */
+  bytesWritten: number
+  requests: number
+}
+
 export interface TransferOptions {
   timeoutMs: number
   transport: TransportMode
@@ -47,7 +59,7 @@ export interface DataPath {
   /** Endpoints of this process' data server (empty before start or for pure clients). */
   readonly endpoints: string[]
   /** Moves bytes; one result per request, in order. Never rejects for a per-request failure. */
-  transfer(requests: TransferRequest[], options: TransferOptions): Promise<ItemResult<void>[]>
+  transfer(requests: TransferRequest[], options: TransferOptions): Promise<TransferItemResult[]>
   /** Registers memory that transfers may read and write in place. */
   registerMemory(buffer: Uint8Array): void
   /** Unregisters memory, waiting for transfers in flight on it. */
@@ -60,6 +72,8 @@ export interface DataPath {
   createSegment(name: string, size: number): Promise<LocalSegment>
   /** Bytes moved so far, in total and through same-host shared memory (when the data path counts them). */
   stats?(): {transferredBytes: number; memcpyBytes: number}
+  /** What the data server served over TCP (same-host readers copy from shared memory unseen), when the data path counts it. */
+  servedStats?(): ServedStats
   close(): Promise<void>
 }
 

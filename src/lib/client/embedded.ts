@@ -3,6 +3,7 @@
  * the in-process MasterService directly (no gRPC hop); other clients use the gRPC address.
  */
 import type {MasterServerOptions} from '../master/options.js'
+import {ClientMetrics} from '../metrics/client.js'
 import {startMasterServer, type RunningMaster} from '../master/server.js'
 import {MasterService} from '../master/service.js'
 import {grantMinter} from './engine-data-path.js'
@@ -18,6 +19,12 @@ export interface EmbeddedOptions extends Partial<MasterServerOptions> {
   dataPort?: number
   /** Interval of the segment owner's pings. @default 1000 */
   pingIntervalMs?: number
+  /**
+   * Record the segment owner's metrics (pings, re-mounts, served bytes) and serve them at
+   * `/metrics/segment` on the master's HTTP port (next to the master's `/metrics`).
+   * @default true when the HTTP port is on (metricsPort >= 0)
+   */
+  segmentMetrics?: boolean
 }
 
 export interface EmbeddedStore {
@@ -27,16 +34,23 @@ export interface EmbeddedStore {
   address: string
   /** HTTP address (metrics, health), when enabled. */
   httpAddress?: string
+  /** The segment owner's metrics (served at `/metrics/segment`), when recorded. */
+  segmentMetrics?: ClientMetrics
   /** Unmounts the segment, frees its memory and stops the master. Idempotent. */
   close(): Promise<void>
 }
 
 /** Starts a master (gRPC + HTTP) and one segment owner in this process. */
 export async function startEmbedded(options: EmbeddedOptions = {}): Promise<EmbeddedStore> {
-  const {size = 2 ** 30, segmentName, dataPort = 0, pingIntervalMs, ...serverOptions} = options
+  const {size = 2 ** 30, segmentName, dataPort = 0, pingIntervalMs, segmentMetrics: withMetrics, ...serverOptions} = options
   const defined = Object.fromEntries(Object.entries(serverOptions).filter(([, v]) => v !== undefined)) as Partial<MasterServerOptions>
   const service = new MasterService(defined, {mintGrant: grantMinter})
-  const master = await startMasterServer({...defined, service})
+  // A second path rather than one /metrics: the master's registry lives in the server.
+  const segmentMetrics = (withMetrics ?? (defined.metricsPort ?? 0) >= 0) ? new ClientMetrics({labels: {role: 'segment'}}) : undefined
+  const httpRoutes = segmentMetrics && {
+    '/metrics/segment': async () => ({status: 200, contentType: segmentMetrics.contentType, body: await segmentMetrics.text()}),
+  }
+  const master = await startMasterServer({...defined, service, ...(httpRoutes ? {httpRoutes} : {})})
   let owner: SegmentOwner
   try {
     owner = await SegmentOwner.start({
@@ -47,6 +61,7 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
       port: dataPort,
       token: defined.token,
       pingIntervalMs,
+      metrics: segmentMetrics,
     })
   } catch (err) {
     await master.close()
@@ -58,6 +73,7 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
     owner,
     address: master.address,
     httpAddress: master.httpAddress,
+    segmentMetrics,
     close: () =>
       (closing ??= (async () => {
         await owner.close()

@@ -9,7 +9,7 @@ import {crc32c as nativeCrc32c} from '../transfer/crc32c.js'
 import {TransferEngine} from '../transfer/engine.js'
 import {decodeGrant, type Grant} from '../transfer/grant.js'
 import type {TransferRequest as EngineRequest, TransferResult} from '../transfer/types.js'
-import type {DataPath, LocalSegment, TransferOptions, TransferRequest} from './data-path.js'
+import type {DataPath, LocalSegment, ServedStats, TransferItemResult, TransferOptions, TransferRequest} from './data-path.js'
 import type {TransportMode} from './options.js'
 
 export interface EngineDataPathOptions {
@@ -30,8 +30,8 @@ interface Call {
   first: number
   /** Result slots (in `out`) of its requests, in batch order. */
   slots: number[]
-  out: ItemResult<void>[]
-  resolve: (r: ItemResult<void>[]) => void
+  out: TransferItemResult[]
+  resolve: (r: TransferItemResult[]) => void
 }
 
 interface Pending {
@@ -41,7 +41,8 @@ interface Pending {
 }
 
 /** Shared, frozen success result (no allocation per transferred item). */
-const OK: ItemResult<void> = Object.freeze({ok: true, value: undefined}) as ItemResult<void>
+const OK: TransferItemResult = Object.freeze({ok: true, value: undefined, via: 'tcp'}) as TransferItemResult
+const OK_MEMCPY: TransferItemResult = Object.freeze({ok: true, value: undefined, via: 'memcpy'}) as TransferItemResult
 
 /** Transfers requested in the same tick leave in one native batch per transport. */
 export class EngineDataPath implements DataPath {
@@ -71,14 +72,14 @@ export class EngineDataPath implements DataPath {
     return this.engine.endpoints
   }
 
-  transfer(requests: TransferRequest[], options: TransferOptions): Promise<ItemResult<void>[]> {
+  transfer(requests: TransferRequest[], options: TransferOptions): Promise<TransferItemResult[]> {
     let group = this.pending.get(options.transport)
     if (!group) {
       group = {requests: [], calls: [], timeoutMs: 0}
       this.pending.set(options.transport, group)
     }
     group.timeoutMs = Math.max(group.timeoutMs, Math.ceil(options.timeoutMs))
-    const out: ItemResult<void>[] = new Array(requests.length)
+    const out: TransferItemResult[] = new Array(requests.length)
     const call: Call = {first: group.requests.length, slots: [], out, resolve: () => {}}
     for (let i = 0; i < requests.length; i++) {
       const r = requests[i]
@@ -108,7 +109,7 @@ export class EngineDataPath implements DataPath {
       call.slots.push(i)
     }
     if (call.slots.length === 0) return Promise.resolve(out)
-    const done = new Promise<ItemResult<void>[]>((resolve) => (call.resolve = resolve))
+    const done = new Promise<TransferItemResult[]>((resolve) => (call.resolve = resolve))
     group.calls.push(call)
     if (!this.flushScheduled) {
       this.flushScheduled = true
@@ -143,7 +144,9 @@ export class EngineDataPath implements DataPath {
           (!r
             ? {ok: false, code: 'INTERNAL_ERROR', message: 'the engine returned too few results'}
             : r.ok
-              ? OK
+              ? r.via === 'memcpy'
+                ? OK_MEMCPY
+                : OK
               : {ok: false, code: r.code === 'INTERNAL_ERROR' ? 'TRANSFER_FAIL' : r.code, message: r.message})
       }
       call.resolve(call.out)
@@ -194,6 +197,18 @@ export class EngineDataPath implements DataPath {
     if (this.engine.state !== 'running') return {transferredBytes: 0, memcpyBytes: 0}
     const s = this.engine.stats()
     return {transferredBytes: s.transferredBytes, memcpyBytes: s.memcpyBytes}
+  }
+
+  servedStats(): ServedStats {
+    const out: ServedStats = {bytesRead: 0, bytesWritten: 0, requests: 0}
+    if (this.engine.state !== 'running') return out
+    // The listener counts socket bytes: what it wrote is what peers read, and the reverse.
+    for (const l of this.engine.stats().server?.listeners ?? []) {
+      out.bytesRead += l.bytesWritten
+      out.bytesWritten += l.bytesRead
+      out.requests += l.requests
+    }
+    return out
   }
 
   async close(): Promise<void> {

@@ -16,3 +16,6 @@ export {asyncMaster, type CoalescingStats} from './master-calls.js'
 export {grantMinter} from './engine-data-path.js'
 export {defaultHostId} from './host-id.js'
 export type {DataPath, LocalSegment, RemoteTarget, TransferRequest as DataPathRequest} from './data-path.js'
+export type {ServedStats, TransferItemResult} from './data-path.js'
+// Metrics a client or segment owner records when given one (MooncakeClientOptions.metrics).
+export {ClientMetrics, startMetricsServer, type ClientMetricsOptions, type ClientOp, type TransferPath} from '../metrics/client.js'

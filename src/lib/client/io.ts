@@ -341,11 +341,24 @@ export async function openTempBeside(file: string): Promise<{handle: FileHandle;
     handle,
     temp,
     async commit() {
+      // The bytes reach the disk before the rename makes them visible under `file`, and the
+      // rename itself is made durable: after a crash, `file` is the old content or the whole new
+      // value, never an empty or partial file.
       if (!closed) {
+        try {
+          await handle.sync()
+        } catch (err) {
+          throw toMooncakeError(err, 'FILE_WRITE_FAIL')
+        }
         closed = true
         await handle.close()
       }
-      await rename(temp, file)
+      try {
+        await rename(temp, file)
+      } catch (err) {
+        throw fileError(err, file)
+      }
+      await syncDir(dir)
     },
     async abort() {
       if (!closed) {
@@ -354,6 +367,20 @@ export async function openTempBeside(file: string): Promise<{handle: FileHandle;
       }
       await rm(temp, {force: true})
     },
+  }
+}
+
+/** fsync of a directory (makes a rename in it durable); file systems that cannot sync a directory are skipped. */
+export async function syncDir(dir: string): Promise<void> {
+  let handle: FileHandle | undefined
+  try {
+    handle = await open(dir, 'r')
+    await handle.sync()
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException)?.code
+    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EISDIR' && code !== 'EBADF') throw toMooncakeError(err, 'FILE_WRITE_FAIL')
+  } finally {
+    await handle?.close().catch(() => {})
   }
 }
 

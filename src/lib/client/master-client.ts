@@ -38,6 +38,13 @@ import {
 import {MooncakeError} from '../errors.js'
 import {CallSigner} from '../master/grpc-auth.js'
 import * as codec from '../master/grpc-codec.js'
+import {
+  decodeBatchPutStartResults,
+  decodeBatchVoidResults,
+  encodeBatchPutEndRequest,
+  encodeBatchPutStartRequest,
+  NotPlain,
+} from '../master/grpc-batch-wire.js'
 import {decodeDiskTask, encodeDiskResult} from '../master/disk-codec.js'
 import {fromServiceError, isTransportUnavailable} from '../master/grpc-errors.js'
 import type * as w from '../proto/generated/index.js'
@@ -132,6 +139,9 @@ function itemsOf<T, V>(res: {items: unknown[]}, decode: (v: V) => T): ItemResult
   return res.items.map((item) => codec.decodeItem(item as Parameters<typeof codec.decodeItem<V, T>>[0], decode))
 }
 
+const PUT_START_WIRE = {encode: encodeBatchPutStartRequest, decode: decodeBatchPutStartResults}
+const PUT_END_WIRE = {encode: encodeBatchPutEndRequest, decode: decodeBatchVoidResults}
+
 /** Most items one merged batch rpc carries (the master accepts up to 100 000). */
 export const MAX_COALESCED_ITEMS = 4096
 
@@ -217,13 +227,11 @@ class GrpcMasterClient implements MasterClient {
   readonly #timeoutMs: number
   readonly #retry: boolean
   readonly #coalesce: boolean
+  /** Batch puts through grpc-batch-wire.ts (off with MOONCAKE_PROTO_CODEC=reflection, the benchmarks' "before"). */
+  readonly #fastBatches = process.env['MOONCAKE_PROTO_CODEC'] !== 'reflection'
   #closed = false
-  readonly #putStarts = new BatchCoalescer<PutStartRequest, ItemResult<PutStartResult>>(async (reqs, idempotent) =>
-    itemsOf(await this.call('BatchPutStart', {items: reqs.map(codec.encodePutStartRequest)}, idempotent), codec.decodePutStartResult),
-  )
-  readonly #putEnds = new BatchCoalescer<PutEndRequest, ItemResult<void>>(async (reqs) =>
-    codec.decodeVoidItems(await this.call('BatchPutEnd', {items: reqs.map(codec.encodePutEndRequest)}, true)),
-  )
+  readonly #putStarts = new BatchCoalescer<PutStartRequest, ItemResult<PutStartResult>>((reqs, idempotent) => this.#batchPutStart(reqs, idempotent))
+  readonly #putEnds = new BatchCoalescer<PutEndRequest, ItemResult<void>>((reqs) => this.#batchPutEnd(reqs))
   readonly #replicaLists = new BatchCoalescer<string, ItemResult<GetReplicaListResult>>(async (keys) =>
     itemsOf(await this.call('BatchGetReplicaList', {keys}, true), codec.decodeReplicaList),
   )
@@ -260,27 +268,62 @@ class GrpcMasterClient implements MasterClient {
     return new MooncakeError('UNAVAILABLE', `the client of the master at ${this.address} is closed`)
   }
 
-  #once<K extends Rpc>(rpc: K, req: ReqOf<K>, deadline: number): Promise<ResOf<K>> {
-    const method = this.#def[rpc] as unknown as MethodDefinition<ReqOf<K>, unknown, unknown, ResOf<K>>
+  #once<Req, Res>(path: string, serialize: (req: Req) => Buffer, deserialize: (buf: Buffer) => Res, req: Req, deadline: number): Promise<Res> {
     return new Promise((resolve, reject) => {
-      const done = (err: grpc.ServiceError | null, res?: ResOf<K>) => (err ? reject(err) : resolve(res as ResOf<K>))
+      const done = (err: grpc.ServiceError | null, res?: Res) => (err ? reject(err) : resolve(res as Res))
       if (this.#signer === undefined) {
-        this.#client.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, req, this.#metadata(method.path), {deadline}, done)
+        this.#client.makeUnaryRequest(path, serialize, deserialize, req, this.#metadata(path), {deadline}, done)
         return
       }
       // Signed: the signature covers the serialized message, so serialize it once, here.
-      const body = method.requestSerialize(req)
-      this.#client.makeUnaryRequest(method.path, passThrough, method.responseDeserialize, body, this.#metadata(method.path, body), {deadline}, done)
+      const body = serialize(req)
+      this.#client.makeUnaryRequest(path, passThrough, deserialize, body, this.#metadata(path, body), {deadline}, done)
     })
   }
 
   /** One unary call with a deadline; idempotent calls are retried once after a transport failure. */
-  async call<K extends Rpc>(rpc: K, req: ReqOf<K>, idempotent: boolean, timeoutMs = this.#timeoutMs): Promise<ResOf<K>> {
+  call<K extends Rpc>(rpc: K, req: ReqOf<K>, idempotent: boolean, timeoutMs = this.#timeoutMs): Promise<ResOf<K>> {
+    const method = this.#def[rpc] as unknown as MethodDefinition<ReqOf<K>, unknown, unknown, ResOf<K>>
+    return this.#callWith(rpc, method.requestSerialize, method.responseDeserialize, req, idempotent, timeoutMs)
+  }
+
+  /**
+   * A batch put rpc through grpc-batch-wire.ts: the request serialized once from the api types,
+   * the answer decoded straight into ItemResults. A request with values the fast encoder does not
+   * take (NotPlain) goes the generic way, with the same bytes on the wire.
+   */
+  #batchCall<In, Out>(
+    rpc: 'BatchPutStart' | 'BatchPutEnd',
+    reqs: In[],
+    fast: {encode(reqs: In[]): Buffer; decode(buf: Buffer): ItemResult<Out>[]},
+    generic: () => Promise<ItemResult<Out>[]>,
+    idempotent: boolean,
+  ): Promise<ItemResult<Out>[]> {
+    if (!this.#fastBatches) return generic()
+    let body: Buffer
+    try {
+      body = fast.encode(reqs)
+    } catch (err) {
+      if (err instanceof NotPlain) return generic()
+      throw err
+    }
+    return this.#callWith(rpc, passThrough, fast.decode, body, idempotent, this.#timeoutMs)
+  }
+
+  async #callWith<Req, Res>(
+    rpc: Rpc,
+    serialize: (req: Req) => Buffer,
+    deserialize: (buf: Buffer) => Res,
+    req: Req,
+    idempotent: boolean,
+    timeoutMs: number,
+  ): Promise<Res> {
     if (this.#closed) throw this.#closedError()
+    const path = this.#def[rpc].path
     const deadline = Date.now() + timeoutMs
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.#once(rpc, req, deadline)
+        return await this.#once(path, serialize, deserialize, req, deadline)
       } catch (err) {
         const retry =
           idempotent && this.#retry && attempt === 0 && !this.#closed && isTransportUnavailable(err) && deadline - Date.now() > 4 * RETRY_DELAY_MS
@@ -343,13 +386,23 @@ class GrpcMasterClient implements MasterClient {
   async batchPutStart(reqs: PutStartRequest[]): Promise<ItemResult<PutStartResult>[]> {
     const idempotent = reqs.every((r) => r.requestId !== '')
     if (this.#coalesce) return this.#putStarts.add(reqs, idempotent)
-    const res = await this.call('BatchPutStart', {items: reqs.map(codec.encodePutStartRequest)}, idempotent)
-    return itemsOf(res, codec.decodePutStartResult)
+    return this.#batchPutStart(reqs, idempotent)
+  }
+
+  #batchPutStart(reqs: PutStartRequest[], idempotent: boolean): Promise<ItemResult<PutStartResult>[]> {
+    const generic = async () =>
+      itemsOf(await this.call('BatchPutStart', {items: reqs.map(codec.encodePutStartRequest)}, idempotent), codec.decodePutStartResult)
+    return this.#batchCall('BatchPutStart', reqs, PUT_START_WIRE, generic, idempotent)
   }
 
   async batchPutEnd(reqs: PutEndRequest[]): Promise<ItemResult<void>[]> {
     if (this.#coalesce) return this.#putEnds.add(reqs, true)
-    return codec.decodeVoidItems(await this.call('BatchPutEnd', {items: reqs.map(codec.encodePutEndRequest)}, true))
+    return this.#batchPutEnd(reqs)
+  }
+
+  #batchPutEnd(reqs: PutEndRequest[]): Promise<ItemResult<void>[]> {
+    const generic = async () => codec.decodeVoidItems(await this.call('BatchPutEnd', {items: reqs.map(codec.encodePutEndRequest)}, true))
+    return this.#batchCall('BatchPutEnd', reqs, PUT_END_WIRE, generic, true)
   }
 
   async batchPutRevoke(reqs: PutRevokeRequest[]): Promise<ItemResult<void>[]> {

@@ -1,4 +1,5 @@
 import type {MasterApi, ReplicateConfig} from '../master/api.js'
+import type {ClientMetrics} from '../metrics/client.js'
 import type {DataPath} from './data-path.js'
 
 /** How bytes move: `auto` uses shared memory for same-host segments and TCP otherwise; `tcp` always TCP. */
@@ -67,6 +68,14 @@ export interface MooncakeClientOptions {
    * processes that share one engine between a client and segment owners. @default a new engine
    */
   dataPath?: DataPath
+  /**
+   * Where to record this client's metrics: operations (count, duration, result), value bytes by
+   * op and path (local shared memory, TCP, disk file), retried master calls, replica fallbacks,
+   * lease renewals; and, for the segments it mounts, their pings, re-mounts and served bytes.
+   * Serve it with `startMetricsServer(metrics)` or read `metrics.text()`. Recording costs a few
+   * counter increments per operation. @default undefined (nothing is recorded)
+   */
+  metrics?: ClientMetrics
 }
 
 export const DEFAULT_CLIENT_OPTIONS = Object.freeze({

@@ -10,6 +10,7 @@ import {EventEmitter} from 'node:events'
 import {DiskWriter} from '../disk/writer.js'
 import {MooncakeError, toMooncakeError} from '../errors.js'
 import type {ListKeysRequest, MasterApi, PingResult, SegmentDescriptor} from '../master/api.js'
+import type {ClientMetrics} from '../metrics/client.js'
 import {createDefaultDataPath, type DataPath, type LocalSegment} from './data-path.js'
 import {defaultHostId} from './host-id.js'
 import {withDeadline} from './master-calls.js'
@@ -48,6 +49,13 @@ export interface SegmentOwnerOptions {
   grants?: boolean
   /** A started data path to serve the segment from (shared with a client); else a new engine is started. @default undefined */
   dataPath?: DataPath
+  /**
+   * Where to record pings (by result, with their round-trip time), re-mounts and the bytes this
+   * segment served over TCP (read from the data path's server counters at each scrape; only for
+   * a data path this owner started, so that a shared one is not counted twice).
+   * @default undefined (nothing is recorded)
+   */
+  metrics?: ClientMetrics
 }
 
 export const DEFAULT_SEGMENT_OWNER_OPTIONS = Object.freeze({
@@ -82,6 +90,9 @@ export class SegmentOwner extends EventEmitter {
   private readonly diskWriter: DiskWriter
   /** Ping again at once (disk results are waiting). */
   private pingNow = false
+  private metrics: ClientMetrics | undefined
+  /** Stops following the data server's counters (after adding their last growth). */
+  private untrackServed: (() => void) | undefined
 
   private constructor(
     private readonly master: MasterApi,
@@ -161,6 +172,11 @@ export class SegmentOwner extends EventEmitter {
       const descriptor: SegmentDescriptor = {id: randomUUID(), name, endpoints, size, hostId, grantKey: segment.grantKey}
       await withDeadline(master.mountSegment({clientId, segment: descriptor}), Date.now() + rpcTimeoutMs, 'MountSegment')
       const owner = new SegmentOwner(master, ownedMaster, dataPath, ownsDataPath, segment, descriptor, clientId, options.pingIntervalMs ?? DEFAULT_SEGMENT_OWNER_OPTIONS.pingIntervalMs, rpcTimeoutMs)
+      owner.metrics = options.metrics
+      if (options.metrics && ownsDataPath && dataPath.servedStats) {
+        const dp = dataPath
+        owner.untrackServed = options.metrics.trackServed(() => dp.servedStats!())
+      }
       owner.setState('mounted')
       owner.schedule()
       return owner
@@ -217,6 +233,7 @@ export class SegmentOwner extends EventEmitter {
   private async pingOnce(): Promise<void> {
     let result: PingResult
     const diskResults = this.diskWriter.takeResults()
+    const t0 = performance.now()
     try {
       result = await withDeadline(
         this.master.ping(diskResults.length > 0 ? {clientId: this.clientId, diskResults} : {clientId: this.clientId}),
@@ -226,6 +243,7 @@ export class SegmentOwner extends EventEmitter {
     } catch (err) {
       this.diskWriter.requeueResults(diskResults)
       const e = toMooncakeError(err)
+      this.metrics?.recordPing(e.code, (performance.now() - t0) / 1000)
       this.consecutiveFailures++
       if (this.closing) return
       this.emit('warning', e)
@@ -233,6 +251,7 @@ export class SegmentOwner extends EventEmitter {
       if (e.code === 'CLIENT_NOT_FOUND' || e.code === 'SEGMENT_NOT_FOUND') await this.remount()
       return
     }
+    this.metrics?.recordPing(result.status, (performance.now() - t0) / 1000)
     this.consecutiveFailures = 0
     if (this.closing) return
     switch (result.status) {
@@ -254,6 +273,7 @@ export class SegmentOwner extends EventEmitter {
     this.setState('remounting')
     try {
       await withDeadline(this.master.reMountSegment({clientId: this.clientId, segments: [this.descriptor]}), Date.now() + this.rpcTimeoutMs, 'ReMountSegment')
+      this.metrics?.recordRemount()
       if (!this.closing) this.setState('mounted')
     } catch (err) {
       this.emit('warning', toMooncakeError(err))
@@ -263,10 +283,18 @@ export class SegmentOwner extends EventEmitter {
   private async stopAfterOperatorUnmount(): Promise<void> {
     if (this.timer) clearTimeout(this.timer)
     await this.diskWriter.close()
+    this.stopServedTracking()
     await this.segment.close().catch(() => {})
     if (this.ownsDataPath) await this.dataPath.close().catch(() => {})
     if (this.ownedMaster) await Promise.resolve(this.ownedMaster.close()).catch(() => {})
     this.setState('unmounted')
+  }
+
+  /** Adds the served bytes counted so far while the data path still runs, then stops following it. */
+  private stopServedTracking(): void {
+    const stop = this.untrackServed
+    this.untrackServed = undefined
+    stop?.()
   }
 
   /** Unmounts the segment (unless an operator already did), frees its memory and stops. Idempotent. */
@@ -286,6 +314,7 @@ export class SegmentOwner extends EventEmitter {
         const e = toMooncakeError(err)
         if (e.code !== 'SEGMENT_NOT_FOUND') this.emit('warning', e)
       }
+      this.stopServedTracking()
       await this.segment.close().catch(() => {})
       if (this.ownsDataPath) await this.dataPath.close().catch(() => {})
       if (this.ownedMaster) await Promise.resolve(this.ownedMaster.close()).catch(() => {})

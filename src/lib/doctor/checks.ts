@@ -10,9 +10,11 @@ import net from 'node:net'
 import path from 'node:path'
 
 import {toMooncakeError} from '../errors.js'
+import {etcdClientOptions} from '../etcd-options.js'
 import {PROTOCOL_VERSION, type SegmentInfo, type ServiceReadyResult} from '../master/api.js'
 import type {HealthDocument} from '../metrics/http-routes.js'
-import {httpAddressFor, httpGet} from '../top/source.js'
+import {httpAddressFor} from '../top/source.js'
+import {probeGet, type ProbeTls} from './http-probe.js'
 import {formatBytes, formatDuration} from '../units.js'
 
 export interface Check {
@@ -31,6 +33,12 @@ export interface DoctorOptions {
   etcd?: string[]
   clusterId: string
   token?: string
+  /**
+   * TLS towards a master started with --tls-cert (PEM contents, as connectMaster takes them): its
+   * gRPC and HTTP ports are probed over TLS, verified with `ca`, presenting `cert`/`key` when it
+   * requires client certificates. @default undefined (plaintext)
+   */
+  tls?: ProbeTls
   /** This build's version (compared with the master's). */
   version: string
   /** Bound of each network probe. @default 2000 */
@@ -123,11 +131,11 @@ interface MasterProbe {
   error?: unknown
 }
 
-async function probeMaster(address: string, token: string | undefined, timeoutMs: number): Promise<MasterProbe> {
+async function probeMaster(address: string, token: string | undefined, tls: ProbeTls | undefined, timeoutMs: number): Promise<MasterProbe> {
   let client: {serviceReady(): Promise<ServiceReadyResult>; getAllSegments(): Promise<SegmentInfo[]>; close(): void} | undefined
   try {
     const {connectMaster} = await import('../client/master-client.js')
-    client = await connectMaster({address, token, timeoutMs, connectTimeoutMs: timeoutMs, retry: false})
+    client = await connectMaster({address, token, tls, timeoutMs, connectTimeoutMs: timeoutMs, retry: false})
     const ready = await client.serviceReady()
     const segments = await client.getAllSegments()
     return {ready, segments}
@@ -143,8 +151,8 @@ function masterChecks(address: string, probe: MasterProbe, version: string, http
     const err = toMooncakeError(probe.error, 'UNAVAILABLE')
     const fix =
       err.code === 'UNAUTHENTICATED'
-        ? 'set MOONCAKE_TOKEN (or MOONCAKE_TOKEN_FILE) to the cluster token the master was started with'
-        : `start a master (mooncake master) or point --master / MOONCAKE_MASTER at it (HTTP port ${http} is checked separately)`
+        ? 'set MOONCAKE_TOKEN (or MOONCAKE_TOKEN_FILE) to the cluster token the master was started with; if it was started with --tls-ca, pass a client certificate it trusts (--tls-cert / --tls-key)'
+        : `start a master (mooncake master) or point --master / MOONCAKE_MASTER at it; if it serves TLS, pass --tls-ca (and --tls-cert / --tls-key when it requires client certificates) (HTTP port ${http} is checked separately)`
     return [fail('master', `${address}: ${err.code}: ${err.message}`, fix)]
   }
   const r = probe.ready
@@ -194,13 +202,13 @@ async function segmentChecks(segments: SegmentInfo[], timeoutMs: number): Promis
 }
 
 /** The master's HTTP port and its clock against ours (RTT-corrected: accurate to half the round trip). */
-async function httpChecks(http: string, timeoutMs: number, maxSkewMs: number): Promise<Check[]> {
+async function httpChecks(http: string, tls: ProbeTls | undefined, timeoutMs: number, maxSkewMs: number): Promise<Check[]> {
   const t0 = Date.now()
   let health: HealthDocument
   let date: string | undefined
   try {
-    const res = await httpGet(http, '/health', timeoutMs)
-    if (res.status !== 200) throw new Error(`/health answered ${res.status}`)
+    const res = await probeGet(http, '/health', timeoutMs, tls)
+    if (res.status !== 200) throw new Error(`/health answered ${res.status}${errorCodeOf(res.body)}`)
     health = JSON.parse(res.body) as HealthDocument
     date = typeof res.headers.date === 'string' ? res.headers.date : undefined
   } catch (err) {
@@ -208,7 +216,7 @@ async function httpChecks(http: string, timeoutMs: number, maxSkewMs: number): P
       fail(
         'master-http',
         `${http}: ${message(err)}`,
-        `start the master with an HTTP port (--metrics-port, default 9003), or pass --http HOST:PORT (mooncake top, Prometheus and the clock check use it)`,
+        `start the master with an HTTP port (--metrics-port, default 9003), or pass --http HOST:PORT (mooncake top, Prometheus and the clock check use it); a master started with --tls-cert serves it over https: pass --tls-ca (and --tls-cert / --tls-key if it requires client certificates)`,
       ),
     ]
   }
@@ -230,16 +238,24 @@ async function httpChecks(http: string, timeoutMs: number, maxSkewMs: number): P
 async function etcdChecks(endpoints: string[], clusterId: string, timeoutMs: number): Promise<{checks: Check[]; leader?: string}> {
   const {haKeys, parseEndpoints, connectEtcd, getKey} = await import('../master/ha/etcd.js')
   const urls = parseEndpoints(endpoints)
+  // The same TLS as the etcd client (--etcd-ca / --etcd-cert / --etcd-key): https:// endpoints,
+  // or any endpoint once etcd TLS is configured (etcd3 then dials TLS whatever the scheme says).
+  const credentials = etcdClientOptions().credentials
   const checks = await Promise.all(
     urls.map(async (url): Promise<Check> => {
       const name = `etcd ${url.replace(/^https?:\/\//, '')}`
+      const tls = credentials !== undefined || url.startsWith('https://') ? {ca: credentials?.rootCertificate, cert: credentials?.certChain, key: credentials?.privateKey} : undefined
       try {
-        const res = await httpGet(url.replace(/^https?:\/\//, '').replace(/\/.*$/, ''), '/health', timeoutMs)
+        const res = await probeGet(url.replace(/^https?:\/\//, '').replace(/\/.*$/, ''), '/health', timeoutMs, tls)
         const body = JSON.parse(res.body) as {health?: string | boolean; reason?: string}
         if (res.status === 200 && String(body.health) === 'true') return ok(name, 'healthy')
         return fail(name, `unhealthy (${res.status} ${res.body.trim()})`, 'check the etcd member (etcdctl endpoint health; its logs); a cluster needs a quorum of healthy members')
       } catch (err) {
-        return fail(name, `not reachable (${message(err)})`, 'start etcd or fix --etcd / MOONCAKE_ETCD (comma-separated HOST:PORT of the client URLs)')
+        return fail(
+          name,
+          `not reachable (${message(err)})`,
+          'start etcd or fix --etcd / MOONCAKE_ETCD (comma-separated HOST:PORT of the client URLs); for an etcd serving TLS use https:// endpoints and --etcd-ca (and --etcd-cert / --etcd-key when it requires client certificates)',
+        )
       }
     }),
   )
@@ -284,12 +300,22 @@ export async function runDoctor(o: DoctorOptions): Promise<Check[]> {
     }
   }
   const http = httpAddressFor(master, o.http)
-  const [probe, httpResult] = await Promise.all([probeMaster(master, o.token, timeoutMs), httpChecks(http, timeoutMs, o.maxSkewMs ?? 500)])
+  const [probe, httpResult] = await Promise.all([probeMaster(master, o.token, o.tls, timeoutMs), httpChecks(http, o.tls, timeoutMs, o.maxSkewMs ?? 500)])
   checks.push(...masterChecks(master, probe, o.version, http))
   checks.push(...httpResult)
   if (probe.segments !== undefined) checks.push(...(await segmentChecks(probe.segments, Math.min(timeoutMs, 1_000))))
   checks.push(...(await local))
   return checks
+}
+
+/** ` (CODE)` of a JSON error answer `{"error":{"code"}}`, else nothing. */
+function errorCodeOf(body: string): string {
+  try {
+    const code = (JSON.parse(body) as {error?: {code?: unknown}}).error?.code
+    return typeof code === 'string' ? ` (${code})` : ''
+  } catch {
+    return ''
+  }
 }
 
 /** `ok    name    detail` / `FAIL  name    detail  -> fix: ...`, one line per check. */

@@ -10,6 +10,7 @@ import {crc32cJs} from '../client/crc32c.js'
 import {clusterDir, diskFileBytes, diskPath} from '../disk/format.js'
 import {DiskQuota, type QuotaEntry} from '../disk/quota.js'
 import {scanDiskDir, type ScanResult} from '../disk/scanner.js'
+import {TombstoneLog} from '../disk/tombstones.js'
 import type {DiskTask} from './api.js'
 import type {RestoredItem} from './restore.js'
 
@@ -46,6 +47,8 @@ export interface DiskTierCounters {
   evictedByQuota: number
   deleted: number
   deleteErrors: number
+  /** Files a restart deleted because the tombstone log named them (the crash came before their deletion). */
+  tombstoneDeletes: number
 }
 
 /** The calls a MasterService offers the disk tier (restart scan, quota). */
@@ -58,12 +61,16 @@ export interface DiskTierService {
 export class MasterDiskTier {
   readonly dir: string
   readonly quota: DiskQuota
-  readonly counters: DiskTierCounters = {tasksQueued: 0, tasksSent: 0, written: 0, failed: 0, revokedByQuota: 0, evictedByQuota: 0, deleted: 0, deleteErrors: 0}
+  readonly counters: DiskTierCounters = {tasksQueued: 0, tasksSent: 0, written: 0, failed: 0, revokedByQuota: 0, evictedByQuota: 0, deleted: 0, deleteErrors: 0, tombstoneDeletes: 0}
+  /** Names of files whose deletion is pending, so that a crash cannot bring their objects back. */
+  readonly tombstones: TombstoneLog
   private readonly queues = new Map<string, Map<string, Pending>>()
   /** Task id -> owner's client id. */
   private readonly owners = new Map<string, string>()
   private readonly unlinkQueue: string[] = []
   private unlinking = 0
+  /** A deletion failed since the tombstone log was last emptied: keep the log for the next restart. */
+  private deleteFailed = false
   private readonly idleWaiters: Array<() => void> = []
 
   constructor(readonly options: MasterDiskTierOptions) {
@@ -72,6 +79,7 @@ export class MasterDiskTier {
     }
     this.dir = clusterDir(options.rootFsDir, options.clusterId)
     this.quota = new DiskQuota(options.quotaBytes)
+    this.tombstones = new TombstoneLog(this.dir)
   }
 
   pathOf(key: string, version: number): string {
@@ -170,11 +178,17 @@ export class MasterDiskTier {
     this.quota.commit(key, version, diskFileBytes(key, size))
   }
 
-  /** The disk replica (key, version) is gone or failed: forget it and delete its file (asynchronously). */
+  /**
+   * The disk replica (key, version) is gone or failed: forget it and delete its file. The delete
+   * is asynchronous, so its name goes to the tombstone log first (synchronously, before the
+   * caller acknowledges anything): a restart after a crash deletes it instead of restoring it.
+   */
   deleteFile(key: string, version: number): void {
     this.forget(key, version)
     this.quota.release(key, version)
-    this.unlinkQueue.push(this.pathOf(key, version))
+    const file = this.pathOf(key, version)
+    this.tombstones.record(file)
+    this.unlinkQueue.push(file)
     this.pumpUnlinks()
   }
 
@@ -186,13 +200,20 @@ export class MasterDiskTier {
         .then(
           () => void this.counters.deleted++,
           (err: NodeJS.ErrnoException) => {
-            if (err.code !== 'ENOENT') this.counters.deleteErrors++
+            if (err.code !== 'ENOENT') {
+              this.counters.deleteErrors++
+              this.deleteFailed = true
+            }
           },
         )
         .finally(() => {
           this.unlinking--
           this.pumpUnlinks()
-          if (this.unlinking === 0 && this.unlinkQueue.length === 0) for (const w of this.idleWaiters.splice(0)) w()
+          if (this.unlinking === 0 && this.unlinkQueue.length === 0) {
+            // Every file named in the log is gone: it can be emptied (unless one delete failed).
+            if (!this.deleteFailed) this.tombstones.clear()
+            for (const w of this.idleWaiters.splice(0)) w()
+          }
         })
     }
   }
@@ -208,7 +229,10 @@ export class MasterDiskTier {
    * service already knows the key, e.g. from a journal), deletes files of versions the service
    * holds no disk replica for, then applies the quota.
    */
-  async restore(service: DiskTierService): Promise<ScanResult & {restored: number}> {
+  async restore(service: DiskTierService): Promise<ScanResult & {restored: number; tombstoneDeletes: number}> {
+    // First the deletions a crash interrupted: those objects were removed.
+    const tombstoneDeletes = await this.tombstones.replay()
+    this.counters.tombstoneDeletes += tombstoneDeletes
     const scan = await scanDiskDir(this.dir, {crc32c: crc32cJs})
     const items: RestoredItem[] = scan.files.map((f, i) => ({
       key: f.key,
@@ -228,6 +252,6 @@ export class MasterDiskTier {
       service.evictDiskReplica(e.key, e.version)
       this.deleteFile(e.key, e.version)
     })
-    return {...scan, restored}
+    return {...scan, restored, tombstoneDeletes}
   }
 }

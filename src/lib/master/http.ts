@@ -5,6 +5,7 @@
 import http from 'node:http'
 import https from 'node:https'
 import type {AddressInfo} from 'node:net'
+import type {TLSSocket} from 'node:tls'
 
 import {MooncakeError} from '../errors.js'
 
@@ -27,12 +28,16 @@ export interface RunningHttp {
   close(): Promise<void>
 }
 
-/** With `tls` (PEM certificate and key) the port speaks HTTPS. */
+/**
+ * With `tls` (PEM certificate and key) the port speaks HTTPS; with `tls.ca` too, every request
+ * must come with a client certificate signed by that CA (as the gRPC port, like etcd's
+ * --client-cert-auth), else it is answered 401 UNAUTHENTICATED.
+ */
 export async function startHttpServer(
   host: string,
   port: number,
   routes: Map<string, HttpRoute>,
-  tls?: {cert: string | Buffer; key: string | Buffer},
+  tls?: {cert: string | Buffer; key: string | Buffer; ca?: string | Buffer},
 ): Promise<RunningHttp> {
   const handler: http.RequestListener = (req, res) => {
     const path = (req.url ?? '/').split('?')[0]!
@@ -40,6 +45,15 @@ export async function startHttpServer(
     const send = (r: HttpResponse) => {
       res.writeHead(r.status ?? 200, {'content-type': r.contentType ?? 'text/plain; charset=utf-8'})
       res.end(req.method === 'HEAD' ? undefined : r.body)
+    }
+    const socket = req.socket as TLSSocket
+    if (tls?.ca !== undefined && !socket.authorized) {
+      // The handshake lets a client without a good certificate through (rejectUnauthorized: false)
+      // so that it gets this answer rather than a bare connection reset.
+      const presented = Object.keys(socket.getPeerCertificate() ?? {}).length > 0
+      const why = presented ? `its certificate did not verify: ${String(socket.authorizationError)}` : 'none presented'
+      send(json({error: {code: 'UNAUTHENTICATED', message: `this port requires a client certificate signed by the master's --tls-ca (${why}): pass --tls-cert / --tls-key`}}, 401))
+      return
     }
     if (!route) {
       send(json({error: {code: 'NOT_FOUND', message: `no route ${req.method} ${path}`}}, 404))
@@ -57,7 +71,10 @@ export async function startHttpServer(
         send(json({error: {code: 'INTERNAL_ERROR', message}}, 500))
       })
   }
-  const server = tls === undefined ? http.createServer(handler) : https.createServer({cert: tls.cert, key: tls.key}, handler)
+  const server =
+    tls === undefined
+      ? http.createServer(handler)
+      : https.createServer(tls.ca === undefined ? {cert: tls.cert, key: tls.key} : {cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: false}, handler)
   // Keep-alive sockets of scrapers must not hold close() up.
   server.keepAliveTimeout = 5_000
   await new Promise<void>((resolve, reject) => {

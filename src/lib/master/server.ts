@@ -13,6 +13,7 @@ import {loadMooncakeProto} from '../proto/loader.js'
 import {grantMinter} from './grant-minter.js'
 import {CallVerifier} from './grpc-auth.js'
 import {masterHandlers, strictMasterDefinition} from './grpc-handlers.js'
+import {serverCredentials} from './grpc-tls.js'
 import {formatHostPort, type HttpRoute, type RunningHttp, startHttpServer} from './http.js'
 import {startTickLoop} from './loop-lag.js'
 import {
@@ -99,17 +100,6 @@ function rateLimitedWarning(): (err: unknown) => void {
     if (now - last < 10_000) return
     last = now
     process.emitWarning(`mooncake master background work failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`)
-  }
-}
-
-/** Plaintext, or TLS with the certificate and key (and, with a CA, client certificates required). */
-function serverCredentials(tls: MasterServerOptions['tls']): grpc.ServerCredentials {
-  if (tls === undefined) return grpc.ServerCredentials.createInsecure()
-  const pem = (v: string | Buffer) => (typeof v === 'string' ? Buffer.from(v) : v)
-  try {
-    return grpc.ServerCredentials.createSsl(tls.ca === undefined ? null : pem(tls.ca), [{cert_chain: pem(tls.cert), private_key: pem(tls.key)}], tls.ca !== undefined)
-  } catch (err) {
-    throw new MooncakeError('INVALID_PARAMS', `bad TLS certificate or key (--tls-cert, --tls-key, --tls-ca): ${(err as Error).message}`, {cause: err})
   }
 }
 

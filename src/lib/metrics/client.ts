@@ -6,6 +6,7 @@
  */
 import {collectDefaultMetrics, Counter, Gauge, Histogram, Registry} from 'prom-client'
 
+import type {ServedStats} from '../client/data-path.js'
 import {startHttpServer, type HttpRoute, type RunningHttp} from '../master/http.js'
 
 export type ClientOp = 'put' | 'get' | 'remove' | 'exist' | 'query' | 'list'
@@ -34,7 +35,9 @@ export class ClientMetrics {
   private readonly retries: Counter<'op' | 'code'>
   private readonly fallbacks: Counter<'code'>
   private readonly servedBytes: Counter<'direction'>
-  private readonly servedRequests: Counter<'direction'>
+  private readonly servedRequests: Counter
+  /** Cumulative counters of data servers (read at scrape time), with what was last added from each. */
+  private readonly servedSources = new Set<{read: () => ServedStats; seen: ServedStats}>()
   private readonly pings: Counter<'result'>
   private readonly pingDuration: Histogram
   private readonly remounts: Counter
@@ -93,17 +96,23 @@ export class ClientMetrics {
       help: 'Lease renewals during long reads',
       registers,
     })
+    const self = this
     this.servedBytes = new Counter({
       name: 'mooncake_segment_served_bytes_total',
-      help: 'Bytes other clients read from (direction=read) or wrote to (direction=write) this segment',
+      help: 'Bytes other clients read from (direction=read) or wrote to (direction=write) this segment over TCP',
       labelNames: ['direction'],
       registers,
+      collect() {
+        self.syncServed()
+      },
     })
     this.servedRequests = new Counter({
       name: 'mooncake_segment_served_requests_total',
-      help: 'Transfer requests served by this segment owner',
-      labelNames: ['direction'],
+      help: 'Transfer requests served by this segment owner over TCP',
       registers,
+      collect() {
+        self.syncServed()
+      },
     })
     this.pings = new Counter({
       name: 'mooncake_segment_pings_total',
@@ -133,9 +142,19 @@ export class ClientMetrics {
 
   /** Value bytes moved for one put or get, and how long the data plane took. */
   recordTransfer(op: 'put' | 'get', path: TransferPath, bytes: number, seconds?: number): void {
+    this.recordBytes(op, path, bytes, seconds)
+    this.recordValueSize(op, bytes)
+  }
+
+  /** Bytes moved by one data-plane transfer (a slice, or a batch of small values) and how long it took. */
+  recordBytes(op: 'put' | 'get', path: TransferPath, bytes: number, seconds?: number): void {
     this.bytes.inc({op, path}, bytes)
-    this.sizes.observe({op}, bytes)
     if (seconds !== undefined) this.transferDuration.observe({op, path}, seconds)
+  }
+
+  /** The size of one value put or got (once per value, whatever the replicas and slices). */
+  recordValueSize(op: 'put' | 'get', bytes: number): void {
+    this.sizes.observe({op}, bytes)
   }
 
   /** A master call or transfer is retried because of `code`. */
@@ -155,7 +174,44 @@ export class ClientMetrics {
   /** A segment owner served a transfer of `bytes` (a remote read of, or write into, its memory). */
   recordServed(direction: 'read' | 'write', bytes: number): void {
     this.servedBytes.inc({direction}, bytes)
-    this.servedRequests.inc({direction})
+    this.servedRequests.inc()
+  }
+
+  /**
+   * Follows a data server's cumulative counters (e.g. the transfer engine's): at each scrape,
+   * what grew since the last one is added to the served series. The returned function adds
+   * the last growth and stops following it (call it before the server closes).
+   */
+  trackServed(read: () => ServedStats): () => void {
+    const source = {read, seen: {bytesRead: 0, bytesWritten: 0, requests: 0}}
+    this.servedSources.add(source)
+    return () => {
+      this.syncOne(source)
+      this.servedSources.delete(source)
+    }
+  }
+
+  private syncServed(): void {
+    for (const s of this.servedSources) this.syncOne(s)
+  }
+
+  private syncOne(source: {read: () => ServedStats; seen: ServedStats}): void {
+    let now: ServedStats
+    try {
+      now = source.read()
+    } catch {
+      return
+    }
+    const {seen} = source
+    // A counter that went backwards was restarted: count from its new start.
+    const grow = (a: number, b: number) => (a >= b ? a - b : a)
+    const read = grow(now.bytesRead, seen.bytesRead)
+    const written = grow(now.bytesWritten, seen.bytesWritten)
+    const requests = grow(now.requests, seen.requests)
+    if (read > 0) this.servedBytes.inc({direction: 'read'}, read)
+    if (written > 0) this.servedBytes.inc({direction: 'write'}, written)
+    if (requests > 0) this.servedRequests.inc(requests)
+    source.seen = {...now}
   }
 
   /** A liveness ping finished: `result` is the ping status, or the ErrorCode of a failed ping. */

@@ -66,7 +66,7 @@ export type MasterOpName = (typeof MASTER_OPS)[keyof typeof MASTER_OPS]['op']
 
 /** Optional counters a newer MasterService may report; read when present. */
 type ExtendedServiceMetrics = MasterServiceMetrics &
-  Partial<{evictedBytes: number; successfulEvictions: number; discardedPuts: number}>
+  Partial<{successfulEvictions: number}>
 
 interface Inc {
   inc(value?: number): void
@@ -162,8 +162,8 @@ export class MasterMetrics {
     mirror('master_attempted_evictions_total', 'Eviction rounds started (background and inside PutStart)', (m) => m.evictionRounds + m.syncEvictions)
     mirror('master_successful_evictions_total', 'Eviction rounds that evicted at least one object', (m) => m.successfulEvictions ?? self.successfulEvictions)
     mirror('master_evicted_key_count', 'Objects whose memory replicas were evicted', (m) => m.evictedObjects)
-    mirror('master_evicted_size_bytes', 'Bytes freed by eviction (0 until the service reports it)', (m) => m.evictedBytes ?? 0)
-    mirror('master_put_start_discard_cnt', 'Unfinished puts taken over after putStartDiscardTimeout (0 until the service reports it)', (m) => m.discardedPuts ?? 0)
+    mirror('master_evicted_size_bytes', 'Bytes of memory replicas freed by eviction (object size times memory replicas)', (m) => m.evictedBytes)
+    mirror('master_put_start_discard_cnt', 'Unfinished puts taken over by a new PutStart (after putStartDiscardTimeout) or an upsert', (m) => m.discardedPuts)
     mirror('master_put_start_release_cnt', 'Replicas of unfinished puts released after putStartReleaseTimeout', (m) => m.releasedZombieReplicas)
     mirror('master_expired_clients_total', 'Segment owners declared dead (silent for clientTtl)', (m) => m.expiredClients)
     new Gauge({

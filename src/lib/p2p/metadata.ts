@@ -18,7 +18,7 @@ import type {Etcd3, IKeyValue, Lease, Watcher} from 'etcd3'
 type IOperationLike = ReturnType<Etcd3['put']>
 
 import {MooncakeError, toMooncakeError} from '../errors.js'
-import {etcdClientOptions} from '../etcd-options.js'
+import {etcdClientOptions, etcdTlsHint} from '../etcd-options.js'
 import type {HolderEntry, PayloadRecord, PeerRecord} from './types.js'
 
 export interface ControlRequest {
@@ -49,7 +49,7 @@ const dec = decodeURIComponent
 function unavailable(what: string, err: unknown): MooncakeError {
   if (err instanceof MooncakeError) return err
   const message = err instanceof Error ? err.message : String(err)
-  return new MooncakeError('UNAVAILABLE', `etcd ${what} failed: ${message}`, {cause: err})
+  return new MooncakeError('UNAVAILABLE', `etcd ${what} failed: ${message}${etcdTlsHint(err)}`, {cause: err})
 }
 
 export function parseEndpoints(etcd: string[] | string): string[] {

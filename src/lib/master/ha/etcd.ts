@@ -14,7 +14,7 @@
 import type {Etcd3, IKeyValue} from 'etcd3'
 
 import {MooncakeError} from '../../errors.js'
-import {etcdClientOptions} from '../../etcd-options.js'
+import {etcdClientOptions, etcdTlsHint} from '../../etcd-options.js'
 
 export interface HaKeys {
   prefix: string
@@ -98,5 +98,5 @@ export function isEtcdUnavailable(err: unknown): boolean {
 
 export function etcdError(what: string, err: unknown): MooncakeError {
   if (err instanceof MooncakeError) return err
-  return new MooncakeError('UNAVAILABLE', `etcd ${what} failed: ${err instanceof Error ? err.message : String(err)}`, {cause: err})
+  return new MooncakeError('UNAVAILABLE', `etcd ${what} failed: ${err instanceof Error ? err.message : String(err)}${etcdTlsHint(err)}`, {cause: err})
 }

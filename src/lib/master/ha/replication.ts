@@ -15,7 +15,8 @@ import type {Mutation} from '../mutations.js'
 import {MetadataImage, PendingRestore} from '../restore.js'
 import type {MasterService} from '../service.js'
 import {type DurableLog, notLeader} from './durable.js'
-import {b, connectEtcd, getKey, haKeys, type HaKeys} from './etcd.js'
+import {isEtcdTlsFailure} from '../../etcd-options.js'
+import {b, connectEtcd, etcdError, getKey, haKeys, type HaKeys} from './etcd.js'
 import {EtcdLog, type EtcdLogOptions, LogFollower} from './etcd-log.js'
 import {attachPending, expirePending, installGate, type GateHost} from './gate.js'
 import {Journal, type JournalOptions, type RecoveryReport} from './journal.js'
@@ -212,6 +213,17 @@ class EtcdReplication extends Base {
   async start(boundAddress: string): Promise<void> {
     this.advertise = this.options.advertise ?? boundAddress
     this.etcd = await connectEtcd(this.options.etcd!, Math.max(500, Math.min(3_000, this.ttlMs / 2)))
+    // A TLS failure (wrong --etcd-ca, no client certificate) never heals by retrying: refuse to
+    // start, saying which flags to fix, instead of serving as a master that can never lead. Other
+    // failures (etcd not up yet) are left to the election loop's retries, as before.
+    try {
+      await getKey(this.etcd, this.keys.leader)
+    } catch (err) {
+      if (isEtcdTlsFailure(err)) {
+        this.etcd.close()
+        throw etcdError(`at ${this.options.etcd!.join(',')}`, err)
+      }
+    }
     this.loop = this.run()
   }
 
@@ -377,7 +389,7 @@ class EtcdReplication extends Base {
     const t0 = Date.now()
     // Nobody else can append any more (every append is fenced by the leader key's create
     // revision, which is now ours): reading to the end is the whole catch-up.
-    await follower.sync()
+    // MUTANT (chaos demo): no catch-up
     this.term = term
     this.service.resetState()
     const log = new EtcdLog(etcd, this.keys, term, follower.image, follower.position, {

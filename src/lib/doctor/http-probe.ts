@@ -1,0 +1,54 @@
+/**
+ * One GET of doctor's HTTP probes (the master's /health, each etcd member's /health), over http or,
+ * with TLS material, https: a master started with --tls-cert serves its HTTP port over TLS, and a
+ * master or etcd that verifies client certificates answers only a client presenting one.
+ */
+import http from 'node:http'
+import https from 'node:https'
+
+import {MooncakeError} from '../errors.js'
+
+/** PEM contents; `ca` replaces the system roots, `cert`/`key` are this client's identity (mTLS). */
+export interface ProbeTls {
+  ca?: string | Buffer
+  cert?: string | Buffer
+  key?: string | Buffer
+}
+
+export interface ProbeAnswer {
+  status: number
+  headers: http.IncomingHttpHeaders
+  body: string
+}
+
+/** GET `path` on `base` (HOST:PORT) within `timeoutMs`: https when `tls` is given, else http. */
+export function probeGet(base: string, path: string, timeoutMs: number, tls?: ProbeTls): Promise<ProbeAnswer> {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(base)
+  if (!m) return Promise.reject(new MooncakeError('INVALID_PARAMS', `not a HOST:PORT: ${base}`))
+  const host = m[1]!.replace(/^\[|\]$/g, '')
+  const common = {host, port: Number(m[2]), path, agent: false as const, timeout: timeoutMs}
+  return new Promise((resolve, reject) => {
+    const onResponse = (res: http.IncomingMessage) => {
+      res.setEncoding('utf8')
+      let body = ''
+      res.on('data', (d: string) => (body += d))
+      res.on('end', () => resolve({status: res.statusCode ?? 0, headers: res.headers, body}))
+      res.on('error', reject)
+    }
+    const req =
+      tls === undefined
+        ? http.get(common, onResponse)
+        : https.get({...common, ca: nonEmpty(tls.ca), cert: tls.cert, key: tls.key, servername: isIp(host) ? undefined : host}, onResponse)
+    req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), {code: 'ETIMEDOUT'})))
+    req.on('error', reject)
+  })
+}
+
+/** An empty CA buffer (etcd3's "use the system roots") must not replace them with nothing. */
+function nonEmpty(pem: string | Buffer | undefined): string | Buffer | undefined {
+  return pem === undefined || pem.length === 0 ? undefined : pem
+}
+
+function isIp(host: string): boolean {
+  return /^[\d.]+$/.test(host) || host.includes(':')
+}

@@ -1,0 +1,208 @@
+// The hand-written batch put wire paths (src/lib/master/grpc-batch-wire.ts) against the generic
+// ones (compiled codec + grpc-codec.ts conversions + strict validation): field numbers from the
+// .proto, and random messages both ways on both sides, including garbage and invalid fields.
+import protobuf from 'protobufjs'
+import {test} from 'uvu'
+import * as assert from 'uvu/assert'
+
+import type {ItemResult, PutEndRequest, PutStartRequest, PutStartResult, ReplicaDescriptor} from '../../src/lib/master/api.js'
+import {ErrorCode, type ErrorCodeName, MooncakeError} from '../../src/lib/errors.js'
+import {
+  decodeBatchPutEndRequest,
+  decodeBatchPutStartRequest,
+  decodeBatchPutStartResults,
+  decodeBatchVoidResults,
+  DecodedBatch,
+  encodeBatchPutEndRequest,
+  encodeBatchPutStartRequest,
+  encodeBatchPutStartResults,
+  encodeBatchVoidResults,
+  NotPlain,
+  WIRE,
+} from '../../src/lib/master/grpc-batch-wire.js'
+import * as codec from '../../src/lib/master/grpc-codec.js'
+import {batch, malformedReason, strictDeserializer} from '../../src/lib/master/grpc-validate.js'
+import {compileCodecs, loadProtoRoot} from '../../src/lib/proto/fast-codec.js'
+import {MOONCAKE_PROTO_PATH} from '../../src/lib/proto/loader.js'
+
+const root = loadProtoRoot(MOONCAKE_PROTO_PATH)
+const codecs = compileCodecs(root)
+const c = (name: string) => codecs.get(`mooncake.v1.${name}`)!
+
+let seed = 0x1234567
+function rnd(): number {
+  seed ^= seed << 13
+  seed ^= seed >>> 17
+  seed ^= seed << 5
+  return (seed >>> 0) / 4294967296
+}
+const int = (n: number) => Math.floor(rnd() * n)
+const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!
+const maybe = (p = 0.5) => rnd() < p
+
+const STRINGS = ['', 'a', 'key/1/2', 'ключ', '鍵-🔑', 'x'.repeat(200), 'é'.repeat(70), 'host:1234', 'y'.repeat(5000)]
+const str = () => pick(STRINGS)
+const U64 = [0, 1, 127, 128, 2 ** 32 - 1, 2 ** 32, 2 ** 35 + 7, Number.MAX_SAFE_INTEGER, 2 ** 60, 4096]
+const CODES = Object.keys(ErrorCode) as ErrorCodeName[]
+
+test('field numbers and enum values are those of mooncake.proto', () => {
+  for (const [name, fields] of Object.entries(WIRE)) {
+    const type = root.lookup(`mooncake.v1.${name}`)
+    if (type instanceof protobuf.Enum) {
+      for (const [value, n] of Object.entries(fields)) assert.is(type.values[value], n, `${name}.${value}`)
+      continue
+    }
+    assert.ok(type instanceof protobuf.Type, name)
+    for (const [field, n] of Object.entries(fields)) assert.is((type as protobuf.Type).fields[field]?.id, n, `${name}.${field}`)
+  }
+})
+
+// --- master side -------------------------------------------------------------------------------------
+
+/** What the handler did before grpc-batch-wire.ts: strict generic decode, then batch + decode*Request. */
+function genericMaster<T>(rpc: string, buf: Buffer, decodeItem: (r: never, single: boolean) => T): {items: T[]} | {reason: string} {
+  const msg = strictDeserializer(c(rpc).decode)(buf) as {items: unknown[]}
+  const reason = malformedReason(msg)
+  if (reason !== undefined) return {reason}
+  try {
+    return {items: batch<never>(msg.items, 'items').map((r) => decodeItem(r, false))}
+  } catch (err) {
+    return {reason: (err as MooncakeError).message}
+  }
+}
+
+function fastMaster<T>(out: DecodedBatch<T> | object): {items: T[]} | {reason: string} {
+  return out instanceof DecodedBatch ? {items: out.items} : {reason: malformedReason(out)!}
+}
+
+function randomWirePutStart(): Record<string, unknown> {
+  const m: Record<string, unknown> = {clientId: str(), requestId: str(), key: str(), size: pick(U64)}
+  if (maybe(0.3)) {
+    const cfg: Record<string, unknown> = {withSoftPin: maybe(), preferredSegments: Array.from({length: int(3)}, str), preferredSegment: str(), preferAllocInSameNode: maybe()}
+    if (maybe()) cfg['replicaNum'] = pick([0, 1, 3, 2 ** 32 - 1])
+    m['config'] = cfg
+  }
+  if (maybe(0.3)) m['hostId'] = str()
+  return m
+}
+
+function randomWirePutEnd(): Record<string, unknown> {
+  const m: Record<string, unknown> = {clientId: str(), key: str()}
+  if (maybe()) m['checksum'] = pick([0, 1, 2 ** 32 - 1, 12345])
+  if (maybe()) m['target'] = pick([0, 1, 2, 3, 4, 17, -1, 'REPLICA_TARGET_DISK'])
+  return m
+}
+
+test('master: BatchPutStart / BatchPutEnd requests decode and validate as the generic path', () => {
+  for (let i = 0; i < 400; i++) {
+    const starts = {items: Array.from({length: int(6)}, randomWirePutStart)}
+    const buf = c('BatchPutStartRequest').encode(starts)
+    assert.equal(fastMaster(decodeBatchPutStartRequest(buf)), genericMaster('BatchPutStartRequest', buf, codec.decodePutStartRequest), JSON.stringify(starts))
+    const ends = {items: Array.from({length: int(6)}, randomWirePutEnd)}
+    const buf2 = c('BatchPutEndRequest').encode(ends)
+    assert.equal(fastMaster(decodeBatchPutEndRequest(buf2)), genericMaster('BatchPutEndRequest', buf2, codec.decodePutEndRequest), JSON.stringify(ends))
+  }
+})
+
+test('master: truncated, corrupted and invalid UTF-8 requests are refused as by the generic path', () => {
+  for (let i = 0; i < 300; i++) {
+    const buf = c('BatchPutStartRequest').encode({items: Array.from({length: 1 + int(3)}, randomWirePutStart)})
+    const bad = Buffer.from(buf)
+    if (maybe()) bad[int(bad.length)] = int(256)
+    else if (maybe()) bad[int(bad.length)] = 0xff // often inside a string: invalid UTF-8
+    const cut = maybe(0.3) ? bad.subarray(0, int(bad.length)) : bad
+    assert.equal(fastMaster(decodeBatchPutStartRequest(cut)), genericMaster('BatchPutStartRequest', cut, codec.decodePutStartRequest))
+    const buf2 = Buffer.from(c('BatchPutEndRequest').encode({items: Array.from({length: 1 + int(3)}, randomWirePutEnd)}))
+    buf2[int(buf2.length)] = int(256)
+    assert.equal(fastMaster(decodeBatchPutEndRequest(buf2)), genericMaster('BatchPutEndRequest', buf2, codec.decodePutEndRequest))
+  }
+  const refused = decodeBatchPutStartRequest(c('BatchPutStartRequest').encode({items: [{clientId: 'x'.repeat(5000), key: 'k', size: 1}]}))
+  assert.match(malformedReason(refused)!, /clientId is longer than 4096 bytes/)
+})
+
+function randomReplica(): ReplicaDescriptor {
+  const r: ReplicaDescriptor = {id: pick(U64.filter((v) => v <= Number.MAX_SAFE_INTEGER)), type: maybe(0.8) ? 'memory' : 'disk', status: pick(['PROCESSING', 'COMPLETE', 'REMOVED', 'FAILED'] as const)}
+  if (r.type === 'memory') {
+    r.memory = {segment: pick(['seg-a', 'seg-b', '']), endpoints: pick([['127.0.0.1:1'], ['h:1', 'h:2'], []]), hostId: pick(['h', '']), offset: pick(U64.slice(0, 8)), length: pick([0, 4096, 2 ** 40])}
+    if (maybe(0.3)) r.memory.grant = Uint8Array.from({length: int(40)}, () => int(256))
+  } else r.disk = {path: str(), size: pick([0, 4096])}
+  return r
+}
+
+function randomResults(): ItemResult<PutStartResult>[] {
+  return Array.from({length: int(8)}, () =>
+    maybe(0.8)
+      ? {ok: true as const, value: {replicas: Array.from({length: int(3)}, randomReplica), version: pick([0, 1, 2 ** 40]), requestedReplicas: pick([0, 1, 3])}}
+      : {ok: false as const, code: pick(CODES), message: str()},
+  )
+}
+
+const voidResults = (): ItemResult<void>[] =>
+  Array.from({length: int(8)}, () => (maybe(0.7) ? {ok: true as const, value: undefined} : {ok: false as const, code: pick(CODES), message: str()}))
+
+test('master: answers are the bytes the generic encoders write (the segment prefix cache included)', () => {
+  for (let i = 0; i < 400; i++) {
+    const results = randomResults()
+    const generic = c('BatchPutStartResponse').encode(codec.encodeItems(results, codec.encodePutStartResult))
+    assert.equal(encodeBatchPutStartResults(results), generic)
+    const voids = voidResults()
+    assert.equal(encodeBatchVoidResults(voids), c('BatchVoidResponse').encode(codec.encodeVoidItems(voids)))
+  }
+  // A segment remounted with other endpoints is not answered from the cache.
+  const one = (endpoints: string[]): ItemResult<PutStartResult>[] => [
+    {ok: true, value: {replicas: [{id: 1, type: 'memory', status: 'PROCESSING', memory: {segment: 's', endpoints, hostId: 'h', offset: 0, length: 1}}], version: 1, requestedReplicas: 1}},
+  ]
+  for (const eps of [['a:1'], ['a:1'], ['b:2'], ['b:2', 'c:3']]) {
+    assert.equal(decodeBatchPutStartResults(encodeBatchPutStartResults(one(eps))), one(eps))
+  }
+})
+
+// --- client side -------------------------------------------------------------------------------------
+
+function randomPutStart(): PutStartRequest {
+  const r: PutStartRequest = {clientId: str(), requestId: str(), key: str(), size: pick(U64.filter((v) => v <= Number.MAX_SAFE_INTEGER))}
+  if (maybe(0.3)) r.config = {withSoftPin: maybe(), preferredSegments: maybe() ? [str()] : undefined, preferredSegment: maybe() ? str() : undefined, preferAllocInSameNode: maybe(), replicaNum: maybe() ? pick([1, 2]) : undefined}
+  if (maybe(0.3)) r.hostId = str()
+  return r
+}
+
+function randomPutEnd(): PutEndRequest {
+  const r: PutEndRequest = {clientId: str(), key: str()}
+  if (maybe()) r.checksum = pick([0, 1, 2 ** 32 - 1])
+  if (maybe()) r.target = pick(['all', 'memory', 'disk'] as const)
+  return r
+}
+
+test('client: requests are the bytes the generic encoders write; odd values are left to them', () => {
+  for (let i = 0; i < 400; i++) {
+    const starts = Array.from({length: int(6)}, randomPutStart)
+    assert.equal(encodeBatchPutStartRequest(starts), c('BatchPutStartRequest').encode({items: starts.map(codec.encodePutStartRequest)}), JSON.stringify(starts))
+    const ends = Array.from({length: int(6)}, randomPutEnd)
+    assert.equal(encodeBatchPutEndRequest(ends), c('BatchPutEndRequest').encode({items: ends.map(codec.encodePutEndRequest)}))
+  }
+  for (const size of [-1, 1.5, '12', 2 ** 60]) {
+    assert.throws(() => encodeBatchPutStartRequest([{clientId: 'c', requestId: 'r', key: 'k', size: size as number}]), (e: unknown) => e instanceof NotPlain)
+  }
+})
+
+test('client: answers decode as the generic path (unknown enum values, empty items, both locations)', () => {
+  for (let i = 0; i < 400; i++) {
+    const buf = c('BatchPutStartResponse').encode(codec.encodeItems(randomResults(), codec.encodePutStartResult))
+    const generic = (c('BatchPutStartResponse').decode(buf) as {items: unknown[]}).items.map((item) => codec.decodeItem(item as never, codec.decodePutStartResult))
+    assert.equal(decodeBatchPutStartResults(buf), generic)
+    const vbuf = c('BatchVoidResponse').encode(codec.encodeVoidItems(voidResults()))
+    assert.equal(decodeBatchVoidResults(vbuf), codec.decodeVoidItems(c('BatchVoidResponse').decode(vbuf) as never))
+  }
+  const odd = c('BatchPutStartResponse').encode({
+    items: [
+      {},
+      {value: {replicas: [{id: 3, type: 7, status: 9, memory: {segment: 's'}, disk: {path: 'p'}}]}},
+      {error: {code: 'NO_SUCH_CODE', message: 'm'}},
+    ],
+  })
+  const generic = (c('BatchPutStartResponse').decode(odd) as {items: unknown[]}).items.map((item) => codec.decodeItem(item as never, codec.decodePutStartResult))
+  assert.equal(decodeBatchPutStartResults(odd), generic)
+  assert.is((generic[0] as {code: string}).code, 'INTERNAL_ERROR')
+})
+
+test.run()
