@@ -4,7 +4,8 @@
  * advertises a userspace proxy in front of it, so clients' and owners' connections can be cut or
  * delayed), segment owners and worker processes that find the leader through etcd, a seeded
  * schedule of faults that adds master faults (SIGKILL of the leader or of a standby and a restart,
- * SIGSTOP/SIGCONT of the leader) to the owner/client/connection faults, then the invariants of the
+ * SIGSTOP/SIGCONT of the leader, the leader cut off from etcd while clients still reach it: each
+ * master reaches etcd through its own proxy) to the owner/client/connection faults, then the invariants of the
  * plain chaos run (checkLedgers) plus: after every leader kill or pause a leader serves again
  * within `failoverBoundMs`, and no master crashed by itself. See docs/reliability.md, "HA chaos".
  */
@@ -19,7 +20,7 @@ import {MASTER, mergeCounts, MiB, sleep, startWorker, type WorkerSummary} from '
 import {ChaosProxy} from './proxy.js'
 import {prng} from './values.js'
 
-export type HaFaultKind = 'kill-leader' | 'kill-standby' | 'pause-leader' | 'kill-owner' | 'kill-client' | 'cut-master' | 'delay-master'
+export type HaFaultKind = 'kill-leader' | 'kill-standby' | 'pause-leader' | 'isolate-leader' | 'kill-owner' | 'kill-client' | 'cut-master' | 'delay-master'
 export interface HaFault {
   /** ms after the start of the workload. */
   at: number
@@ -55,7 +56,7 @@ export interface HaChaosOptions {
 }
 
 export interface Failover {
-  fault: 'kill-leader' | 'pause-leader'
+  fault: 'kill-leader' | 'pause-leader' | 'isolate-leader'
   at: number
   /** The old leader's index, and the index of the master serving afterwards. */
   from: number
@@ -81,6 +82,8 @@ export interface HaChaosResult extends Omit<ChaosResult, 'options' | 'faults'> {
   restoreExpired: {ownerDown: number; ownerAlive: number; keysOwnerAlive: number; details: string[]}
   /** Segments unmounted on a leader (declared dead after clientTtl, ...) while their owner process was alive. */
   unmountsOwnerAlive: string[]
+  /** Outcomes of the operations in flight while a leader was being replaced. */
+  acrossFailovers: Record<string, number>
 }
 
 const MASTER_OPTIONS = {
@@ -92,7 +95,7 @@ const MASTER_OPTIONS = {
 
 export function drawHaSchedule(seed: number, durationMs: number, owners: number, workers: number, everyMs: number, ttlMs: number): HaFault[] {
   const rand = prng(seed ^ 0x4a5eed)
-  const kinds: HaFaultKind[] = ['kill-leader', 'kill-leader', 'kill-leader', 'pause-leader', 'kill-standby', 'kill-owner', 'kill-owner', 'kill-client', 'cut-master', 'delay-master']
+  const kinds: HaFaultKind[] = ['kill-leader', 'kill-leader', 'kill-leader', 'pause-leader', 'isolate-leader', 'kill-standby', 'kill-owner', 'kill-owner', 'kill-client', 'cut-master', 'delay-master']
   const out: HaFault[] = []
   for (let t = 2000 + rand() * everyMs; t < durationMs - 4000; t += everyMs * (0.5 + rand())) {
     const kind = kinds[Math.floor(rand() * kinds.length)]
@@ -100,6 +103,8 @@ export function drawHaSchedule(seed: number, durationMs: number, owners: number,
     if (kind === 'kill-leader' || kind === 'kill-standby') f.forMs = Math.round(300 + rand() * 3000)
     // Pauses both shorter than the lease (the leader resumes and keeps leading, or steps down) and longer (a failover).
     if (kind === 'pause-leader') f.forMs = Math.round(300 + rand() * (ttlMs + 1500))
+    // Cut off from etcd only (clients still reach it): past its deadline it must stop acknowledging.
+    if (kind === 'isolate-leader') f.forMs = Math.round(ttlMs + 500 + rand() * 1500)
     if (kind === 'kill-owner') Object.assign(f, {target: Math.floor(rand() * owners), forMs: Math.round(300 + rand() * 2500)})
     if (kind === 'kill-client') f.target = Math.floor(rand() * workers)
     if (kind === 'delay-master') Object.assign(f, {forMs: Math.round(1000 + rand() * 3000), delayMs: Math.round(20 + rand() * 200)})
@@ -110,7 +115,10 @@ export function drawHaSchedule(seed: number, durationMs: number, owners: number,
 
 interface MasterSlot {
   port: number
+  /** What clients and owners dial (the master's --advertise). */
   proxy: ChaosProxy
+  /** The master's only way to etcd (isolate-leader swallows its bytes). */
+  etcdProxy: ChaosProxy
   fx: Fixture<{address: string; httpAddress: string; pid: number}> | null
   /** We killed it (a crash is any other exit). */
   expectedExit: boolean
@@ -159,6 +167,7 @@ export async function runHaChaos(opts: HaChaosOptions): Promise<HaChaosResult> {
       const options = {
         ...MASTER_OPTIONS,
         ...ha,
+        etcd: [s.etcdProxy.address],
         haLeaseTtlMs: ttlMs,
         port: s.port,
         metricsPort: 0,
@@ -188,7 +197,7 @@ export async function runHaChaos(opts: HaChaosOptions): Promise<HaChaosResult> {
     }
     for (let i = 0; i < 3; i++) {
       const port = await freePort()
-      slots.push({port, proxy: await ChaosProxy.start(`127.0.0.1:${port}`), fx: null, expectedExit: false, incarnation: 0})
+      slots.push({port, proxy: await ChaosProxy.start(`127.0.0.1:${port}`), etcdProxy: await ChaosProxy.start(etcd.endpoint), fx: null, expectedExit: false, incarnation: 0})
     }
     await Promise.all(slots.map((_, i) => startMasterIn(i)))
 
@@ -279,15 +288,23 @@ export async function runHaChaos(opts: HaChaosOptions): Promise<HaChaosResult> {
         }
         return undefined
       })()
+      // A paused or isolated leader may still answer before its deadline passes (it is still the
+      // leader then): only an answer from another master, or from it once the fault is over,
+      // means a leader serves again.
+      let over = resumed === undefined
+      void resumed?.then(() => (over = true))
       let servedMs: number | null = null
       while (Date.now() < end) {
         try {
           await probe!.existKey('chaos-ha-probe')
-          servedMs = Date.now() - t0
-          break
+          if (kind === 'kill-leader' || over || (probe as unknown as {address: string}).address !== slots[from].proxy.address) {
+            servedMs = Date.now() - t0
+            break
+          }
         } catch {
-          await sleep(10)
+          // no leader yet
         }
+        await sleep(10)
       }
       // A short pause may end with the old leader serving again: no election then.
       await resumed
@@ -345,6 +362,24 @@ export async function runHaChaos(opts: HaChaosOptions): Promise<HaChaosResult> {
       return `leader ${leader} paused ${f.forMs} ms; ${r.electedMs === null ? `it kept leading (master ${r.to} leads)` : `master ${r.to} elected after ${r.electedMs} ms`}, serving after ${r.servedMs} ms`
     }
 
+    async function isolateLeader(f: HaFault): Promise<string> {
+      const leader = await waitLeader(2 * boundMs)
+      if (leader === undefined) return 'no leader to start from'
+      const s = slots[leader]
+      const t0 = Date.now()
+      s.etcdProxy.dropping = true
+      const resumed = sleep(f.forMs ?? 1000).then(() => {
+        s.etcdProxy.dropping = false
+        s.etcdProxy.cut()
+      })
+      const r = await measure('isolate-leader', leader, s.fx!.pid, t0, resumed)
+      failovers.push(r)
+      if (r.servedMs === null || r.servedMs > boundMs) {
+        violations.push({kind: 'failover-slow', detail: `after cutting leader ${leader} off etcd for ${f.forMs} ms at ${r.at} ms: served after ${r.servedMs} ms (bound ${boundMs})`})
+      }
+      return `leader ${leader} cut off from etcd for ${f.forMs} ms; ${r.electedMs === null ? `no election (master ${r.to} leads)` : `master ${r.to} elected after ${r.electedMs} ms`}, serving after ${r.servedMs} ms`
+    }
+
     const timers: Promise<void>[] = []
     for (const f of schedule) {
       timers.push(
@@ -361,6 +396,9 @@ export async function runHaChaos(opts: HaChaosOptions): Promise<HaChaosResult> {
               }
               case 'pause-leader':
                 done = await serially(() => pauseLeader(f))
+                break
+              case 'isolate-leader':
+                done = await serially(() => isolateLeader(f))
                 break
               case 'kill-owner': {
                 const i = f.target ?? 0
@@ -432,6 +470,7 @@ export async function runHaChaos(opts: HaChaosOptions): Promise<HaChaosResult> {
     // Heal: every master and owner up, a leader serving, owners re-mounted, zombie puts expired.
     for (const s of slots) s.proxy.delayMs = 0
     await masterLock
+    for (const s of slots) s.etcdProxy.dropping = false
     for (let i = 0; i < 3; i++) if (slots[i].fx === null) await startMasterIn(i)
     for (let i = 0; i < owners; i++) if (ownerProcs[i] === null) await restartOwner(i)
     const leader = await waitLeader(2 * boundMs)
@@ -486,7 +525,7 @@ export async function runHaChaos(opts: HaChaosOptions): Promise<HaChaosResult> {
     if (audit.stats.used !== audit.liveBytesAligned) {
       violations.push({kind: 'space-leak', detail: `leader ${auditOf}: used ${audit.stats.used} bytes, live memory replicas ${audit.liveBytesAligned} (8-byte aligned), ${audit.processing} replicas not COMPLETE`})
     }
-    firstWrites(opts.dir, failovers, workloadStart)
+    const acrossFailovers = firstWrites(opts.dir, failovers, workloadStart)
     const erasureCounts: Record<string, number> = {}
     for (const list of Object.values(erasures)) for (const [, r] of list) erasureCounts[r] = (erasureCounts[r] ?? 0) + 1
     for (const o of ownerProcs) await o?.kill('SIGTERM')
@@ -501,6 +540,7 @@ export async function runHaChaos(opts: HaChaosOptions): Promise<HaChaosResult> {
       masterRestarts,
       restoreExpired,
       unmountsOwnerAlive,
+      acrossFailovers,
       workerRuns,
       counts,
       ledgerCounts: verify.ledgerCounts,
@@ -518,35 +558,51 @@ export async function runHaChaos(opts: HaChaosOptions): Promise<HaChaosResult> {
     probe?.close()
     for (const s of slots) s.expectedExit = true
     for (const s of slots) await s.proxy.close().catch(() => {})
+    for (const s of slots) await s.etcdProxy.close().catch(() => {})
     await killAll()
     await etcd?.stop()
   }
 }
 
-/** Fills in, per failover, when the first write that began after it was acknowledged. */
-function firstWrites(dir: string, failovers: Failover[], workloadStart: number): void {
+/**
+ * Fills in, per failover, when the first write that began after it was acknowledged; and counts
+ * the outcomes of the operations in flight across a failover (begun before a leader served again,
+ * ended after the fault): in-progress puts and read leases are not carried over, so these may
+ * fail (not a violation: the checker treats a failed write as of unknown outcome).
+ */
+function firstWrites(dir: string, failovers: Failover[], workloadStart: number): Record<string, number> {
   const acks: Array<[number, number]> = []
+  const ops: Array<{b: number; e: number; outcome: string}> = []
   for (const f of readdirSync(dir).filter((n) => n.startsWith('ledger-'))) {
-    const begins = new Map<string, number>()
+    const begins = new Map<number, number>()
     for (const line of readFileSync(path.join(dir, f), 'utf8').split('\n')) {
       if (!line) continue
-      let r: {t: number; c: number; op: string; s: string}
+      let r: {t: number; c: number; op: string; s: string; code?: string}
       try {
         r = JSON.parse(line) as typeof r
       } catch {
         continue
       }
-      if (r.op !== 'put' && r.op !== 'upsert') continue
-      if (r.s === 'begin') begins.set(`${f}/${r.c}`, r.t)
-      else if (r.s === 'ok') acks.push([begins.get(`${f}/${r.c}`) ?? r.t, r.t])
+      if (r.s === 'begin') {
+        begins.set(r.c, r.t)
+        continue
+      }
+      const b = begins.get(r.c) ?? r.t
+      ops.push({b, e: r.t, outcome: `${r.op}:${r.s === 'ok' ? 'OK' : r.s === 'bad' ? 'BAD' : r.code}`})
+      if ((r.op === 'put' || r.op === 'upsert') && r.s === 'ok') acks.push([b, r.t])
     }
   }
+  const across: Record<string, number> = {}
   for (const fo of failovers) {
     const t0 = workloadStart + fo.at
     let first: number | null = null
     for (const [b, t] of acks) if (b >= t0 && (first === null || t < first)) first = t
     fo.firstWriteMs = first === null ? null : first - t0
+    if (fo.electedMs === null) continue
+    const until = t0 + (fo.servedMs ?? fo.electedMs)
+    for (const o of ops) if (o.b < until && o.e > t0) across[o.outcome] = (across[o.outcome] ?? 0) + 1
   }
+  return across
 }
 
 /** p50 and max of the failover times that happened. */

@@ -43,7 +43,7 @@ writeFileSync(out, JSON.stringify({command: `node --import tsx bench/chaos/run.t
 const byKind: Record<string, number> = {}
 for (const f of result.faults) byKind[f.kind] = (byKind[f.kind] ?? 0) + 1
 const vk: Record<string, number> = {}
-const ha = 'failovers' in result ? {failover: failoverSummary(result.failovers), masterRestarts: result.masterRestarts, restoreExpired: result.restoreExpired, unmountsOwnerAlive: result.unmountsOwnerAlive} : {}
+const ha = 'failovers' in result ? {failover: failoverSummary(result.failovers), masterRestarts: result.masterRestarts, restoreExpired: result.restoreExpired, unmountsOwnerAlive: result.unmountsOwnerAlive, acrossFailovers: result.acrossFailovers} : {}
 for (const v of result.violations) vk[v.kind] = (vk[v.kind] ?? 0) + 1
 console.log(
   JSON.stringify(

@@ -4,10 +4,11 @@
 // MasterService, without gRPC.
 //   node --import tsx bench/master/grpc.ts [--seconds 2] [--only TEXT] [--callers N] [--json]
 // Each row also reports the CPU time per key (or call) of the client and of the master process,
-// which, unlike the rates, hardly depends on what else runs on the machine. `--only Batch` runs
-// the rows whose name contains the text, `--callers 16` only that many concurrent callers. MOONCAKE_PROTO_CODEC=reflection runs both processes with
-// proto-loader's reflection codec instead of the compiled one, and `--no-coalesce` sends every
-// batch call as its own rpc: both together measure the code as it was before either existed.
+// which depends less on what else runs on the machine than the rates do. `--only Batch` runs the
+// rows whose name contains the text, `--callers 16` only that many concurrent callers.
+// MOONCAKE_PROTO_CODEC=reflection runs both processes with proto-loader's reflection codec instead
+// of the compiled one (and without the batch put wire paths of grpc-batch-wire.ts), and
+// `--no-coalesce` sends every batch call as its own rpc.
 // (`--serve` is the child's mode: it runs the master and prints its address.)
 import {spawn} from 'node:child_process'
 import {once} from 'node:events'

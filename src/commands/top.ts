@@ -4,7 +4,8 @@ import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
 import {formatAgo, formatBytes, jsonLine, renderTable} from '../cli/render.js'
-import {MooncakeError} from '../lib/errors.js'
+import {clientTls} from '../lib/config.js'
+import {isMooncakeError, MooncakeError} from '../lib/errors.js'
 import type {TopSample, TopSnapshot} from '../lib/top/model.js'
 import {parseDuration} from '../lib/units.js'
 
@@ -16,11 +17,11 @@ const ENTER_SCREEN = '\x1b[?1049h\x1b[2J\x1b[H\x1b[?25l'
 export default class Top extends BaseCommand<typeof Top> {
   static override summary = 'live dashboard of the cluster'
   static override description = `Polls the master's HTTP port (/health, /get_all_segments, /metrics; nothing that grants a lease) every --interval and shows memory use, keys, ops/s with failure rates (from counter deltas), evictions and one row per segment; a row turns yellow when its owner's last ping passes half the client TTL and red past 80 %.
-The HTTP port is --http HOST:PORT; by default the host of --master (with --etcd: of the leader named in etcd) with port 9003 (the master's --metrics-port default).
+The HTTP port is --http HOST:PORT; by default the host of --master (with --etcd: of the leader named in etcd) with port 9003 (the master's --metrics-port default). A master started with --tls-cert serves that port over https: pass --tls-ca (MOONCAKE_TLS_CA) to verify it, and --tls-cert / --tls-key when it requires client certificates (--tls-ca on the master), as for every other command.
 In a terminal it runs full screen (alternate screen): q quit, p pause, s sort, r reverse, / filter (Esc clears), ? help.
 When stdout is not a terminal it prints one line per interval (like redis-cli --stat): keys, used, capacity, mem%, clients, segments, put/s, get/s, rm/s, fail/s, evict/s; --count N stops after N lines.
 --once takes two samples one --interval apart (so rates are real) and prints one snapshot; with --json: {"master","role","capacity","used","keys","softPinnedKeys","clients","segments":[{"name","endpoint","capacity","used","status","lastPingMs"}],"rates":{"put","putFailed","get","getFailed","remove","removeFailed","evictions","evictedKeys","evictedBytes"}} (rates per second, bytes as numbers). --json without --once prints one such snapshot per line.
-Exit codes: 0 after q, --once or --count; 5 when the master's HTTP port cannot be reached within --timeout (later polls that fail are reported and retried).`
+Exit codes: 0 after q, --once or --count; 5 when the master's HTTP port cannot be reached within --timeout (later polls that fail are reported and retried); 6 when the master refuses the client certificate (or none was given).`
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     {description: 'One snapshot for a script', command: '<%= config.bin %> <%= command.id %> --once --json'},
@@ -58,7 +59,8 @@ Exit codes: 0 after q, --once or --count; 5 when the master's HTTP port cannot b
     }
     const http = httpAddressFor(master, this.flags.http)
     const pollTimeout = Math.min(5_000, Math.max(1_000, intervalMs))
-    const poll = () => fetchSample(http, pollTimeout, this.deadline.signal)
+    const tls = clientTls(this.settings)
+    const poll = () => fetchSample(http, {timeoutMs: pollTimeout, signal: this.deadline.signal, tls})
 
     // First contact within --timeout: an unreachable master is UNAVAILABLE (exit 5).
     this.deadline.waitingFor = `master HTTP port ${http}`
@@ -68,6 +70,8 @@ Exit codes: 0 after q, --once or --count; 5 when the master's HTTP port cannot b
           try {
             return await poll()
           } catch (err) {
+            // A refused client certificate will not be accepted on a retry: say so at once.
+            if (isMooncakeError(err) && err.code === 'UNAUTHENTICATED') throw err
             if (this.deadline.remaining() < pollTimeout + 200 || this.deadline.signal.aborted) throw err
             await sleep(Math.min(500, intervalMs))
           }

@@ -12,6 +12,7 @@ import {once} from 'node:events'
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 
+import {runIntoHead} from './early-reader.js'
 import {addressFromReady, BIN, cleanEnv, cleanup, ROOT, SANDBOX, startServer, type Server} from './helpers.js'
 
 let address: string
@@ -187,18 +188,9 @@ test('get to a FILE is atomic: a failed get leaves no file, and an existing FILE
 })
 
 test('a reader that goes away early (get - | head -c 10) ends the get quietly with exit 0', async () => {
-  const child = spawn('bash', ['-c', `"${process.execPath}" "${BIN}" get 'file/${9 * MiB + 3}' - --master ${address} | head -c 10 >/dev/null; echo "\${PIPESTATUS[0]}"`], {
-    cwd: ROOT,
-    env: cleanEnv(),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d) => (stdout += d))
-  child.stderr.on('data', (d) => (stderr += d))
-  await once(child, 'close')
-  assert.is(stdout.trim(), '0', stderr)
-  assert.is(stderr, '')
+  const r = await runIntoHead(['get', `file/${9 * MiB + 3}`, '-', '--master', address], 10)
+  assert.is(r.status, '0', r.stderr)
+  assert.is(r.stderr, '')
 })
 
 test('a missing FILE to put: FILE_NOT_FOUND, nothing stored', async () => {

@@ -52,7 +52,7 @@ test('up --json prints a JSON ready object', async () => {
     segment = await (await fetch(`http://${ready.httpAddress}/metrics/segment`)).text()
   }
   assert.match(segment, /^mooncake_segment_pings_total\{[^}]*result="OK"[^}]*\} [1-9]/m)
-  assert.match(segment, /^mooncake_segment_served_bytes_total/m)
+  assert.match(segment, /^# TYPE mooncake_segment_served_bytes_total counter$/m)
   assert.not.match(segment, /^master_/m)
   other.child.kill('SIGINT')
   const exit = await other.exited

@@ -1,10 +1,11 @@
 /**
  * Short deterministic HA chaos run (bench/chaos/ha.ts): a real etcd, three masters in the
  * election, 3 segment owners and 2 client processes (2 MooncakeClients each) finding the leader
- * through etcd, put/get/upsert/remove with verifiable values for 20 s while the leader is killed
- * (-9) twice and paused for 3.5 s (past its 2 s lease) once, a standby and an owner are killed and the masters'
- * connections are cut. Invariants: a leader serves again within 3x the lease TTL after every kill
- * or pause, every acknowledged write survives the failovers (read back, or removed/evicted/lost
+ * through etcd, put/get/upsert/remove with verifiable values for 23 s while the leader is killed
+ * (-9) twice, paused for 3.5 s and cut off from etcd (not from its clients) for 3 s, both past
+ * its 2 s lease, a standby and an owner are killed and the masters' connections are cut.
+ * Invariants: a leader serves again within 3x the lease TTL after every kill, pause or
+ * isolation, every acknowledged write survives the failovers (read back, or removed/evicted/lost
  * with its segment as a master recorded), no get returns other bytes, no space leaked on the
  * final leader, no client hung, no master crashed by itself.
  */
@@ -31,7 +32,7 @@ t('acknowledged writes survive leader kills and a leader pause; a leader serves 
   let result: HaChaosResult | undefined
   try {
     result = await runHaChaos({
-      durationMs: 20_000,
+      durationMs: 23_000,
       seed: 11,
       owners: 3,
       ownerMiB: 16,
@@ -48,10 +49,11 @@ t('acknowledged writes survive leader kills and a leader pause; a leader serves 
       schedule: [
         {at: 2500, kind: 'kill-leader', forMs: 1000},
         {at: 5000, kind: 'kill-owner', target: 1, forMs: 500},
-        {at: 8000, kind: 'pause-leader', forMs: 3500},
-        {at: 12_500, kind: 'kill-standby', forMs: 500},
-        {at: 13_000, kind: 'cut-master'},
-        {at: 15_000, kind: 'kill-leader', forMs: 800},
+        {at: 7000, kind: 'pause-leader', forMs: 3500},
+        {at: 11_500, kind: 'isolate-leader', forMs: 3000},
+        {at: 15_500, kind: 'kill-standby', forMs: 500},
+        {at: 16_000, kind: 'cut-master'},
+        {at: 16_500, kind: 'kill-leader', forMs: 800},
       ],
     })
   } catch (err) {
@@ -62,11 +64,12 @@ t('acknowledged writes survive leader kills and a leader pause; a leader serves 
   const operations = Object.values(result.ledgerCounts).reduce((a, b) => a + b, 0)
   console.log(`chaos-ha: ${operations} operations, ${result.checkedOps} outcomes checked, final ${JSON.stringify(result.finalCheck)}, failovers ${JSON.stringify(fo)}, ${result.violations.length} violations`)
   assert.is(result.violations.length, 0, brief)
-  assert.is(result.faults.length, 6, brief)
+  assert.is(result.faults.length, 7, brief)
   for (const f of result.faults) assert.not.match(f.done, /error|failed|skipped|no leader/, brief)
-  // Both kills and the pause (3.5 s > TTL) forced an election, each measured and within the bound.
+  // Both kills, the pause (3.5 s) and the isolation from etcd (3 s) outlast the 2 s lease: each
+  // forced an election, measured and within the bound.
   const elections = result.failovers.filter((f) => f.electedMs !== null)
-  assert.is(elections.length, 3, brief)
+  assert.is(elections.length, 4, brief)
   for (const f of elections) assert.ok(f.servedMs !== null && f.servedMs <= 3 * TTL, brief)
   assert.is(result.masterRestarts, 3, brief)
   // Writes resumed after every failover (the workload went on through the new leader).

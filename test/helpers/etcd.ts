@@ -11,6 +11,11 @@ import tls from 'node:tls'
 import os from 'node:os'
 import path from 'node:path'
 
+import {freePort} from './processes.js'
+
+// Importers of freePort from here keep working; the one definition is in processes.ts.
+export {freePort}
+
 /** Paths of PEM files (e.g. from test/helpers/certs.ts). */
 export interface EtcdTls {
   /** The server's certificate and key; also presented by the health probe as its client certificate. */
@@ -35,18 +40,6 @@ export interface EtcdServer {
   restart(): Promise<void>
   /** Stop it and remove its data dir. */
   stop(): Promise<void>
-}
-
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.unref()
-    server.on('error', reject)
-    server.listen(0, host, () => {
-      const {port} = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 async function waitHealthy(endpoint: string, child: ChildProcess, timeoutMs: number, log: () => string, secure?: EtcdTls): Promise<void> {

@@ -205,4 +205,34 @@ test('client: answers decode as the generic path (unknown enum values, empty ite
   assert.is((generic[0] as {code: string}).code, 'INTERNAL_ERROR')
 })
 
+test('client: replicas on one segment share its decoded strings, never a later field of another message', () => {
+  const varint = (n: number) => {
+    const out: number[] = []
+    for (; n > 127; n >>>= 7) out.push((n & 127) | 128)
+    out.push(n)
+    return Buffer.from(out)
+  }
+  const ld = (field: number, body: Buffer) => Buffer.concat([varint((field << 3) | 2), varint(body.length), body])
+  const mem = (m: object) => c('MemoryLocation').encode(m)
+  // Concatenated messages merge: the repeated field appends (a late `endpoints` after the prefix).
+  const memories = [
+    mem({segment: 's', endpoints: ['a'], hostId: 'h', offset: 5}),
+    Buffer.concat([mem({segment: 's', endpoints: ['a'], hostId: 'h', offset: 6}), mem({endpoints: ['b']})]),
+    mem({segment: 's', endpoints: ['a'], hostId: 'h', offset: 7}),
+    Buffer.concat([mem({segment: 's', endpoints: ['a'], hostId: 'h', offset: 8}), mem({segment: 't'})]),
+    mem({segment: 's', endpoints: ['a'], hostId: 'h'}),
+  ]
+  const decoded: ItemResult<PutStartResult>[] = []
+  for (const m of memories) {
+    const buf = ld(1, ld(1, ld(1, Buffer.concat([Buffer.from([0x10, 1, 0x18, 1]), ld(4, m)]))))
+    const generic = (c('BatchPutStartResponse').decode(buf) as {items: unknown[]}).items.map((item) => codec.decodeItem(item as never, codec.decodePutStartResult))
+    const ours = decodeBatchPutStartResults(buf)
+    assert.equal(ours, generic)
+    decoded.push(ours[0]!)
+  }
+  const eps = decoded.map((d) => (d.ok ? d.value.replicas[0]!.memory!.endpoints : []))
+  assert.equal(eps, [['a'], ['a', 'b'], ['a'], ['a'], ['a']])
+  assert.is(eps[2], eps[0], 'the same segment: one array')
+})
+
 test.run()

@@ -8,7 +8,7 @@ export default class P2PGet extends BaseCommand<typeof P2PGet> {
   static override description = `Downloads payload NAME from the peers that hold it, shards in parallel from the least-loaded holders, and serves every shard to other peers as soon as it has landed.
 DEST is a file for a one-file payload, or a directory for several files (named as registered); files are written atomically (temporary file, fsync, rename).
 With --seed it keeps serving the replica after the download (printing a ready line) until SIGINT/SIGTERM or \`p2p delete-replica NAME\`; without it, it stops serving and exits when the download is done.
-By default a download has no wall-clock deadline (a checkpoint may take long): only reaching etcd and finding the payload are bounded (30 s, exit 5 when etcd is unreachable), and --stall-timeout fails a download during which no shard lands. An explicit --timeout (flag, MOONCAKE_TIMEOUT or the config file) bounds the whole command, download included, as for \`mooncake get\` (0 = none).
+--timeout bounds the whole command, download included, as for every command (default 30 s): give large payloads --timeout 0 (no deadline) or a longer one; --stall-timeout still fails a download during which no shard lands.
 Needs --etcd (or MOONCAKE_ETCD).`
   static override examples = [
     '<%= config.bin %> <%= command.id %> llama/step-1000 ./ckpt/ --etcd 10.0.0.2:2379',
@@ -41,11 +41,8 @@ Needs --etcd (or MOONCAKE_ETCD).`
     const record = await this.deadline.race(store.info(name))
     if (!record) throw new MooncakeError('PAYLOAD_NOT_FOUND', `payload "${name}" is not registered`)
     const {destinations, files} = await resolveDestinations(record, dest)
-    // Only an explicit --timeout bounds the download; the default one bounded the start above.
-    const bounded = this.resolved.origins.timeout !== 'default'
-    if (!bounded) this.deadline.cancel()
     const bar = this.progress(name, record.totalSize)
-    const remaining = bounded ? this.deadline.remaining() : Infinity
+    const remaining = this.deadline.remaining()
     let result
     try {
       result = await this.deadline.race(

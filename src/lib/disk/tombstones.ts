@@ -4,13 +4,14 @@
  * and the restart scan would bring the removed object back. So the file's name is appended here
  * first, synchronously (one small write(2), no fsync: a crashed process loses nothing the kernel
  * has), and the next restart deletes every file named in the log before it scans. The log is
- * emptied whenever every deletion queued so far has succeeded, so it stays small.
+ * removed whenever every deletion queued so far has succeeded: it exists only while deletions
+ * are pending, and stays small.
  *
  * Lines are paths relative to the cluster directory (`aa/bb/<hash>-v<version>`); anything else
  * is ignored on replay, so a damaged log can never delete outside the tier's own files.
  */
-import {closeSync, ftruncateSync, mkdirSync, openSync, writeSync} from 'node:fs'
-import {readFile, truncate, unlink} from 'node:fs/promises'
+import {closeSync, mkdirSync, openSync, unlinkSync, writeSync} from 'node:fs'
+import {readFile, unlink} from 'node:fs/promises'
 import path from 'node:path'
 
 export const TOMBSTONE_FILE = '.tombstones'
@@ -20,8 +21,6 @@ const LINE = /^[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{64}-v\d+$/
 export class TombstoneLog {
   readonly file: string
   private fd: number | undefined
-  /** Bytes appended since the last clear (0: nothing to truncate). */
-  private bytes = 0
   /** Appends that failed (the file then only has the asynchronous delete). */
   errors = 0
 
@@ -37,34 +36,35 @@ export class TombstoneLog {
         mkdirSync(this.dir, {recursive: true})
         this.fd = openSync(this.file, 'a', 0o644)
       }
-      this.bytes += writeSync(this.fd, `${rel}\n`)
+      writeSync(this.fd, `${rel}\n`)
     } catch {
       this.errors++
     }
   }
 
-  /** Empties the log: every file it names is gone. */
+  /** Removes the log: every file it names is gone. */
   clear(): void {
-    if (this.fd === undefined || this.bytes === 0) return
+    if (this.fd === undefined) return
+    this.close()
     try {
-      ftruncateSync(this.fd, 0)
-      this.bytes = 0
-    } catch {
-      this.errors++
+      unlinkSync(this.file)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.errors++
     }
   }
 
   /**
-   * Restart: deletes every file the log names (a crash came before their deletion), then empties
-   * the log. Returns how many files were deleted.
+   * Restart: deletes every file the log names (a crash came before their deletion), then removes
+   * the log. Returns how many files were deleted. Never throws: a directory that cannot be read
+   * (missing, not a directory) has no log; a file that cannot be deleted keeps the log for the
+   * next restart.
    */
   async replay(): Promise<number> {
     let text: string
     try {
       text = await readFile(this.file, 'utf8')
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0
-      throw err
+    } catch {
+      return 0
     }
     let deleted = 0
     for (const line of new Set(text.split('\n'))) {
@@ -73,12 +73,18 @@ export class TombstoneLog {
         await unlink(path.join(this.dir, line))
         deleted++
       } catch (err) {
-        // Already gone is the common case (the crash came after the delete); anything else stays
-        // in the log for the next restart.
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return deleted
+        // Already gone is the common case (the crash came after the delete).
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+          this.errors++
+          return deleted
+        }
       }
     }
-    await truncate(this.file, 0)
+    try {
+      await unlink(this.file)
+    } catch {
+      this.errors++
+    }
     return deleted
   }
 

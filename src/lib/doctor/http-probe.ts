@@ -1,7 +1,9 @@
 /**
- * One GET of doctor's HTTP probes (the master's /health, each etcd member's /health), over http or,
- * with TLS material, https: a master started with --tls-cert serves its HTTP port over TLS, and a
- * master or etcd that verifies client certificates answers only a client presenting one.
+ * One GET of an HTTP port read by doctor (the master's /health, each etcd member's /health) and by
+ * top (/health, /get_all_segments, /metrics), over http or, with TLS material, https: a master
+ * started with --tls-cert serves its HTTP port over TLS, and a master or etcd that verifies client
+ * certificates answers only a client presenting one. node:http rather than fetch: fetch refuses
+ * some ports (e.g. 6000) and keeps sockets alive; here each request has its own connection.
  */
 import http from 'node:http'
 import https from 'node:https'
@@ -21,12 +23,15 @@ export interface ProbeAnswer {
   body: string
 }
 
-/** GET `path` on `base` (HOST:PORT) within `timeoutMs`: https when `tls` is given, else http. */
-export function probeGet(base: string, path: string, timeoutMs: number, tls?: ProbeTls): Promise<ProbeAnswer> {
+/**
+ * GET `path` on `base` (HOST:PORT) within `timeoutMs`, the whole body as text: https when `tls` is
+ * given, else http. `signal` aborts the request (top's Ctrl-C and --timeout).
+ */
+export function probeGet(base: string, path: string, timeoutMs: number, tls?: ProbeTls, signal?: AbortSignal): Promise<ProbeAnswer> {
   const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(base)
   if (!m) return Promise.reject(new MooncakeError('INVALID_PARAMS', `not a HOST:PORT: ${base}`))
   const host = m[1]!.replace(/^\[|\]$/g, '')
-  const common = {host, port: Number(m[2]), path, agent: false as const, timeout: timeoutMs}
+  const common = {host, port: Number(m[2]), path, agent: false as const, timeout: timeoutMs, signal}
   return new Promise((resolve, reject) => {
     const onResponse = (res: http.IncomingMessage) => {
       res.setEncoding('utf8')

@@ -144,7 +144,7 @@ function readPutStart(end: number): PutStartRequest {
     const t = wire.r32()
     switch (t >>> 3) {
       case F.PutStartRequest.clientId:
-        clientId = wire.rstr()
+        clientId = wire.rstrRepeated()
         break
       case F.PutStartRequest.requestId:
         requestId = wire.rstr()
@@ -189,7 +189,7 @@ function readPutEnd(end: number): PutEndRequest {
     const t = wire.r32()
     switch (t >>> 3) {
       case F.PutEndRequest.clientId:
-        clientId = wire.rstr()
+        clientId = wire.rstrRepeated()
         break
       case F.PutEndRequest.key:
         key = wire.rstr()

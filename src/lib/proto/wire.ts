@@ -237,6 +237,32 @@ export function rstr(): string {
   return out
 }
 
+// The last string read by rstrRepeated, with its bytes.
+let repeatedBytes: Buffer = EMPTY
+let repeatedStr = ''
+
+/**
+ * rstr() for a field that mostly repeats one value (a client id in every item of every batch):
+ * the same bytes as last time give the same string, so no new copy is made (and kept alive).
+ */
+export function rstrRepeated(): string {
+  const at = rp
+  const n = r32()
+  if (rp + n > rl) throw oob(n)
+  if (n !== 0 && n === repeatedBytes.length && rb.compare(repeatedBytes, 0, n, rp, rp + n) === 0) {
+    rp += n
+    return repeatedStr
+  }
+  rp = at
+  const out = rstr()
+  // Only strictly read strings are remembered: those are known to be the bytes' exact text.
+  if (strict && n !== 0 && n <= 64) {
+    repeatedBytes = Buffer.from(rb.subarray(rp - n, rp))
+    repeatedStr = out
+  }
+  return out
+}
+
 /** Bytes as a view into the buffer read (no copy), an empty Buffer when empty. */
 export function rbytes(): Buffer {
   const e = rlen()

@@ -2,8 +2,7 @@
  * Where `top` (and `doctor`) read the master: its HTTP port. `/health`, `/get_all_segments` and
  * `/metrics` are fetched in parallel; none of them grants a lease or changes state.
  */
-import http from 'node:http'
-
+import {probeGet, type ProbeAnswer, type ProbeTls} from '../doctor/http-probe.js'
 import {MooncakeError} from '../errors.js'
 import type {HealthDocument, SegmentsDocument} from '../metrics/http-routes.js'
 import {parsePrometheusText} from '../metrics/parse.js'
@@ -20,61 +19,61 @@ export function httpAddressFor(master: string, http?: string): string {
   return `${host}:${DEFAULT_HTTP_PORT}`
 }
 
-export interface HttpAnswer {
-  status: number
-  headers: http.IncomingHttpHeaders
-  body: string
+/** How top reads the master's HTTP port. */
+export interface FetchOptions {
+  /** Per request. Default 2 s. */
+  timeoutMs?: number
+  /** Aborts every request (Ctrl-C, --timeout). */
+  signal?: AbortSignal
+  /**
+   * https with these (clientTls: --tls-ca, --tls-cert / --tls-key), as the master serves its HTTP
+   * port over TLS when started with --tls-cert; plain http when undefined.
+   */
+  tls?: ProbeTls
 }
 
-/**
- * GET http://base/path with node:http (fetch refuses some ports, e.g. 6000, and keeps sockets
- * alive): one connection per request, the whole body as text, within `timeoutMs`.
- */
-export function httpGet(base: string, path: string, timeoutMs: number, signal?: AbortSignal): Promise<HttpAnswer> {
-  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(base)
-  if (!m) return Promise.reject(new MooncakeError('INVALID_PARAMS', `not a HOST:PORT: ${base}`))
-  const host = m[1]!.replace(/^\[|\]$/g, '')
-  return new Promise((resolve, reject) => {
-    const req = http.get({host, port: Number(m[2]), path, agent: false, timeout: timeoutMs, signal}, (res) => {
-      res.setEncoding('utf8')
-      let body = ''
-      res.on('data', (d: string) => (body += d))
-      res.on('end', () => resolve({status: res.statusCode ?? 0, headers: res.headers, body}))
-      res.on('error', reject)
-    })
-    req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), {code: 'ETIMEDOUT'})))
-    req.on('error', reject)
-  })
-}
+/** Node's codes for a server certificate that did not verify (wrong or missing --tls-ca, wrong name). */
+const CERT_ERRORS = /CERT|SIGNATURE|ALTNAME|SELF_SIGNED|ISSUER/
 
-async function get(base: string, path: string, timeoutMs: number, signal?: AbortSignal): Promise<HttpAnswer> {
-  let res: HttpAnswer
+async function get(base: string, path: string, o: FetchOptions): Promise<ProbeAnswer> {
+  const timeoutMs = o.timeoutMs ?? 2_000
+  const scheme = o.tls === undefined ? 'http' : 'https'
+  let res: ProbeAnswer
   try {
-    res = await httpGet(base, path, timeoutMs, signal)
+    res = await probeGet(base, path, timeoutMs, o.tls, o.signal)
   } catch (err) {
     if (err instanceof MooncakeError) throw err
-    if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new MooncakeError('INTERRUPTED', 'interrupted')
+    if (o.signal?.aborted) throw o.signal.reason instanceof Error ? o.signal.reason : new MooncakeError('INTERRUPTED', 'interrupted')
     const e = err as NodeJS.ErrnoException
-    const why = e.code === 'ETIMEDOUT' ? e.message : (e.code ?? e.message)
-    throw new MooncakeError('UNAVAILABLE', `master HTTP port ${base} not reachable (${why}): check --http (default: the --master host, port ${DEFAULT_HTTP_PORT})`, {
-      cause: err,
-    })
+    const why = e.code === 'ETIMEDOUT' ? e.message : `${e.code ?? ''} ${e.message}`.trim()
+    // The hint names the likely mismatch: plain http to a TLS port is cut off without an answer,
+    // https to a plain port fails the handshake, and a certificate the CA did not sign fails it too.
+    const hint =
+      o.tls === undefined
+        ? `check --http (default: the --master host, port ${DEFAULT_HTTP_PORT}); if the master was started with --tls-cert, pass --tls-ca (and --tls-cert / --tls-key if it requires client certificates)`
+        : CERT_ERRORS.test(e.code ?? '')
+          ? "the master's certificate did not verify: pass the CA that signed it with --tls-ca"
+          : `check --http (default: the --master host, port ${DEFAULT_HTTP_PORT}) and that the master serves TLS (--tls-cert)`
+    throw new MooncakeError('UNAVAILABLE', `master HTTP port ${scheme}://${base} not reachable (${why}): ${hint}`, {cause: err})
   }
-  if (res.status !== 200) throw new MooncakeError('UNAVAILABLE', `master HTTP ${base}${path} answered ${res.status}`)
+  if (res.status === 401) {
+    // A master with --tls-ca answers 401 and says why (no client certificate, or a bad one).
+    let message = `master HTTP ${scheme}://${base}${path} requires a client certificate: pass --tls-cert / --tls-key`
+    try {
+      message = (JSON.parse(res.body) as {error: {message: string}}).error.message
+    } catch {}
+    throw new MooncakeError('UNAUTHENTICATED', message)
+  }
+  if (res.status !== 200) throw new MooncakeError('UNAVAILABLE', `master HTTP ${scheme}://${base}${path} answered ${res.status}`)
   return res
 }
 
-export async function fetchHealth(base: string, timeoutMs = 2_000, signal?: AbortSignal): Promise<{health: HealthDocument; date: string | null}> {
-  const res = await get(base, '/health', timeoutMs, signal)
-  return {health: JSON.parse(res.body) as HealthDocument, date: res.headers.date ?? null}
-}
-
 /** One poll of the master's HTTP port. */
-export async function fetchSample(base: string, timeoutMs = 2_000, signal?: AbortSignal): Promise<TopSample> {
+export async function fetchSample(base: string, options: FetchOptions = {}): Promise<TopSample> {
   const [health, segments, metrics] = await Promise.all([
-    get(base, '/health', timeoutMs, signal).then((r) => JSON.parse(r.body) as HealthDocument),
-    get(base, '/get_all_segments', timeoutMs, signal).then((r) => JSON.parse(r.body) as SegmentsDocument),
-    get(base, '/metrics', timeoutMs, signal).then((r) => r.body),
+    get(base, '/health', options).then((r) => JSON.parse(r.body) as HealthDocument),
+    get(base, '/get_all_segments', options).then((r) => JSON.parse(r.body) as SegmentsDocument),
+    get(base, '/metrics', options).then((r) => r.body),
   ])
   return {at: Date.now(), health, segments, metrics: parsePrometheusText(metrics)}
 }

@@ -389,7 +389,7 @@ class EtcdReplication extends Base {
     const t0 = Date.now()
     // Nobody else can append any more (every append is fenced by the leader key's create
     // revision, which is now ours): reading to the end is the whole catch-up.
-    // MUTANT (chaos demo): no catch-up
+    await follower.sync()
     this.term = term
     this.service.resetState()
     const log = new EtcdLog(etcd, this.keys, term, follower.image, follower.position, {
