@@ -8,8 +8,9 @@
  *   node --import tsx bench/chaos/run.ts --ha [--duration 120] [--seed 1] [--ttl 2000] [--fault-every 5000] ...
  *
  * --ha: a real etcd, three masters in the election, owners and clients finding the leader through
- * etcd, and master faults (kill -9 / SIGSTOP of the leader, kill -9 of a standby) in the schedule
- * (bench/chaos/ha.ts); failover times are reported.
+ * etcd, and master faults (kill -9 / SIGSTOP of the leader, the leader cut off from etcd, kill -9
+ * of a standby) in the schedule (bench/chaos/ha.ts); failover times are reported (docs/reliability.md,
+ * "HA chaos").
  *
  * Exit 0 when no invariant was violated, 1 otherwise.
  */

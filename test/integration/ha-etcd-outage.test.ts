@@ -9,7 +9,7 @@
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 
-import {connectMaster, type MasterClient} from '../../src/lib/client/master-client.js'
+import {connectMaster} from '../../src/lib/client/master-client.js'
 import {isMooncakeError} from '../../src/lib/errors.js'
 import {startEtcd, type EtcdServer} from '../helpers/etcd.js'
 import {killAll, startFixture, waitFor, type Fixture} from '../helpers/processes.js'
@@ -107,18 +107,28 @@ async function outage(name: string, stop: () => Promise<void>, downMs: number, r
   try {
     await stop()
     const downAt = Date.now()
-    // A write sent to the leader as etcd goes away: its log entry cannot commit, so the reply must
-    // be a refusal (once the leader steps down), never success.
-    const write = assertRefused('a segment mount', () => direct.mountSegment({clientId: `stale-${name}`, segment: {id: `x-${name}`, name: `stale-${name}`, endpoints: ['127.0.0.1:1'], size: 2 ** 20, hostId: 'h'}}), 2 * TTL + 3_000)
-    const claimed = await watchOutage(downAt, downMs)
-    await write
-    for (const m of masters) {
-      const c = m === leader ? direct : await connectMaster({address: m.address, timeoutMs: 3_000, connectTimeoutMs: 3_000, retry: false})
-      try {
-        await assertRefused(`exists on ${m.address}`, () => c.existKey(acked[0]!), 3_000)
-      } finally {
-        if (c !== direct) c.close()
+    let claimed: number
+    try {
+      // A write sent to the leader as etcd goes away: its log entry cannot commit, so the reply
+      // must be a refusal (once the leader steps down), never success.
+      const write = assertRefused('a segment mount', () => direct.mountSegment({clientId: `stale-${name}`, segment: {id: `x-${name}`, name: `stale-${name}`, endpoints: ['127.0.0.1:1'], size: 2 ** 20, hostId: 'h'}}), 2 * TTL + 3_000)
+      claimed = await watchOutage(downAt, downMs)
+      await write
+      // Every master, the old leader included, refuses a read at once (NOT_LEADER, naming no
+      // leader or a stale one): a client moves on instead of waiting for its deadline.
+      for (const m of masters) {
+        await assertRefused(`exists on ${m.address}`, async () => {
+          const c = m === leader ? direct : await connectMaster({address: m.address, timeoutMs: 3_000, connectTimeoutMs: 3_000, retry: false})
+          try {
+            await c.existKey(acked[0]!)
+          } finally {
+            if (c !== direct) c.close()
+          }
+        }, 3_000)
       }
+    } finally {
+      // Whatever failed above, etcd must come back for the next test.
+      if (etcd.process.exitCode === null && etcd.process.signalCode === null) etcd.process.kill('SIGCONT')
     }
     const upAt = Date.now()
     await resume()
