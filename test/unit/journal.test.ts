@@ -227,6 +227,28 @@ test('restore: replicas unreadable until the owner re-mounts the same segment; s
   assert.ok(v > 20)
 })
 
+test('restore: a put that finds no space while restored segments re-mount is UNAVAILABLE (retry), not NO_AVAILABLE_HANDLE', () => {
+  const img = new MetadataImage()
+  img.apply({type: 'segmentMounted', clientId: 'o1', segment: descriptor('s1', MiB)})
+  img.apply(committed('a', 's1', 0, 64))
+  const {svc, host} = restoredService(img)
+  // Only the restored segment exists: no space anywhere until its owner is back.
+  const put = (key: string) => svc.putStart({clientId: 'w', requestId: key, key, size: 4096, config: {}})
+  throwsCode(() => put('p1'), 'UNAVAILABLE')
+  throwsCode(() => svc.upsertStart({clientId: 'w', requestId: 'u1', key: 'u1', size: 4096, config: {}}), 'UNAVAILABLE')
+  const batch = svc.batchPutStart([
+    {clientId: 'w', requestId: 'b1', key: 'b1', size: 4096, config: {}},
+    {clientId: 'w', requestId: 'b2', key: 'a', size: 4096, config: {}},
+  ])
+  assert.equal(batch.map((r) => (r.ok ? 'ok' : r.code)), ['UNAVAILABLE', 'OBJECT_ALREADY_EXISTS'])
+  assert.match(batch[0].ok ? '' : batch[0].message, /re-mount/)
+  // The owner re-mounts: the same request now succeeds, and a full pool is NO_AVAILABLE_HANDLE again.
+  svc.reMountSegment({clientId: 'o1', segments: [descriptor('s1', MiB)]})
+  assert.is(host.pending!.size, 0)
+  assert.is(put('p1').replicas.length, 1)
+  throwsCode(() => svc.putStart({clientId: 'w', requestId: 'big', key: 'big', size: 2 * MiB, config: {}}), 'NO_AVAILABLE_HANDLE')
+})
+
 test('restore: a segment whose owner never comes back expires with its replicas', async () => {
   const img = new MetadataImage()
   img.apply({type: 'segmentMounted', clientId: 'o1', segment: descriptor('s1', MiB)})

@@ -12,6 +12,7 @@ import {Readable} from 'node:stream'
 import {rm} from 'node:fs/promises'
 
 import {MooncakeError, toMooncakeError} from '../errors.js'
+import {ERROR_CODE_METADATA} from '../master/grpc-metadata.js'
 import type {
   GetReplicaListResult,
   ItemResult,
@@ -465,13 +466,17 @@ export class MooncakeClient extends EventEmitter {
     let starts: ItemResult<PutStartResult>[]
     try {
       starts = await this.rpc(this.calls.putStartMany(reqs), deadline, 'BatchPutStart')
-      // A transport failure: once more for those items (the same request ids make the retry
-      // idempotent when only the reply was lost).
-      const again = retryable(starts, ['UNAVAILABLE'])
-      if (again.length > 0 && Date.now() < deadline) {
+      // Items the master answered UNAVAILABLE (nothing was done: e.g. a new leader whose restored
+      // segments are re-mounting) go again, spaced out, within the deadline; the same request
+      // ids make every retry idempotent.
+      for (let attempt = 0; ; attempt++) {
+        const again = retryable(starts, ['UNAVAILABLE'])
+        const wait = retryDelayMs(attempt)
+        if (again.length === 0 || Date.now() + wait >= deadline) break
         this.opts.metrics?.recordRetry('put', 'UNAVAILABLE')
-        const second = await this.rpc(this.calls.putStartMany(again.map((k) => reqs[k])), deadline, 'BatchPutStart')
-        for (let j = 0; j < again.length; j++) starts[again[j]] = second[j]
+        if (wait > 0) await sleep(wait)
+        const next = await this.rpc(this.calls.putStartMany(again.map((k) => reqs[k])), deadline, 'BatchPutStart')
+        for (let j = 0; j < again.length; j++) starts[again[j]] = next[j]
       }
     } catch (err) {
       return fillError(out, part, err)
@@ -631,16 +636,19 @@ export class MooncakeClient extends EventEmitter {
 
   private async putStart(req: PutStartRequest, upsert: boolean, deadline: number): Promise<PutStartResult> {
     const send = () => this.rpc(upsert ? this.master.upsertStart(req) : this.calls.putStart(req), deadline, 'PutStart')
-    try {
-      return await send()
-    } catch (err) {
-      const e = toMooncakeError(err)
-      // The same request id makes the retry idempotent when only the reply was lost.
-      if (e.code === 'UNAVAILABLE' && Date.now() < deadline) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await send()
+      } catch (err) {
+        const e = toMooncakeError(err)
+        // One retry at once: the same request id makes it idempotent when only the reply was
+        // lost. More, spaced out, only while the master itself answers UNAVAILABLE (nothing
+        // was done: e.g. a new leader whose restored segments are re-mounting).
+        const wait = retryDelayMs(attempt)
+        if (e.code !== 'UNAVAILABLE' || (attempt > 0 && !answeredByMaster(e)) || Date.now() + wait >= deadline) throw e
         this.opts.metrics?.recordRetry('put', e.code)
-        return send()
+        if (wait > 0) await sleep(wait)
       }
-      throw e
     }
   }
 
@@ -1430,6 +1438,19 @@ class ByteBudget {
 function errorResult(err: unknown): {ok: false; code: MooncakeError['code']; message: string} {
   const e = toMooncakeError(err)
   return {ok: false, code: e.code, message: e.message}
+}
+
+/** Retries of a PutStart the master answered UNAVAILABLE: at once, then 250 ms doubling to 1 s. */
+function retryDelayMs(attempt: number): number {
+  return attempt === 0 ? 0 : Math.min(1000, 125 << Math.min(attempt, 3))
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Whether the master's own logic answered this error (not a transport failure). */
+function answeredByMaster(e: MooncakeError): boolean {
+  const md = (e.cause as {metadata?: {get(k: string): unknown[]}} | undefined)?.metadata
+  return md !== undefined && md.get(ERROR_CODE_METADATA).length > 0
 }
 
 /** Indexes of the results that failed with one of `codes`. */

@@ -8,9 +8,9 @@ import * as grpc from '@grpc/grpc-js'
 
 import {type ErrorCodeName, ErrorCode, isErrorCodeName, MooncakeError} from '../errors.js'
 
-export const ERROR_CODE_METADATA = 'mooncake-error-code'
-/** Trailing metadata of a NOT_LEADER answer: the leader's HOST:PORT. */
-export const LEADER_METADATA = 'mooncake-leader'
+import {ERROR_CODE_METADATA, LEADER_METADATA} from './grpc-metadata.js'
+
+export {ERROR_CODE_METADATA, LEADER_METADATA} from './grpc-metadata.js'
 
 const STATUS_BY_CODE: Partial<Record<ErrorCodeName, grpc.status>> = {
   OBJECT_NOT_FOUND: grpc.status.NOT_FOUND,

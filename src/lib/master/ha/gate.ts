@@ -49,6 +49,17 @@ function exists(key: string): MooncakeError {
   )
 }
 
+/**
+ * A PutStart that finds no space while restored segments wait for their owners: the space is
+ * probably coming back within a ping or two, so the answer is UNAVAILABLE (nothing was done,
+ * retry) rather than NO_AVAILABLE_HANDLE (the pool is full).
+ */
+function remounting(host: GateHost, code: string, message: string): MooncakeError | undefined {
+  const pending = host.pending?.size ?? 0
+  if (code !== 'NO_AVAILABLE_HANDLE' || pending === 0) return undefined
+  return new MooncakeError('UNAVAILABLE', `${message}; ${pending} segment(s) restored after a master restart or failover are waiting for their owners to re-mount: retry shortly`)
+}
+
 function item<T>(fn: () => T): ItemResult<T> {
   try {
     return {ok: true, value: fn()}
@@ -139,18 +150,32 @@ export function installGate(host: GateHost): void {
   }
   const active = (): boolean => host.pending !== undefined && host.pending.size > 0
 
+  const allocating = <T>(fn: () => T): T => {
+    try {
+      return fn()
+    } catch (err) {
+      throw (err instanceof MooncakeError && remounting(host, err.code, err.message)) || err
+    }
+  }
+
   const overrides: Pick<MasterCalls, Gated> = {
     putStart(req: PutStartRequest): PutStartResult {
       if (pendingOnly(req?.key)) throw exists(req.key)
-      return svc.putStart(req)
+      return allocating(() => svc.putStart(req))
     },
     batchPutStart(reqs: PutStartRequest[]): ItemResult<PutStartResult>[] {
-      if (!active() || !Array.isArray(reqs) || !reqs.some((r) => pendingOnly(r?.key))) return svc.batchPutStart(reqs)
+      if (!active() || !Array.isArray(reqs)) return svc.batchPutStart(reqs)
+      if (!reqs.some((r) => pendingOnly(r?.key))) {
+        return svc.batchPutStart(reqs).map((r) => {
+          const e = r.ok ? undefined : remounting(host, r.code, r.message)
+          return e === undefined ? r : {ok: false, code: e.code, message: e.message}
+        })
+      }
       return reqs.map((r) => item(() => overrides.putStart(r)))
     },
     upsertStart(req: PutStartRequest): PutStartResult {
       if (pendingOnly(req?.key)) dropKey(req.key)
-      return svc.upsertStart(req)
+      return allocating(() => svc.upsertStart(req))
     },
     getReplicaList(key: string): GetReplicaListResult {
       if (pendingOnly(key)) throw notReady(key)
