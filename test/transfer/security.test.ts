@@ -234,6 +234,21 @@ test('connection cap: connections beyond maxConnections are refused, not queued 
   b.close()
 })
 
+/** A legitimate 4 KiB write + read through a busy owner completes well before its ioTimeoutMs. */
+async function assertServedPromptly(owner: Owner, behind: string): Promise<void> {
+  const engine = await client('cluster-secret')
+  const peer = owner.ready.endpoints
+  const t0 = Date.now()
+  const [w] = await engine.submit([{op: 'write', local: buf, peer, segment: 'seg', offset: 0, length: 4096}], {transport: 'tcp', timeoutMs: 5000})
+  const back = Buffer.alloc(4096)
+  engine.registerLocalMemory(back)
+  const [r] = await engine.submit([{op: 'read', local: back, peer, segment: 'seg', offset: 0, length: 4096}], {transport: 'tcp', timeoutMs: 5000})
+  const took = Date.now() - t0
+  assert.ok(w.ok && r.ok, JSON.stringify([w, r]))
+  assert.ok(back.equals(buf.subarray(0, 4096)))
+  assert.ok(took < 1200, `a legitimate write + read took ${took} ms behind ${behind}`)
+}
+
 test('stalled peers (partial handshake, partial header, partial WRITE body) hold no server thread and are timed out', async () => {
   // 2 threads, ioTimeoutMs 3 s (so the handshake deadline is 3 s too), token required. Before
   // the fix, the legitimate write + read below waited ~ioTimeoutMs for a thread.
@@ -256,17 +271,7 @@ test('stalled peers (partial handshake, partial header, partial WRITE body) hold
     stalled.push(pre, header, body)
   }
   await new Promise((r) => setTimeout(r, 50))
-  const engine = await client('cluster-secret')
-  const peer = owner.ready.endpoints
-  const t0 = Date.now()
-  const [w] = await engine.submit([{op: 'write', local: buf, peer, segment: 'seg', offset: 0, length: 4096}], {transport: 'tcp', timeoutMs: 5000})
-  const back = Buffer.alloc(4096)
-  engine.registerLocalMemory(back)
-  const [r] = await engine.submit([{op: 'read', local: back, peer, segment: 'seg', offset: 0, length: 4096}], {transport: 'tcp', timeoutMs: 5000})
-  const took = Date.now() - t0
-  assert.ok(w.ok && r.ok, JSON.stringify([w, r]))
-  assert.ok(back.equals(buf.subarray(0, 4096)))
-  assert.ok(took < 1200, `a legitimate write + read took ${took} ms behind ${stalled.length} stalled peers on 2 threads`)
+  await assertServedPromptly(owner, `${stalled.length} stalled peers on 2 threads`)
   // The server gives up on every stalled peer by itself, after about ioTimeoutMs.
   await Promise.all(stalled.map((c) => c.waitClosed()))
   const closedAfter = Date.now() - openedAt
@@ -293,17 +298,7 @@ test('peers that request large READs and never read the answers hold no server t
     stalled.push(conn)
   }
   await new Promise((r) => setTimeout(r, 200))
-  const engine = await client('cluster-secret')
-  const peer = owner.ready.endpoints
-  const t0 = Date.now()
-  const [w] = await engine.submit([{op: 'write', local: buf, peer, segment: 'seg', offset: 0, length: 4096}], {transport: 'tcp', timeoutMs: 5000})
-  const back = Buffer.alloc(4096)
-  engine.registerLocalMemory(back)
-  const [r] = await engine.submit([{op: 'read', local: back, peer, segment: 'seg', offset: 0, length: 4096}], {transport: 'tcp', timeoutMs: 5000})
-  const took = Date.now() - t0
-  assert.ok(w.ok && r.ok, JSON.stringify([w, r]))
-  assert.ok(back.equals(buf.subarray(0, 4096)))
-  assert.ok(took < 1200, `a legitimate write + read took ${took} ms behind ${stalled.length} non-reading peers on 2 threads`)
+  await assertServedPromptly(owner, `${stalled.length} non-reading peers on 2 threads`)
   // The server gives up on the peers that stopped reading by itself, after about ioTimeoutMs.
   const deadline = Date.now() + 10_000
   let idleClosed = 0
