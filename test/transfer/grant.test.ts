@@ -3,6 +3,8 @@ import {randomBytes} from 'node:crypto'
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 
+import {grantMinter} from '../../src/lib/master/grant-minter.js'
+import {mintGrantWire} from '../../src/lib/transfer/grant.js'
 import {canonicalGrantBytes, decodeGrant, encodeGrant, loadNative, mintGrant, OP_READ, OP_WRITE, opMask} from '../../src/lib/transfer/index.js'
 
 test('mintGrant and the native verifier sign exactly the same bytes', () => {
@@ -19,6 +21,28 @@ test('mintGrant and the native verifier sign exactly the same bytes', () => {
     const mac = native.grantMac(key, spec.segment, spec.offset, spec.length, opMask(spec.ops), spec.expiresAt)
     assert.equal(grant.mac.toString('hex'), mac.toString('hex'), spec.segment)
   }
+})
+
+test("the master's one-step minter (mintGrantWire, grantMinter) writes the same bytes as mintGrant + encodeGrant", () => {
+  const cases = [
+    {segment: 'seg', offset: 0, length: 1, ops: ['read'] as const, expiresAt: 1},
+    {segment: 'node-7/kv', offset: 4096, length: 1 << 20, ops: ['write'] as const, expiresAt: Date.now() + 60_000},
+    {segment: 'ünïcødé segment', offset: 2 ** 40 + 3, length: 2 ** 33 + 1, ops: ['read', 'write'] as const, expiresAt: Number.MAX_SAFE_INTEGER},
+    {segment: 'x'.repeat(255), offset: Number.MAX_SAFE_INTEGER, length: 0, ops: ['write', 'read'] as const, expiresAt: 0},
+    {segment: 'y', offset: 2 ** 32 - 1, length: 2 ** 32, ops: ['read'] as const, expiresAt: 2 ** 32 + 5},
+  ]
+  for (const spec of cases) {
+    const key = randomBytes(32)
+    const want = encodeGrant(mintGrant(key, spec)).toString('hex')
+    assert.is(mintGrantWire(key, spec.segment, spec.offset, spec.length, opMask(spec.ops), spec.expiresAt).toString('hex'), want, spec.segment)
+    const ops = spec.ops.length === 2 ? 'rw' : spec.ops[0] === 'read' ? 'r' : 'w'
+    assert.is(Buffer.from(grantMinter(key.toString('hex'), {segment: spec.segment, offset: spec.offset, length: spec.length, ops, expiresAt: spec.expiresAt})).toString('hex'), want)
+  }
+  // A name of 256 bytes (here 128 two-byte characters) and an empty one are refused, as by mintGrant.
+  assert.throws(() => mintGrantWire(randomBytes(32), 'é'.repeat(128), 0, 1, OP_READ, 1), /1 to 255 bytes/)
+  assert.throws(() => mintGrantWire(randomBytes(32), '', 0, 1, OP_READ, 1), /1 to 255 bytes/)
+  assert.throws(() => grantMinter('abcd', {segment: 's', offset: 0, length: 1, ops: 'r', expiresAt: 1}), /32 bytes/)
+  assert.throws(() => grantMinter(randomBytes(32).toString('hex'), {segment: 's', offset: -1, length: 1, ops: 'r', expiresAt: 1}), /non-negative/)
 })
 
 test('canonical bytes: label, LE name length, name, offset, length, op mask, expiry', () => {

@@ -1,6 +1,27 @@
-import {encodeGrant, mintGrant} from '../transfer/grant.js'
-import type {TransferOp} from '../transfer/types.js'
+import {GRANT_KEY_SIZE, mintGrantWire, OP_READ, OP_WRITE} from '../transfer/grant.js'
+import {MooncakeError} from '../errors.js'
 import type {GrantMinter} from './api.js'
+
+/** Decoded grant keys by their hex form (one per mounted segment; bounded so churn cannot grow it). */
+const keys = new Map<string, Buffer>()
+const MAX_CACHED_KEYS = 4096
+
+function keyOf(hex: string): Buffer {
+  let key = keys.get(hex)
+  if (key === undefined) {
+    key = Buffer.from(hex, 'hex')
+    if (key.length !== GRANT_KEY_SIZE) throw new MooncakeError('INVALID_PARAMS', `a grant key is ${GRANT_KEY_SIZE} bytes`)
+    if (keys.size >= MAX_CACHED_KEYS) keys.clear()
+    keys.set(hex, key)
+  }
+  return key
+}
+
+function checkU64(name: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new MooncakeError('INVALID_PARAMS', `grant ${name} must be a non-negative safe integer (got ${value})`)
+  }
+}
 
 /**
  * Mints the opaque grant bytes the master puts in every MemoryLocation of a segment that has a
@@ -8,6 +29,9 @@ import type {GrantMinter} from './api.js'
  * master handed out, for the operations and the time it allowed.
  */
 export const grantMinter: GrantMinter = (grantKeyHex, g) => {
-  const ops: TransferOp[] = g.ops === 'rw' ? ['read', 'write'] : g.ops === 'r' ? ['read'] : ['write']
-  return encodeGrant(mintGrant(Buffer.from(grantKeyHex, 'hex'), {segment: g.segment, offset: g.offset, length: g.length, ops, expiresAt: g.expiresAt}))
+  const mask = g.ops === 'rw' ? OP_READ | OP_WRITE : g.ops === 'r' ? OP_READ : OP_WRITE
+  checkU64('offset', g.offset)
+  checkU64('length', g.length)
+  checkU64('expiresAt', g.expiresAt)
+  return mintGrantWire(keyOf(grantKeyHex), g.segment, g.offset, g.length, mask, g.expiresAt)
 }
