@@ -1,4 +1,4 @@
-import {GRANT_KEY_SIZE, mintGrantWire, OP_READ, OP_WRITE} from '../transfer/grant.js'
+import {checkedU64, GRANT_KEY_SIZE, mintGrantWire, OP_READ, OP_WRITE} from '../transfer/grant.js'
 import {MooncakeError} from '../errors.js'
 import type {GrantMinter} from './api.js'
 
@@ -17,12 +17,6 @@ function keyOf(hex: string): Buffer {
   return key
 }
 
-function checkU64(name: string, value: number): void {
-  if (!Number.isSafeInteger(value) || value < 0) {
-    throw new MooncakeError('INVALID_PARAMS', `grant ${name} must be a non-negative safe integer (got ${value})`)
-  }
-}
-
 /**
  * Mints the opaque grant bytes the master puts in every MemoryLocation of a segment that has a
  * grant key; the owner's data server verifies them, so a client can reach only the ranges the
@@ -30,8 +24,5 @@ function checkU64(name: string, value: number): void {
  */
 export const grantMinter: GrantMinter = (grantKeyHex, g) => {
   const mask = g.ops === 'rw' ? OP_READ | OP_WRITE : g.ops === 'r' ? OP_READ : OP_WRITE
-  checkU64('offset', g.offset)
-  checkU64('length', g.length)
-  checkU64('expiresAt', g.expiresAt)
-  return mintGrantWire(keyOf(grantKeyHex), g.segment, g.offset, g.length, mask, g.expiresAt)
+  return mintGrantWire(keyOf(grantKeyHex), g.segment, checkedU64('offset', g.offset), checkedU64('length', g.length), mask, checkedU64('expiresAt', g.expiresAt))
 }

@@ -79,6 +79,80 @@ function refused(reason: string): Malformed {
 
 const reasonOf = (err: unknown) => (err instanceof MooncakeError ? err.message : String(err))
 
+// --- both sides: the shapes every message shares -----------------------------------------------
+
+/**
+ * The number of the next field of the message ending at `end` that the caller reads (1 to
+ * `last`: every message here numbers its fields from 1 without gaps), or 0 at its end. Any other
+ * field is skipped, as an unknown field must be.
+ */
+function field(end: number, last: number): number {
+  while (wire.pos() < end) {
+    const t = wire.r32()
+    const n = t >>> 3
+    if (n >= 1 && n <= last) return n
+    wire.skip(t & 7)
+  }
+  return 0
+}
+
+/** The items (field 1) of the batch message in `buf`, each read by `readItem(end, arg)`. */
+function readRepeated<T, A>(buf: Buffer, strictUtf8: boolean, readItem: (end: number, arg: A) => T, arg: A): T[] {
+  const items: T[] = []
+  wire.read(buf, strictUtf8)
+  try {
+    const end = buf.length
+    while (field(end, 1) !== 0) items.push(readItem(wire.rlen(), arg))
+  } finally {
+    wire.done()
+  }
+  return items
+}
+
+/** An embedded message: its tag, then what `write(v)` writes, behind its length. */
+function nested<T>(tag: number, write: (v: T) => void, v: T): void {
+  wire.u32(tag)
+  const st = wire.ldStart()
+  write(v)
+  wire.ldEnd(st)
+}
+
+/** A batch message of `items` (field 1), each written by `write`. */
+function writeRepeated<T>(tag: number, items: readonly T[], write: (v: T) => void): Buffer {
+  wire.begin()
+  for (const item of items) nested(tag, write, item)
+  return wire.finish()
+}
+
+/** A uint64 field, left out at its default (0). */
+function optU64(tag: number, v: number): void {
+  if (v === 0) return
+  wire.u32(tag)
+  wire.u64(v)
+}
+
+/** A string field, left out at its default (''); the client's odd values as String() makes them. */
+function optStr(tag: number, v: unknown): void {
+  if (v === undefined || v === null || v === '') return
+  wire.u32(tag)
+  wire.str(typeof v === 'string' ? v : String(v))
+}
+
+/** A repeated string field: every element, empty ones too. */
+function strs(tag: number, list: readonly unknown[]): void {
+  for (const s of list) {
+    wire.u32(tag)
+    wire.str(typeof s === 'string' ? s : String(s))
+  }
+}
+
+/** A bool field, left out at its default (false). */
+function optTrue(tag: number, v: unknown): void {
+  if (!v) return
+  wire.u32(tag)
+  wire.u32(1)
+}
+
 // --- master: requests ----------------------------------------------------------------------------
 
 interface RawConfig {
@@ -91,9 +165,8 @@ interface RawConfig {
 
 function readConfig(end: number): RawConfig {
   const c: RawConfig = {replicaNum: undefined, withSoftPin: false, preferredSegments: [], preferredSegment: '', preferAllocInSameNode: false}
-  while (wire.pos() < end) {
-    const t = wire.r32()
-    switch (t >>> 3) {
+  for (let f: number; (f = field(end, F.ReplicateConfig.preferAllocInSameNode)) !== 0; ) {
+    switch (f) {
       case F.ReplicateConfig.replicaNum:
         c.replicaNum = wire.r32()
         break
@@ -108,9 +181,6 @@ function readConfig(end: number): RawConfig {
         break
       case F.ReplicateConfig.preferAllocInSameNode:
         c.preferAllocInSameNode = wire.r32() !== 0
-        break
-      default:
-        wire.skip(t & 7)
     }
   }
   return c
@@ -133,6 +203,17 @@ function validConfig(c: RawConfig): ReplicateConfig {
 // decode at all take precedence, as they did when validation ran after decoding.
 let firstInvalid: string | undefined
 
+/** `out` once `check(out, a, b)` (which completes it) has run, unless an earlier item failed; its failure is kept. */
+function validated<O, A, B>(out: O, check: (out: O, a: A, b: B) => void, a: A, b: B): O {
+  if (firstInvalid !== undefined) return out
+  try {
+    check(out, a, b)
+  } catch (err) {
+    firstInvalid = reasonOf(err)
+  }
+  return out
+}
+
 function readPutStart(end: number): PutStartRequest {
   let clientId = ''
   let requestId = ''
@@ -140,9 +221,8 @@ function readPutStart(end: number): PutStartRequest {
   let size = 0
   let config: RawConfig | null = null
   let hostId = ''
-  while (wire.pos() < end) {
-    const t = wire.r32()
-    switch (t >>> 3) {
+  for (let f: number; (f = field(end, F.PutStartRequest.hostId)) !== 0; ) {
+    switch (f) {
       case F.PutStartRequest.clientId:
         clientId = wire.rstrRepeated()
         break
@@ -160,24 +240,18 @@ function readPutStart(end: number): PutStartRequest {
         break
       case F.PutStartRequest.hostId:
         hostId = wire.rstr()
-        break
-      default:
-        wire.skip(t & 7)
     }
   }
-  const out: PutStartRequest = {clientId, requestId, key, size}
-  if (firstInvalid !== undefined) return out
-  try {
-    // decodePutStartRequest(r, false): keys are left to the service (one bad key fails its item).
-    text(clientId, 'clientId')
-    text(requestId, 'requestId')
-    u64(size, 'size')
-    if (config !== null) out.config = validConfig(config)
-    if (hostId !== '') out.hostId = text(hostId, 'hostId')
-  } catch (err) {
-    firstInvalid = reasonOf(err)
-  }
-  return out
+  return validated({clientId, requestId, key, size}, checkPutStart, config, hostId)
+}
+
+/** decodePutStartRequest(r, false): keys are left to the service (one bad key fails its item). */
+function checkPutStart(out: PutStartRequest, config: RawConfig | null, hostId: string): void {
+  text(out.clientId, 'clientId')
+  text(out.requestId, 'requestId')
+  u64(out.size, 'size')
+  if (config !== null) out.config = validConfig(config)
+  if (hostId !== '') out.hostId = text(hostId, 'hostId')
 }
 
 function readPutEnd(end: number): PutEndRequest {
@@ -185,9 +259,8 @@ function readPutEnd(end: number): PutEndRequest {
   let key = ''
   let checksum: number | undefined
   let target = 0
-  while (wire.pos() < end) {
-    const t = wire.r32()
-    switch (t >>> 3) {
+  for (let f: number; (f = field(end, F.PutEndRequest.target)) !== 0; ) {
+    switch (f) {
       case F.PutEndRequest.clientId:
         clientId = wire.rstrRepeated()
         break
@@ -199,42 +272,29 @@ function readPutEnd(end: number): PutEndRequest {
         break
       case F.PutEndRequest.target:
         target = wire.r32() | 0
-        break
-      default:
-        wire.skip(t & 7)
     }
   }
   const out: PutEndRequest = {clientId, key}
   if (checksum !== undefined) out.checksum = checksum
-  if (firstInvalid !== undefined) return out
-  try {
-    text(clientId, 'clientId')
-    if (target !== 0) {
-      const named = target > 0 ? TARGET_OF[target] : undefined
-      if (named === undefined) throw invalid(`target is not a known ReplicaTarget (got ${target})`)
-      out.target = named
-    }
-  } catch (err) {
-    firstInvalid = reasonOf(err)
+  return validated(out, checkPutEnd, target, undefined)
+}
+
+function checkPutEnd(out: PutEndRequest, target: number): void {
+  text(out.clientId, 'clientId')
+  if (target !== 0) {
+    const named = target > 0 ? TARGET_OF[target] : undefined
+    if (named === undefined) throw invalid(`target is not a known ReplicaTarget (got ${target})`)
+    out.target = named
   }
-  return out
 }
 
 function decodeBatch<T>(buf: Buffer, readItem: (end: number) => T): DecodedBatch<T> | Malformed {
-  const items: T[] = []
+  let items: T[]
   firstInvalid = undefined
-  wire.read(buf, true)
   try {
-    const end = buf.length
-    while (wire.pos() < end) {
-      const t = wire.r32()
-      if (t >>> 3 === 1) items.push(readItem(wire.rlen()))
-      else wire.skip(t & 7)
-    }
+    items = readRepeated(buf, true, readItem, undefined)
   } catch (err) {
     return malformed(err)
-  } finally {
-    wire.done()
   }
   try {
     batch(items, 'items')
@@ -256,14 +316,11 @@ export function decodeBatchPutEndRequest(buf: Buffer): DecodedBatch<PutEndReques
 
 // --- master: answers -------------------------------------------------------------------------------
 
-function writeItemError(code: ErrorCodeName, message: string): void {
+function writeItemError(e: {code: ErrorCodeName; message: string}): void {
   wire.u32(LD(F.ItemError.code))
-  wire.str(code)
-  if (message !== '') {
-    wire.u32(LD(F.ItemError.message))
-    wire.str(message)
-  }
-  const value = errorValue(code) | 0
+  wire.str(e.code)
+  optStr(LD(F.ItemError.message), e.message)
+  const value = errorValue(e.code) | 0
   if (value !== 0) {
     wire.u32(VI(F.ItemError.value))
     wire.s32(value)
@@ -297,29 +354,14 @@ function writeMemory(m: MemoryLocation): void {
   if (cached !== undefined && samePrefix(cached, m)) wire.raw(cached.bytes)
   else {
     const from = wire.mark()
-    if (m.segment !== '') {
-      wire.u32(LD(F.MemoryLocation.segment))
-      wire.str(m.segment)
-    }
-    for (const e of m.endpoints) {
-      wire.u32(LD(F.MemoryLocation.endpoints))
-      wire.str(e)
-    }
-    if (m.hostId !== '') {
-      wire.u32(LD(F.MemoryLocation.hostId))
-      wire.str(m.hostId)
-    }
+    optStr(LD(F.MemoryLocation.segment), m.segment)
+    strs(LD(F.MemoryLocation.endpoints), m.endpoints)
+    optStr(LD(F.MemoryLocation.hostId), m.hostId)
     if (prefixes.size >= MAX_PREFIXES) prefixes.clear()
     prefixes.set(m.segment, {endpoints: m.endpoints.slice(), hostId: m.hostId, bytes: wire.copy(from)})
   }
-  if (m.offset !== 0) {
-    wire.u32(VI(F.MemoryLocation.offset))
-    wire.u64(m.offset)
-  }
-  if (m.length !== 0) {
-    wire.u32(VI(F.MemoryLocation.length))
-    wire.u64(m.length)
-  }
+  optU64(VI(F.MemoryLocation.offset), m.offset)
+  optU64(VI(F.MemoryLocation.length), m.length)
   if (m.grant !== undefined && m.grant.length !== 0) {
     wire.u32(LD(F.MemoryLocation.grant))
     wire.bytes(m.grant)
@@ -327,94 +369,51 @@ function writeMemory(m: MemoryLocation): void {
 }
 
 function writeDisk(d: DiskLocation): void {
-  if (d.path !== '') {
-    wire.u32(LD(F.DiskLocation.path))
-    wire.str(d.path)
-  }
-  if (d.size !== 0) {
-    wire.u32(VI(F.DiskLocation.size))
-    wire.u64(d.size)
-  }
+  optStr(LD(F.DiskLocation.path), d.path)
+  optU64(VI(F.DiskLocation.size), d.size)
 }
 
 function writeReplica(r: ReplicaDescriptor): void {
-  if (r.id !== 0) {
-    wire.u32(VI(F.ReplicaDescriptor.id))
-    wire.u64(r.id)
-  }
+  optU64(VI(F.ReplicaDescriptor.id), r.id)
   wire.u32(VI(F.ReplicaDescriptor.type))
   wire.u32(r.type === 'disk' ? F.ReplicaType.REPLICA_TYPE_DISK : F.ReplicaType.REPLICA_TYPE_MEMORY)
   wire.u32(VI(F.ReplicaDescriptor.status))
   wire.u32(STATUS_VALUE[r.status])
-  if (r.memory) {
-    wire.u32(LD(F.ReplicaDescriptor.memory))
-    const st = wire.ldStart()
-    writeMemory(r.memory)
-    wire.ldEnd(st)
-  } else if (r.disk) {
-    wire.u32(LD(F.ReplicaDescriptor.disk))
-    const st = wire.ldStart()
-    writeDisk(r.disk)
-    wire.ldEnd(st)
-  }
+  if (r.memory) nested(LD(F.ReplicaDescriptor.memory), writeMemory, r.memory)
+  else if (r.disk) nested(LD(F.ReplicaDescriptor.disk), writeDisk, r.disk)
 }
 
 function writePutStartResult(r: PutStartResult): void {
-  for (const replica of r.replicas) {
-    wire.u32(LD(F.PutStartResponse.replicas))
-    const st = wire.ldStart()
-    writeReplica(replica)
-    wire.ldEnd(st)
-  }
-  if (r.version !== 0) {
-    wire.u32(VI(F.PutStartResponse.version))
-    wire.u64(r.version)
-  }
+  for (const replica of r.replicas) nested(LD(F.PutStartResponse.replicas), writeReplica, replica)
+  optU64(VI(F.PutStartResponse.version), r.version)
   if ((r.requestedReplicas | 0) !== 0) {
     wire.u32(VI(F.PutStartResponse.requestedReplicas))
     wire.u32(r.requestedReplicas >>> 0)
   }
 }
 
+function writePutStartItem(item: ItemResult<PutStartResult>): void {
+  if (item.ok) nested(LD(F.PutStartItem.value), writePutStartResult, item.value)
+  else nested(LD(F.PutStartItem.error), writeItemError, item)
+}
+
 /** BatchPutStartResponse bytes of the service's results. */
 export function encodeBatchPutStartResults(items: ItemResult<PutStartResult>[]): Buffer {
-  wire.begin()
-  for (const item of items) {
-    wire.u32(LD(F.BatchPutStartResponse.items))
-    const st = wire.ldStart()
-    if (item.ok) {
-      wire.u32(LD(F.PutStartItem.value))
-      const sv = wire.ldStart()
-      writePutStartResult(item.value)
-      wire.ldEnd(sv)
-    } else {
-      wire.u32(LD(F.PutStartItem.error))
-      const se = wire.ldStart()
-      writeItemError(item.code, item.message)
-      wire.ldEnd(se)
-    }
-    wire.ldEnd(st)
-  }
-  return wire.finish()
+  return writeRepeated(LD(F.BatchPutStartResponse.items), items, writePutStartItem)
 }
 
 const OK_ITEM = Buffer.from([LD(F.BatchVoidResponse.items), 2, LD(F.VoidItem.ok), 0])
+
+function writeVoidFailure(item: {code: ErrorCodeName; message: string}): void {
+  nested(LD(F.VoidItem.error), writeItemError, item)
+}
 
 /** BatchVoidResponse bytes of the service's results. */
 export function encodeBatchVoidResults(items: ItemResult<void>[]): Buffer {
   wire.begin()
   for (const item of items) {
-    if (item.ok) {
-      wire.raw(OK_ITEM)
-      continue
-    }
-    wire.u32(LD(F.BatchVoidResponse.items))
-    const st = wire.ldStart()
-    wire.u32(LD(F.VoidItem.error))
-    const se = wire.ldStart()
-    writeItemError(item.code, item.message)
-    wire.ldEnd(se)
-    wire.ldEnd(st)
+    if (item.ok) wire.raw(OK_ITEM)
+    else nested(LD(F.BatchVoidResponse.items), writeVoidFailure, item)
   }
   return wire.finish()
 }
@@ -426,89 +425,62 @@ export class NotPlain extends Error {}
 
 const isPlainU64 = (v: unknown): v is number => typeof v === 'number' && v >= 0 && v <= Number.MAX_SAFE_INTEGER && Math.floor(v) === v
 
-function optStr(tag: number, v: unknown): void {
-  if (v === undefined || v === null || v === '') return
-  wire.u32(tag)
-  wire.str(typeof v === 'string' ? v : String(v))
-}
-
 function writeConfig(c: ReplicateConfig): void {
   if (c.replicaNum !== undefined && c.replicaNum !== null) {
     if (typeof c.replicaNum !== 'number') throw new NotPlain()
     wire.u32(VI(F.ReplicateConfig.replicaNum))
     wire.u32(c.replicaNum >>> 0)
   }
-  if (c.withSoftPin) {
-    wire.u32(VI(F.ReplicateConfig.withSoftPin))
-    wire.u32(1)
-  }
+  optTrue(VI(F.ReplicateConfig.withSoftPin), c.withSoftPin)
   const preferred = c.preferredSegments ?? []
   if (!Array.isArray(preferred)) throw new NotPlain()
-  for (const s of preferred) {
-    wire.u32(LD(F.ReplicateConfig.preferredSegments))
-    wire.str(typeof s === 'string' ? s : String(s))
-  }
+  strs(LD(F.ReplicateConfig.preferredSegments), preferred)
   optStr(LD(F.ReplicateConfig.preferredSegment), c.preferredSegment)
-  if (c.preferAllocInSameNode) {
-    wire.u32(VI(F.ReplicateConfig.preferAllocInSameNode))
-    wire.u32(1)
+  optTrue(VI(F.ReplicateConfig.preferAllocInSameNode), c.preferAllocInSameNode)
+}
+
+function writePutStart(r: PutStartRequest): void {
+  if (r === null || typeof r !== 'object') throw new NotPlain()
+  optStr(LD(F.PutStartRequest.clientId), r.clientId)
+  optStr(LD(F.PutStartRequest.requestId), r.requestId)
+  optStr(LD(F.PutStartRequest.key), r.key)
+  const size = r.size as unknown
+  if (size !== undefined && size !== null) {
+    if (!isPlainU64(size)) throw new NotPlain()
+    optU64(VI(F.PutStartRequest.size), size)
+  }
+  if (r.config) {
+    if (typeof r.config !== 'object') throw new NotPlain()
+    nested(LD(F.PutStartRequest.config), writeConfig, r.config)
+  }
+  optStr(LD(F.PutStartRequest.hostId), r.hostId)
+}
+
+function writePutEnd(r: PutEndRequest): void {
+  if (r === null || typeof r !== 'object') throw new NotPlain()
+  optStr(LD(F.PutEndRequest.clientId), r.clientId)
+  optStr(LD(F.PutEndRequest.key), r.key)
+  const checksum = r.checksum as unknown
+  if (checksum !== undefined && checksum !== null) {
+    if (typeof checksum !== 'number') throw new NotPlain()
+    wire.u32(VI(F.PutEndRequest.checksum))
+    wire.u32(checksum >>> 0)
+  }
+  const target = r.target === undefined ? undefined : TARGET_VALUE[r.target]
+  if (target !== undefined) {
+    wire.u32(VI(F.PutEndRequest.target))
+    wire.u32(target)
   }
 }
 
 /** The client's BatchPutStartRequest bytes (as encodePutStartRequest + the compiled codec); NotPlain for odd values. */
 export function encodeBatchPutStartRequest(reqs: readonly PutStartRequest[]): Buffer {
-  wire.begin()
-  for (const r of reqs) {
-    if (r === null || typeof r !== 'object') throw new NotPlain()
-    wire.u32(LD(F.BatchPutStartRequest.items))
-    const st = wire.ldStart()
-    optStr(LD(F.PutStartRequest.clientId), r.clientId)
-    optStr(LD(F.PutStartRequest.requestId), r.requestId)
-    optStr(LD(F.PutStartRequest.key), r.key)
-    const size = r.size as unknown
-    if (size !== undefined && size !== null) {
-      if (!isPlainU64(size)) throw new NotPlain()
-      if (size !== 0) {
-        wire.u32(VI(F.PutStartRequest.size))
-        wire.u64(size)
-      }
-    }
-    if (r.config) {
-      if (typeof r.config !== 'object') throw new NotPlain()
-      wire.u32(LD(F.PutStartRequest.config))
-      const sc = wire.ldStart()
-      writeConfig(r.config)
-      wire.ldEnd(sc)
-    }
-    optStr(LD(F.PutStartRequest.hostId), r.hostId)
-    wire.ldEnd(st)
-  }
-  return wire.finish()
+  return writeRepeated(LD(F.BatchPutStartRequest.items), reqs, writePutStart)
 }
 
 /** The client's BatchPutEndRequest bytes (as encodePutEndRequest + the compiled codec); NotPlain for odd values. */
 export function encodeBatchPutEndRequest(reqs: readonly PutEndRequest[]): Buffer {
-  wire.begin()
-  for (const r of reqs) {
-    if (r === null || typeof r !== 'object') throw new NotPlain()
-    wire.u32(LD(F.BatchPutEndRequest.items))
-    const st = wire.ldStart()
-    optStr(LD(F.PutEndRequest.clientId), r.clientId)
-    optStr(LD(F.PutEndRequest.key), r.key)
-    const checksum = r.checksum as unknown
-    if (checksum !== undefined && checksum !== null) {
-      if (typeof checksum !== 'number') throw new NotPlain()
-      wire.u32(VI(F.PutEndRequest.checksum))
-      wire.u32(checksum >>> 0)
-    }
-    const target = r.target === undefined ? undefined : TARGET_VALUE[r.target]
-    if (target !== undefined) {
-      wire.u32(VI(F.PutEndRequest.target))
-      wire.u32(target)
-    }
-    wire.ldEnd(st)
-  }
-  return wire.finish()
+  return writeRepeated(LD(F.BatchPutEndRequest.items), reqs, writePutEnd)
 }
 
 // --- client: answers -------------------------------------------------------------------------------
@@ -516,27 +488,12 @@ export function encodeBatchPutEndRequest(reqs: readonly PutEndRequest[]): Buffer
 function readItemError(end: number): {code: string; message: string} {
   let code = ''
   let message = ''
-  while (wire.pos() < end) {
-    const t = wire.r32()
-    switch (t >>> 3) {
-      case F.ItemError.code:
-        code = wire.rstr()
-        break
-      case F.ItemError.message:
-        message = wire.rstr()
-        break
-      case F.ItemError.value:
-        wire.r32()
-        break
-      default:
-        wire.skip(t & 7)
-    }
+  for (let f: number; (f = field(end, F.ItemError.value)) !== 0; ) {
+    if (f === F.ItemError.code) code = wire.rstr()
+    else if (f === F.ItemError.message) message = wire.rstr()
+    else wire.r32()
   }
   return {code, message}
-}
-
-function itemFailure(e: {code: string; message: string}): ItemResult<never> {
-  return {ok: false, code: isErrorCodeName(e.code) ? e.code : 'INTERNAL_ERROR', message: e.message}
 }
 
 const EMPTY_ITEM = 'the master sent an empty batch item'
@@ -564,6 +521,7 @@ function readMemory(end: number): MemoryLocation {
   }
   let prefixEnd = -1
   let late = false
+  // Its own loop, not field(): where unknown fields stand decides whether the prefix is remembered.
   while (wire.pos() < end) {
     const at = wire.pos()
     const t = wire.r32()
@@ -621,18 +579,9 @@ function rememberPrefix(start: number, end: number, segment: string, endpoints: 
 function readDisk(end: number): DiskLocation {
   let path = ''
   let size = 0
-  while (wire.pos() < end) {
-    const t = wire.r32()
-    switch (t >>> 3) {
-      case F.DiskLocation.path:
-        path = wire.rstr()
-        break
-      case F.DiskLocation.size:
-        size = wire.r64()
-        break
-      default:
-        wire.skip(t & 7)
-    }
+  for (let f: number; (f = field(end, F.DiskLocation.size)) !== 0; ) {
+    if (f === F.DiskLocation.path) path = wire.rstr()
+    else size = wire.r64()
   }
   return {path, size}
 }
@@ -643,9 +592,8 @@ function readReplica(end: number): ReplicaDescriptor {
   let status = 0
   let memory: MemoryLocation | undefined
   let disk: DiskLocation | undefined
-  while (wire.pos() < end) {
-    const t = wire.r32()
-    switch (t >>> 3) {
+  for (let f: number; (f = field(end, F.ReplicaDescriptor.disk)) !== 0; ) {
+    switch (f) {
       case F.ReplicaDescriptor.id:
         id = wire.r64()
         break
@@ -660,9 +608,6 @@ function readReplica(end: number): ReplicaDescriptor {
         break
       case F.ReplicaDescriptor.disk:
         disk = readDisk(wire.rlen())
-        break
-      default:
-        wire.skip(t & 7)
     }
   }
   // Unknown values come from a newer master: the most cautious meaning (as grpc-codec.ts).
@@ -680,89 +625,41 @@ function readPutStartResult(end: number): PutStartResult {
   const replicas: ReplicaDescriptor[] = []
   let version = 0
   let requestedReplicas = 0
-  while (wire.pos() < end) {
-    const t = wire.r32()
-    switch (t >>> 3) {
-      case F.PutStartResponse.replicas:
-        replicas.push(readReplica(wire.rlen()))
-        break
-      case F.PutStartResponse.version:
-        version = wire.r64()
-        break
-      case F.PutStartResponse.requestedReplicas:
-        requestedReplicas = wire.r32()
-        break
-      default:
-        wire.skip(t & 7)
-    }
+  for (let f: number; (f = field(end, F.PutStartResponse.requestedReplicas)) !== 0; ) {
+    if (f === F.PutStartResponse.replicas) replicas.push(readReplica(wire.rlen()))
+    else if (f === F.PutStartResponse.version) version = wire.r64()
+    else requestedReplicas = wire.r32()
   }
   return {replicas, version, requestedReplicas}
 }
 
-function readPutStartItem(end: number): ItemResult<PutStartResult> {
-  let out: ItemResult<PutStartResult> | undefined
-  while (wire.pos() < end) {
-    const t = wire.r32()
-    switch (t >>> 3) {
-      case F.PutStartItem.value:
-        out = {ok: true, value: readPutStartResult(wire.rlen())}
-        break
-      case F.PutStartItem.error:
-        out = itemFailure(readItemError(wire.rlen()))
-        break
-      default:
-        wire.skip(t & 7)
-    }
-  }
-  return out ?? {ok: false, code: 'INTERNAL_ERROR', message: EMPTY_ITEM}
-}
-
 /** An Empty message: its (unknown) fields are skipped. */
 function readEmpty(end: number): void {
-  while (wire.pos() < end) wire.skip(wire.r32() & 7)
+  field(end, 0)
 }
 
-function readVoidItem(end: number): ItemResult<void> {
-  let out: ItemResult<void> | undefined
-  while (wire.pos() < end) {
-    const t = wire.r32()
-    switch (t >>> 3) {
-      case F.VoidItem.ok:
-        readEmpty(wire.rlen())
-        out = {ok: true, value: undefined}
-        break
-      case F.VoidItem.error:
-        out = itemFailure(readItemError(wire.rlen()))
-        break
-      default:
-        wire.skip(t & 7)
+// PutStartItem and VoidItem number alike: the value (or ok) 1, the error 2.
+const ITEM: {value: typeof F.PutStartItem.value & typeof F.VoidItem.ok; error: typeof F.PutStartItem.error & typeof F.VoidItem.error} = F.PutStartItem
+
+/** A PutStartItem or a VoidItem (as grpc-codec.ts decodeItem), its value read by `readValue`. */
+function readItem<T>(end: number, readValue: (end: number) => T): ItemResult<T> {
+  let out: ItemResult<T> | undefined
+  for (let f: number; (f = field(end, ITEM.error)) !== 0; ) {
+    if (f === ITEM.value) out = {ok: true, value: readValue(wire.rlen())}
+    else {
+      const e = readItemError(wire.rlen())
+      out = {ok: false, code: isErrorCodeName(e.code) ? e.code : 'INTERNAL_ERROR', message: e.message}
     }
   }
   return out ?? {ok: false, code: 'INTERNAL_ERROR', message: EMPTY_ITEM}
-}
-
-function decodeItems<T>(buf: Buffer, readItem: (end: number) => ItemResult<T>): ItemResult<T>[] {
-  const items: ItemResult<T>[] = []
-  wire.read(buf, false)
-  try {
-    const end = buf.length
-    while (wire.pos() < end) {
-      const t = wire.r32()
-      if (t >>> 3 === 1) items.push(readItem(wire.rlen()))
-      else wire.skip(t & 7)
-    }
-  } finally {
-    wire.done()
-  }
-  return items
 }
 
 /** The client's BatchPutStart responseDeserialize: the items as grpc-codec.ts decodeItem(decodePutStartResult) gives them. */
 export function decodeBatchPutStartResults(buf: Buffer): ItemResult<PutStartResult>[] {
-  return decodeItems(buf, readPutStartItem)
+  return readRepeated(buf, false, readItem, readPutStartResult)
 }
 
 /** The client's BatchVoidResponse responseDeserialize: the items as grpc-codec.ts decodeVoidItems gives them. */
 export function decodeBatchVoidResults(buf: Buffer): ItemResult<void>[] {
-  return decodeItems(buf, readVoidItem)
+  return readRepeated(buf, false, readItem<void>, readEmpty)
 }

@@ -56,11 +56,12 @@ export function opsFromMask(mask: number): TransferOp[] {
   return ops
 }
 
-function u64(name: string, value: number): bigint {
+/** A grant's offset, length or expiry, refused unless a non-negative safe integer. */
+export function checkedU64(name: string, value: number): number {
   if (!Number.isSafeInteger(value) || value < 0) {
     throw new MooncakeError('INVALID_PARAMS', `grant ${name} must be a non-negative safe integer (got ${value})`)
   }
-  return BigInt(value)
+  return value
 }
 
 /** "MCGRANT1" | u16 nameLen | name (UTF-8) | u64 offset | u64 length | u32 opMask | u64 expiry, little-endian. */
@@ -73,10 +74,10 @@ export function canonicalGrantBytes(spec: GrantSpec): Buffer {
   let p = out.write('MCGRANT1', 0, 'latin1')
   p = out.writeUInt16LE(name.length, p)
   p += name.copy(out, p)
-  out.writeBigUInt64LE(u64('offset', spec.offset), p)
-  out.writeBigUInt64LE(u64('length', spec.length), p + 8)
+  putU64(out, checkedU64('offset', spec.offset), p)
+  putU64(out, checkedU64('length', spec.length), p + 8)
   out.writeUInt32LE(opMask(spec.ops), p + 16)
-  out.writeBigUInt64LE(u64('expiresAt', spec.expiresAt), p + 20)
+  putU64(out, checkedU64('expiresAt', spec.expiresAt), p + 20)
   return out
 }
 
@@ -139,24 +140,30 @@ export function encodeGrant(grant: Grant): Buffer {
   if (!(grant.mac instanceof Uint8Array) || grant.mac.length !== GRANT_MAC_SIZE) {
     throw new MooncakeError('INVALID_PARAMS', `a grant mac is ${GRANT_MAC_SIZE} bytes`)
   }
-  const out = Buffer.alloc(GRANT_WIRE_SIZE)
-  out.writeBigUInt64LE(u64('offset', grant.offset), 0)
-  out.writeBigUInt64LE(u64('length', grant.length), 8)
+  const offset = checkedU64('offset', grant.offset)
+  const length = checkedU64('length', grant.length)
+  const expiresAt = checkedU64('expiresAt', grant.expiresAt)
+  const out = Buffer.allocUnsafe(GRANT_WIRE_SIZE)
+  putU64(out, offset, 0)
+  putU64(out, length, 8)
   out.writeUInt32LE(opMask(grant.ops), 16)
-  out.writeBigUInt64LE(u64('expiresAt', grant.expiresAt), 24)
-  Buffer.from(grant.mac).copy(out, 32)
+  out.writeUInt32LE(0, 20)
+  putU64(out, expiresAt, 24)
+  out.set(grant.mac, 32)
   return out
 }
 
 export function decodeGrant(segment: string, wire: Uint8Array): Grant {
   if (wire.length !== GRANT_WIRE_SIZE) throw new MooncakeError('INVALID_PARAMS', `a grant is ${GRANT_WIRE_SIZE} bytes`)
   const b = Buffer.from(wire.buffer, wire.byteOffset, wire.length)
-  const big = (at: number): number => {
-    const v = b.readBigUInt64LE(at)
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new MooncakeError('INVALID_PARAMS', 'grant field out of range')
-    return Number(v)
-  }
   const mask = b.readUInt32LE(16)
   if (mask & ~(OP_READ | OP_WRITE) || b.readUInt32LE(20) !== 0) throw new MooncakeError('INVALID_PARAMS', 'malformed grant')
-  return {segment, offset: big(0), length: big(8), ops: opsFromMask(mask), expiresAt: big(24), mac: Buffer.from(b.subarray(32, 48))}
+  return {segment, offset: getU64(b, 0), length: getU64(b, 8), ops: opsFromMask(mask), expiresAt: getU64(b, 24), mac: Buffer.from(b.subarray(32, 48))}
+}
+
+/** A u64 that must be a safe integer (a grant's numbers are). */
+function getU64(b: Buffer, at: number): number {
+  const hi = b.readUInt32LE(at + 4)
+  if (hi >= 0x20_0000) throw new MooncakeError('INVALID_PARAMS', 'grant field out of range')
+  return hi * 0x1_0000_0000 + b.readUInt32LE(at)
 }
