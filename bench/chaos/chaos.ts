@@ -5,44 +5,25 @@
  * reach the master through another proxy) writing ledgers; a seeded schedule of faults; then the
  * invariants (see docs/reliability.md, "Chaos").
  */
-import {mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {freePort, killAll, startFixture, type Fixture} from '../../test/helpers/processes.js'
-import {MASTER, READER, mergeCounts, MiB, sleep, startOwner, startWorker, type OwnerFixture, type WorkerSummary} from './lib.js'
+import {auditSpace, commonResult, killOwner, MASTER_OPTIONS, prepareRun, restartOwner, runSchedule, Workload, type RunOptions, type ScheduledFault} from './common.js'
+import {MASTER, READER, sleep, startOwner, type OwnerFixture} from './lib.js'
 import {ChaosProxy} from './proxy.js'
 import {prng} from './values.js'
 
 export type FaultKind = 'kill-owner' | 'kill-client' | 'cut-master' | 'drop-master' | 'delay-master' | 'partition-owner'
-export interface Fault {
-  /** ms after the start of the workload. */
-  at: number
-  kind: FaultKind
-  /** Owner or worker index. */
-  target?: number
-  /** How long a drop/delay/partition lasts, or how long a killed owner stays down. */
-  forMs?: number
-  delayMs?: number
-}
+export type Fault = ScheduledFault<FaultKind>
 
-export interface ChaosOptions {
-  durationMs: number
-  seed: number
-  owners?: number
-  ownerMiB?: number
-  workers?: number
-  clientsPerWorker?: number
-  keysPerClient?: number
-  minSize?: number
-  maxSize?: number
-  /** Per-operation deadline of the clients. */
+export interface ChaosOptions extends RunOptions {
+  /** Per-operation deadline of the clients. @default 5_000 */
   timeoutMs?: number
   /** A fixed schedule; otherwise one is drawn from the seed. */
   schedule?: Fault[]
-  /** Mean ms between faults of the drawn schedule. */
+  /** Mean ms between faults of the drawn schedule. @default 4_000 */
   faultEveryMs?: number
-  dir: string
-  log?: (line: string) => void
 }
 
 export interface Violation {
@@ -69,13 +50,6 @@ export interface ChaosResult {
   violations: Violation[]
   longestOpMs: number
   elapsedMs: number
-}
-
-const MASTER_OPTIONS = {
-  clientTtlMs: 1500,
-  leaseTtlMs: 2000,
-  putStartDiscardTimeoutMs: 2000,
-  putStartReleaseTimeoutMs: 3000,
 }
 
 export function drawSchedule(seed: number, durationMs: number, owners: number, workers: number, everyMs: number): Fault[] {
@@ -110,21 +84,10 @@ interface LedgerRec {
 export type Erasures = Record<string, Array<[number, 'evict' | 'segment' | 'other']>>
 
 export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
-  const log = opts.log ?? ((l: string) => console.error(l))
-  const owners = opts.owners ?? 3
-  const ownerSize = (opts.ownerMiB ?? 24) * MiB
-  const workersN = opts.workers ?? 3
-  const timeoutMs = opts.timeoutMs ?? 5000
+  const {log, owners, ownerSize, workersN, timeoutMs} = prepareRun(opts, 5000)
   const schedule = opts.schedule ?? drawSchedule(opts.seed, opts.durationMs, owners, workersN, opts.faultEveryMs ?? 4000)
-  rmSync(opts.dir, {recursive: true, force: true})
-  mkdirSync(opts.dir, {recursive: true})
   const started = Date.now()
   const violations: Violation[] = []
-  const faults: Array<Fault & {done: string}> = []
-  const counts: Record<string, number> = {}
-  let longestOpMs = 0
-  let verifiedGets = 0
-  let workerRuns = 0
   const proxies: ChaosProxy[] = []
   try {
     const master = (await startFixture(MASTER, [JSON.stringify(MASTER_OPTIONS)])) as Fixture<{address: string}>
@@ -135,167 +98,58 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosResult> {
     const ownerPorts = await Promise.all(Array.from({length: owners}, () => freePort()))
     const ownerAddr = (i: number) => (i === 0 ? ownerProxy.address : direct)
     const ownerProcs: Array<OwnerFixture | null> = await Promise.all(ownerPorts.map((port, i) => startOwner(ownerAddr(i), ownerSize, `chaos-${i}`, port)))
+    const restart = (i: number) =>
+      restartOwner(i, 20_000, 200, async () => {
+        ownerProcs[i] = await startOwner(ownerAddr(i), ownerSize, `chaos-${i}`, ownerPorts[i])
+      }, violations)
 
-    async function restartOwner(i: number): Promise<string> {
-      const deadline = Date.now() + 20_000
-      let last = ''
-      while (Date.now() < deadline) {
-        try {
-          ownerProcs[i] = await startOwner(ownerAddr(i), ownerSize, `chaos-${i}`, ownerPorts[i])
-          return 'restarted'
-        } catch (err) {
-          last = String(err).slice(0, 200)
-          await sleep(300)
-        }
-      }
-      violations.push({kind: 'owner-restart-failed', detail: `chaos-${i}: ${last}`})
-      return `restart failed: ${last}`
-    }
-
-    const workerBase = {
-      masterAddress: clientProxy.address,
-      seed: opts.seed,
-      clients: opts.clientsPerWorker ?? 2,
-      keysPerClient: opts.keysPerClient ?? 24,
-      minSize: opts.minSize ?? 64,
-      maxSize: opts.maxSize ?? 2 * MiB,
-      timeoutMs,
-      stagingBytes: 4 * MiB,
-    }
-    const summaries: Promise<WorkerSummary | null>[] = []
-    const current: Array<{fixture: Fixture; summary: Promise<WorkerSummary | null>; gen: number; deadline: number}> = []
-    async function launch(proc: number, gen: number): Promise<void> {
-      const durationMs = Math.max(1000, opts.durationMs - (Date.now() - workloadStart))
-      const w = await startWorker({...workerBase, proc, gen, durationMs, ledger: path.join(opts.dir, `ledger-p${proc}-g${gen}.jsonl`)})
-      workerRuns++
-      current[proc] = {...w, gen, deadline: Date.now() + durationMs + timeoutMs + 15_000}
-      summaries.push(w.summary)
-    }
-    let workloadStart = Date.now()
-    for (let p = 0; p < workersN; p++) await launch(p, 0)
-    workloadStart = Date.now()
+    const workload = new Workload(opts, timeoutMs, {masterAddress: clientProxy.address})
+    await workload.startAll(workersN)
     log(`chaos: master ${direct}, ${owners} owners, ${workersN} workers, ${schedule.length} faults scheduled`)
 
-    // The fault schedule.
-    const timers: Promise<void>[] = []
-    for (const f of schedule) {
-      timers.push(
-        (async () => {
-          await sleep(Math.max(0, workloadStart + f.at - Date.now()))
-          let done = ''
-          try {
-            switch (f.kind) {
-              case 'kill-owner': {
-                const i = f.target ?? 0
-                const o = ownerProcs[i]
-                if (o === null) {
-                  done = 'already down'
-                  break
-                }
-                ownerProcs[i] = null
-                await o.kill('SIGKILL')
-                await sleep(f.forMs ?? 1000)
-                done = await restartOwner(i)
-                break
-              }
-              case 'kill-client': {
-                const p = f.target ?? 0
-                const w = current[p]
-                await w.fixture.kill('SIGKILL')
-                if (Date.now() - workloadStart < opts.durationMs - 2000) {
-                  await launch(p, w.gen + 1)
-                  done = `restarted as gen ${w.gen + 1}`
-                } else done = 'killed near the end, not restarted'
-                break
-              }
-              case 'cut-master':
-                done = `${clientProxy.cut()} client connections and ${ownerProxy.cut()} owner connections reset`
-                break
-              case 'drop-master':
-                clientProxy.dropping = true
-                await sleep(f.forMs ?? 1000)
-                clientProxy.dropping = false
-                done = `clients' traffic dropped for ${f.forMs} ms, then connections reset (${clientProxy.cut()})`
-                break
-              case 'delay-master':
-                clientProxy.delayMs = f.delayMs ?? 100
-                await sleep(f.forMs ?? 1000)
-                clientProxy.delayMs = 0
-                done = `delayed ${f.delayMs} ms per chunk for ${f.forMs} ms`
-                break
-              case 'partition-owner':
-                ownerProxy.dropping = true
-                await sleep(f.forMs ?? 1000)
-                ownerProxy.dropping = false
-                done = `owner 0 cut off from the master for ${f.forMs} ms (${ownerProxy.cut()} connections reset after)`
-                break
-            }
-          } catch (err) {
-            done = `error: ${String(err).slice(0, 200)}`
-          }
-          faults.push({...f, done})
-          log(`chaos: t=${((Date.now() - workloadStart) / 1000).toFixed(1)}s ${f.kind}${f.target !== undefined ? ` #${f.target}` : ''}: ${done}`)
-        })(),
-      )
-    }
-    await Promise.all(timers)
-
-    // Every worker (the last generation of each) must finish within its deadline.
-    for (let p = 0; p < workersN; p++) {
-      for (;;) {
-        const w = current[p]
-        const s = await Promise.race([w.summary, sleep(Math.max(0, w.deadline - Date.now())).then(() => 'hung' as const)])
-        if (w !== current[p]) continue
-        if (s === 'hung') {
-          violations.push({kind: 'client-hung', detail: `worker ${p} gen ${w.gen} did not finish by its deadline`})
-          await w.fixture.kill('SIGKILL')
-        } else if (s === null) {
-          const e = await w.fixture.exited
-          violations.push({kind: 'client-crashed', detail: `worker ${p} gen ${w.gen} exited (code ${e.code}, signal ${e.signal}) without a summary: ${w.fixture.stderr().slice(-500)}`})
-        }
-        break
+    const faults = await runSchedule(schedule, {workload, log, name: 'chaos', errorChars: 200}, async (f) => {
+      switch (f.kind) {
+        case 'kill-owner':
+          return killOwner(ownerProcs, f, restart)
+        case 'kill-client':
+          return workload.killClient(f.target ?? 0)
+        case 'cut-master':
+          return `${clientProxy.cut()} client connections and ${ownerProxy.cut()} owner connections reset`
+        case 'drop-master':
+          clientProxy.dropping = true
+          await sleep(f.forMs ?? 1000)
+          clientProxy.dropping = false
+          return `clients' traffic dropped for ${f.forMs} ms, then connections reset (${clientProxy.cut()})`
+        case 'delay-master':
+          clientProxy.delayMs = f.delayMs ?? 100
+          await sleep(f.forMs ?? 1000)
+          clientProxy.delayMs = 0
+          return `delayed ${f.delayMs} ms per chunk for ${f.forMs} ms`
+        case 'partition-owner':
+          ownerProxy.dropping = true
+          await sleep(f.forMs ?? 1000)
+          ownerProxy.dropping = false
+          return `owner 0 cut off from the master for ${f.forMs} ms (${ownerProxy.cut()} connections reset after)`
       }
-    }
-    for (const s of await Promise.all(summaries)) {
-      if (s === null) continue
-      mergeCounts(counts, s.counts)
-      longestOpMs = Math.max(longestOpMs, s.longestOpMs)
-      verifiedGets += s.verifiedGets
-      for (const v of s.violations) violations.push({kind: String(v.kind), key: v.key as string | undefined, detail: JSON.stringify(v)})
-    }
+    })
+    const totals = await workload.finish(violations)
     // Heal, let zombie puts of killed clients expire and the master sweep.
     clientProxy.dropping = ownerProxy.dropping = false
     clientProxy.delayMs = 0
-    for (let i = 0; i < owners; i++) if (ownerProcs[i] === null) await restartOwner(i)
+    for (let i = 0; i < owners; i++) if (ownerProcs[i] === null) await restart(i)
     await sleep(MASTER_OPTIONS.putStartReleaseTimeoutMs + 2500)
 
     const erasureFile = path.join(opts.dir, 'erasures.json')
     await master.command({cmd: 'erasures', file: erasureFile})
     const erasures = JSON.parse(readFileSync(erasureFile, 'utf8')) as Erasures
     const verify = await checkLedgers(opts.dir, erasures, {masterAddress: direct}, violations)
-    const audit = await master.command<Record<string, unknown> & {stats: {used: number}; liveBytesAligned: number; processing: number}>({cmd: 'audit'}, 30_000)
-    if (audit.stats.used !== audit.liveBytesAligned) {
-      violations.push({kind: 'space-leak', detail: `master used ${audit.stats.used} bytes, live memory replicas ${audit.liveBytesAligned} (8-byte aligned; ${String(audit.liveBytes)} raw), ${audit.processing} replicas not COMPLETE`})
-    }
-    const erasureCounts: Record<string, number> = {}
-    for (const list of Object.values(erasures)) for (const [, r] of list) erasureCounts[r] = (erasureCounts[r] ?? 0) + 1
+    const audit = await auditSpace(master, 'master', violations)
     for (const o of ownerProcs) await o?.kill('SIGTERM')
     await master.kill('SIGTERM')
     return {
       options: {...opts, log: undefined} as Omit<ChaosOptions, 'log'>,
       faults,
-      workerRuns,
-      counts,
-      ledgerCounts: verify.ledgerCounts,
-      keys: verify.keys,
-      checkedOps: verify.checkedOps,
-      verifiedGets: verifiedGets + verify.final.intact,
-      finalCheck: verify.final,
-      audit,
-      erasures: erasureCounts,
-      violations,
-      longestOpMs,
-      elapsedMs: Date.now() - started,
+      ...commonResult({workload, totals, verify, audit, erasures, violations, started}),
     }
   } finally {
     for (const p of proxies) await p.close().catch(() => {})

@@ -9,39 +9,22 @@
  * plain chaos run (checkLedgers) plus: after every leader kill or pause a leader serves again
  * within `failoverBoundMs`, and no master crashed by itself. See docs/reliability.md, "HA chaos".
  */
-import {appendFileSync, mkdirSync, readdirSync, readFileSync, rmSync} from 'node:fs'
+import {appendFileSync, readdirSync, readFileSync} from 'node:fs'
 import path from 'node:path'
 
 import {startEtcd, type EtcdServer} from '../../test/helpers/etcd.js'
 import {freePort, killAll, startFixture, type Fixture} from '../../test/helpers/processes.js'
 import {checkLedgers, type ChaosResult, type Erasures, type Violation} from './chaos.js'
+import {auditSpace, commonResult, killOwner, MASTER_OPTIONS, prepareRun, restartOwner, runSchedule, Workload, type RunOptions, type ScheduledFault} from './common.js'
 import {connectHaMaster} from './ha-connect.js'
-import {MASTER, mergeCounts, MiB, sleep, startWorker, type WorkerSummary} from './lib.js'
+import {MASTER, sleep} from './lib.js'
 import {ChaosProxy} from './proxy.js'
 import {prng} from './values.js'
 
 export type HaFaultKind = 'kill-leader' | 'kill-standby' | 'pause-leader' | 'isolate-leader' | 'kill-owner' | 'kill-client' | 'cut-master' | 'delay-master'
-export interface HaFault {
-  /** ms after the start of the workload. */
-  at: number
-  kind: HaFaultKind
-  /** Owner or worker index. */
-  target?: number
-  /** How long a killed process stays down, a pause or a delay lasts. */
-  forMs?: number
-  delayMs?: number
-}
+export type HaFault = ScheduledFault<HaFaultKind>
 
-export interface HaChaosOptions {
-  durationMs: number
-  seed: number
-  owners?: number
-  ownerMiB?: number
-  workers?: number
-  clientsPerWorker?: number
-  keysPerClient?: number
-  minSize?: number
-  maxSize?: number
+export interface HaChaosOptions extends RunOptions {
   /** Per-operation deadline of the clients. @default 8_000 */
   timeoutMs?: number
   /** Lease TTL of the leader key (whole seconds). @default 2_000 */
@@ -51,8 +34,6 @@ export interface HaChaosOptions {
   schedule?: HaFault[]
   /** Mean ms between faults of the drawn schedule. @default 5_000 */
   faultEveryMs?: number
-  dir: string
-  log?: (line: string) => void
 }
 
 export interface Failover {
@@ -84,13 +65,6 @@ export interface HaChaosResult extends Omit<ChaosResult, 'options' | 'faults'> {
   unmountsOwnerAlive: string[]
   /** Outcomes of the operations in flight while a leader was being replaced. */
   acrossFailovers: Record<string, number>
-}
-
-const MASTER_OPTIONS = {
-  clientTtlMs: 1500,
-  leaseTtlMs: 2000,
-  putStartDiscardTimeoutMs: 2000,
-  putStartReleaseTimeoutMs: 3000,
 }
 
 export function drawHaSchedule(seed: number, durationMs: number, owners: number, workers: number, everyMs: number, ttlMs: number): HaFault[] {
@@ -135,24 +109,13 @@ async function health(httpAddress: string, timeoutMs = 400): Promise<{role: stri
 }
 
 export async function runHaChaos(opts: HaChaosOptions): Promise<HaChaosResult> {
-  const log = opts.log ?? ((l: string) => console.error(l))
-  const owners = opts.owners ?? 3
-  const ownerSize = (opts.ownerMiB ?? 24) * MiB
-  const workersN = opts.workers ?? 3
-  const timeoutMs = opts.timeoutMs ?? 8000
+  const {log, owners, ownerSize, workersN, timeoutMs} = prepareRun(opts, 8000)
   const ttlMs = opts.haLeaseTtlMs ?? 2000
   const boundMs = opts.failoverBoundMs ?? 3 * ttlMs
   const schedule = opts.schedule ?? drawHaSchedule(opts.seed, opts.durationMs, owners, workersN, opts.faultEveryMs ?? 5000, ttlMs)
-  rmSync(opts.dir, {recursive: true, force: true})
-  mkdirSync(opts.dir, {recursive: true})
   const started = Date.now()
   const violations: Violation[] = []
-  const faults: Array<HaFault & {done: string}> = []
   const failovers: Failover[] = []
-  const counts: Record<string, number> = {}
-  let longestOpMs = 0
-  let verifiedGets = 0
-  let workerRuns = 0
   let masterRestarts = 0
   const slots: MasterSlot[] = []
   let etcd: EtcdServer | undefined
@@ -229,49 +192,22 @@ export async function runHaChaos(opts: HaChaosOptions): Promise<HaChaosResult> {
     const ownerProcs: Array<Fixture | null> = await Promise.all(ownerPorts.map((_, i) => startOwner(i)))
     /** When each owner was down: [SIGKILL, restarted] (the end is Infinity while down). */
     const ownerDown: Array<Array<[number, number]>> = ownerPorts.map(() => [])
-    async function restartOwner(i: number): Promise<string> {
-      const deadline = Date.now() + 25_000
-      let last = ''
-      while (Date.now() < deadline) {
-        try {
+    const restart = (i: number) =>
+      restartOwner(
+        i,
+        25_000,
+        300,
+        // SEGMENT_ALREADY_EXISTS until the master drops the dead incarnation (clientTtl, or the pending restore's expiry).
+        async () => {
           ownerProcs[i] = await startOwner(i)
           const last = ownerDown[i][ownerDown[i].length - 1]
           if (last !== undefined && last[1] === Infinity) last[1] = Date.now()
-          return 'restarted'
-        } catch (err) {
-          // SEGMENT_ALREADY_EXISTS until the master drops the dead incarnation (clientTtl, or the pending restore's expiry).
-          last = String(err).slice(0, 300)
-          await sleep(300)
-        }
-      }
-      violations.push({kind: 'owner-restart-failed', detail: `chaos-${i}: ${last}`})
-      return `restart failed: ${last}`
-    }
+        },
+        violations,
+      )
 
-    const workerBase = {
-      masterAddress: '',
-      ...ha,
-      attemptTimeoutMs: 1500,
-      seed: opts.seed,
-      clients: opts.clientsPerWorker ?? 2,
-      keysPerClient: opts.keysPerClient ?? 24,
-      minSize: opts.minSize ?? 64,
-      maxSize: opts.maxSize ?? 2 * MiB,
-      timeoutMs,
-      stagingBytes: 4 * MiB,
-    }
-    const summaries: Promise<WorkerSummary | null>[] = []
-    const current: Array<{fixture: Fixture; summary: Promise<WorkerSummary | null>; gen: number; deadline: number}> = []
-    let workloadStart = Date.now()
-    async function launch(proc: number, gen: number): Promise<void> {
-      const durationMs = Math.max(1000, opts.durationMs - (Date.now() - workloadStart))
-      const w = await startWorker({...workerBase, proc, gen, durationMs, ledger: path.join(opts.dir, `ledger-p${proc}-g${gen}.jsonl`)})
-      workerRuns++
-      current[proc] = {...w, gen, deadline: Date.now() + durationMs + timeoutMs + 15_000}
-      summaries.push(w.summary)
-    }
-    for (let p = 0; p < workersN; p++) await launch(p, 0)
-    workloadStart = Date.now()
+    const workload = new Workload(opts, timeoutMs, {masterAddress: '', ...ha, attemptTimeoutMs: 1500})
+    await workload.startAll(workersN)
     log(`chaos-ha: etcd ${etcd.endpoint}, 3 masters, ${owners} owners, ${workersN} workers, ${schedule.length} faults scheduled`)
 
     /**
@@ -310,7 +246,7 @@ export async function runHaChaos(opts: HaChaosOptions): Promise<HaChaosResult> {
       await resumed
       const e = await Promise.race([elected, sleep(kind === 'pause-leader' ? 300 : Math.max(0, end - Date.now())).then(() => undefined)])
       const to = e?.to ?? (await leaderIndex()) ?? null
-      return {fault: kind, at: t0 - workloadStart, from, to, electedMs: e?.ms ?? null, servedMs}
+      return {fault: kind, at: t0 - workload.start, from, to, electedMs: e?.ms ?? null, servedMs}
     }
 
     // Master faults one at a time: a failover is measured from a known leader.
@@ -380,99 +316,38 @@ export async function runHaChaos(opts: HaChaosOptions): Promise<HaChaosResult> {
       return `leader ${leader} cut off from etcd for ${f.forMs} ms; ${r.electedMs === null ? `no election (master ${r.to} leads)` : `master ${r.to} elected after ${r.electedMs} ms`}, serving after ${r.servedMs} ms`
     }
 
-    const timers: Promise<void>[] = []
-    for (const f of schedule) {
-      timers.push(
-        (async () => {
-          await sleep(Math.max(0, workloadStart + f.at - Date.now()))
-          let done = ''
-          try {
-            switch (f.kind) {
-              case 'kill-leader':
-              case 'kill-standby': {
-                const kind = f.kind
-                done = await serially(() => killMaster(kind, f))
-                break
-              }
-              case 'pause-leader':
-                done = await serially(() => pauseLeader(f))
-                break
-              case 'isolate-leader':
-                done = await serially(() => isolateLeader(f))
-                break
-              case 'kill-owner': {
-                const i = f.target ?? 0
-                const o = ownerProcs[i]
-                if (o === null) {
-                  done = 'already down'
-                  break
-                }
-                ownerProcs[i] = null
-                ownerDown[i].push([Date.now(), Infinity])
-                await o.kill('SIGKILL')
-                await sleep(f.forMs ?? 1000)
-                done = await restartOwner(i)
-                break
-              }
-              case 'kill-client': {
-                const p = f.target ?? 0
-                const w = current[p]
-                await w.fixture.kill('SIGKILL')
-                if (Date.now() - workloadStart < opts.durationMs - 2000) {
-                  await launch(p, w.gen + 1)
-                  done = `restarted as gen ${w.gen + 1}`
-                } else done = 'killed near the end, not restarted'
-                break
-              }
-              case 'cut-master':
-                done = `${slots.reduce((n, s) => n + s.proxy.cut(), 0)} connections to the masters reset`
-                break
-              case 'delay-master':
-                for (const s of slots) s.proxy.delayMs = f.delayMs ?? 100
-                await sleep(f.forMs ?? 1000)
-                for (const s of slots) s.proxy.delayMs = 0
-                done = `delayed ${f.delayMs} ms per chunk for ${f.forMs} ms`
-                break
-            }
-          } catch (err) {
-            done = `error: ${String(err).slice(0, 300)}`
-          }
-          faults.push({...f, done})
-          log(`chaos-ha: t=${((Date.now() - workloadStart) / 1000).toFixed(1)}s ${f.kind}${f.target !== undefined ? ` #${f.target}` : ''}: ${done}`)
-        })(),
-      )
-    }
-    await Promise.all(timers)
-
-    for (let p = 0; p < workersN; p++) {
-      for (;;) {
-        const w = current[p]
-        const s = await Promise.race([w.summary, sleep(Math.max(0, w.deadline - Date.now())).then(() => 'hung' as const)])
-        if (w !== current[p]) continue
-        if (s === 'hung') {
-          violations.push({kind: 'client-hung', detail: `worker ${p} gen ${w.gen} did not finish by its deadline`})
-          await w.fixture.kill('SIGKILL')
-        } else if (s === null) {
-          const e = await w.fixture.exited
-          violations.push({kind: 'client-crashed', detail: `worker ${p} gen ${w.gen} exited (code ${e.code}, signal ${e.signal}) without a summary: ${w.fixture.stderr().slice(-500)}`})
+    const faults = await runSchedule(schedule, {workload, log, name: 'chaos-ha', errorChars: 300}, async (f) => {
+      switch (f.kind) {
+        case 'kill-leader':
+        case 'kill-standby': {
+          const kind = f.kind
+          return serially(() => killMaster(kind, f))
         }
-        break
+        case 'pause-leader':
+          return serially(() => pauseLeader(f))
+        case 'isolate-leader':
+          return serially(() => isolateLeader(f))
+        case 'kill-owner':
+          return killOwner(ownerProcs, f, restart, (i) => ownerDown[i].push([Date.now(), Infinity]))
+        case 'kill-client':
+          return workload.killClient(f.target ?? 0)
+        case 'cut-master':
+          return `${slots.reduce((n, s) => n + s.proxy.cut(), 0)} connections to the masters reset`
+        case 'delay-master':
+          for (const s of slots) s.proxy.delayMs = f.delayMs ?? 100
+          await sleep(f.forMs ?? 1000)
+          for (const s of slots) s.proxy.delayMs = 0
+          return `delayed ${f.delayMs} ms per chunk for ${f.forMs} ms`
       }
-    }
-    for (const s of await Promise.all(summaries)) {
-      if (s === null) continue
-      mergeCounts(counts, s.counts)
-      longestOpMs = Math.max(longestOpMs, s.longestOpMs)
-      verifiedGets += s.verifiedGets
-      for (const v of s.violations) violations.push({kind: String(v.kind), key: v.key as string | undefined, detail: JSON.stringify(v)})
-    }
+    })
+    const totals = await workload.finish(violations)
 
     // Heal: every master and owner up, a leader serving, owners re-mounted, zombie puts expired.
     for (const s of slots) s.proxy.delayMs = 0
     await masterLock
     for (const s of slots) s.etcdProxy.dropping = false
     for (let i = 0; i < 3; i++) if (slots[i].fx === null) await startMasterIn(i)
-    for (let i = 0; i < owners; i++) if (ownerProcs[i] === null) await restartOwner(i)
+    for (let i = 0; i < owners; i++) if (ownerProcs[i] === null) await restart(i)
     const leader = await waitLeader(2 * boundMs)
     if (leader === undefined) throw new Error('no leader after the faults healed')
     await sleep(MASTER_OPTIONS.putStartReleaseTimeoutMs + MASTER_OPTIONS.clientTtlMs + 2500)
@@ -495,7 +370,7 @@ export async function runHaChaos(opts: HaChaosOptions): Promise<HaChaosResult> {
           // [#unmount, t, segment name, reason]: a segment dropped while its owner was alive.
           const owner = Number(/^chaos-(\d+)$/.exec(reason)?.[1] ?? -1)
           const down = (ownerDown[owner] ?? []).some(([a, b]) => a <= t + 100 && b >= t - MASTER_OPTIONS.clientTtlMs - 1000)
-          if (!down && detail !== undefined) unmountsOwnerAlive.push(`${reason} (${detail}) at ${t - workloadStart} ms (${f})`)
+          if (!down && detail !== undefined) unmountsOwnerAlive.push(`${reason} (${detail}) at ${t - workload.start} ms (${f})`)
           continue
         }
         if (reason !== 'restore') {
@@ -513,7 +388,7 @@ export async function runHaChaos(opts: HaChaosOptions): Promise<HaChaosResult> {
           restoreEvents.add(event)
           if (down) restoreExpired.ownerDown++
           else restoreExpired.ownerAlive++
-          restoreExpired.details.push(`${detail} at ${t - workloadStart} ms (${f}), owner ${down ? 'down' : 'alive'}`)
+          restoreExpired.details.push(`${detail} at ${t - workload.start} ms (${f}), owner ${down ? 'down' : 'alive'}`)
         }
         if (!down) restoreExpired.keysOwnerAlive++
       }
@@ -521,13 +396,8 @@ export async function runHaChaos(opts: HaChaosOptions): Promise<HaChaosResult> {
     for (const list of Object.values(erasures)) list.sort((a, b) => a[0] - b[0])
     const verify = await checkLedgers(opts.dir, erasures, ha, violations)
     const auditOf = (await leaderIndex()) ?? leader
-    const audit = await slots[auditOf].fx!.command<Record<string, unknown> & {stats: {used: number}; liveBytesAligned: number; processing: number}>({cmd: 'audit'}, 30_000)
-    if (audit.stats.used !== audit.liveBytesAligned) {
-      violations.push({kind: 'space-leak', detail: `leader ${auditOf}: used ${audit.stats.used} bytes, live memory replicas ${audit.liveBytesAligned} (8-byte aligned), ${audit.processing} replicas not COMPLETE`})
-    }
-    const acrossFailovers = firstWrites(opts.dir, failovers, workloadStart)
-    const erasureCounts: Record<string, number> = {}
-    for (const list of Object.values(erasures)) for (const [, r] of list) erasureCounts[r] = (erasureCounts[r] ?? 0) + 1
+    const audit = await auditSpace(slots[auditOf].fx!, `leader ${auditOf}:`, violations)
+    const acrossFailovers = firstWrites(opts.dir, failovers, workload.start)
     for (const o of ownerProcs) await o?.kill('SIGTERM')
     for (const s of slots) {
       s.expectedExit = true
@@ -541,18 +411,7 @@ export async function runHaChaos(opts: HaChaosOptions): Promise<HaChaosResult> {
       restoreExpired,
       unmountsOwnerAlive,
       acrossFailovers,
-      workerRuns,
-      counts,
-      ledgerCounts: verify.ledgerCounts,
-      keys: verify.keys,
-      checkedOps: verify.checkedOps,
-      verifiedGets: verifiedGets + verify.final.intact,
-      finalCheck: verify.final,
-      audit,
-      erasures: erasureCounts,
-      violations,
-      longestOpMs,
-      elapsedMs: Date.now() - started,
+      ...commonResult({workload, totals, verify, audit, erasures, violations, started}),
     }
   } finally {
     probe?.close()

@@ -24,20 +24,13 @@ import * as codec from '../../src/lib/master/grpc-codec.js'
 import {batch, malformedReason, strictDeserializer} from '../../src/lib/master/grpc-validate.js'
 import {compileCodecs, loadProtoRoot} from '../../src/lib/proto/fast-codec.js'
 import {MOONCAKE_PROTO_PATH} from '../../src/lib/proto/loader.js'
+import {xorshift} from '../helpers/random.js'
 
 const root = loadProtoRoot(MOONCAKE_PROTO_PATH)
 const codecs = compileCodecs(root)
 const c = (name: string) => codecs.get(`mooncake.v1.${name}`)!
 
-let seed = 0x1234567
-function rnd(): number {
-  seed ^= seed << 13
-  seed ^= seed >>> 17
-  seed ^= seed << 5
-  return (seed >>> 0) / 4294967296
-}
-const int = (n: number) => Math.floor(rnd() * n)
-const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!
+const {rnd, int, pick} = xorshift(0x1234567)
 const maybe = (p = 0.5) => rnd() < p
 
 const STRINGS = ['', 'a', 'key/1/2', 'ключ', '鍵-🔑', 'x'.repeat(200), 'é'.repeat(70), 'host:1234', 'y'.repeat(5000)]

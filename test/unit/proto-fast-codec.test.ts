@@ -19,6 +19,7 @@ import {
   readCodecModule,
   sha256,
 } from '../../src/lib/proto/loader.js'
+import {xorshift} from '../helpers/random.js'
 
 const root = loadProtoRoot(MOONCAKE_PROTO_PATH)
 const codecs = compileCodecs(root)
@@ -28,16 +29,8 @@ const options = protoLoaderOptions()
 const reflectionEncode = (type: protobuf.Type, obj: object) => Buffer.from(type.encode(type.fromObject(obj)).finish())
 const reflectionDecode = (type: protobuf.Type, buf: Buffer) => type.toObject(type.decode(buf), options)
 
-// Deterministic PRNG, so a failure reproduces.
-let seed = 0x2545f491
-function rnd(): number {
-  seed ^= seed << 13
-  seed ^= seed >>> 17
-  seed ^= seed << 5
-  return (seed >>> 0) / 4294967296
-}
-const int = (n: number) => Math.floor(rnd() * n)
-const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!
+// Deterministic, so a failure reproduces.
+const {rnd, int, pick} = xorshift(0x2545f491)
 
 const STRINGS = ['', 'a', 'key/1/2', 'ключ', '鍵-🔑', 'x'.repeat(200), 'é'.repeat(70), '\u0000', 'host:1234']
 function randomString(): string {

@@ -1,27 +1,7 @@
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 
-import {KiB, MiB, mount, put, seeded, setup, start, throwsCode} from './helpers.js'
-
-/** n objects of 1 KiB whose leases expire in a shuffled order; returns keys oldest lease first. */
-function leasedInShuffledOrder(n: number, opts: Parameters<typeof setup>[0] = {}) {
-  const ctx = setup({leaseTtlMs: 1000, ...opts})
-  mount(ctx.svc, 's', 4 * MiB)
-  const keys = Array.from({length: n}, (_, i) => `k${i}`)
-  for (const k of keys) put(ctx.svc, k, KiB)
-  const order = [...keys]
-  const rnd = seeded(3)
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = Math.floor(rnd() * (i + 1))
-    ;[order[i], order[j]] = [order[j], order[i]]
-  }
-  for (const k of order) {
-    ctx.clock.advance(1)
-    ctx.svc.getReplicaList(k)
-  }
-  ctx.clock.advance(1000) // every lease expired
-  return {...ctx, order}
-}
+import {KiB, leasedInShuffledOrder, MiB, mount, put, setup, start, throwsCode} from './helpers.js'
 
 function remaining(svc: ReturnType<typeof setup>['svc'], keys: string[]): string[] {
   const listed = new Set(svc.listKeys({limit: 1_000_000}).keys) // ListKeys grants no lease
@@ -29,7 +9,7 @@ function remaining(svc: ReturnType<typeof setup>['svc'], keys: string[]): string
 }
 
 test('exact count: 400 expired objects at target = lower = 0.05 -> exactly the 20 oldest leases go', () => {
-  const {svc, order} = leasedInShuffledOrder(400)
+  const {svc, order} = leasedInShuffledOrder(400, 4 * MiB, 3)
   const r = svc.runEviction(0.05, 0.05)
   assert.is(r.evicted, 20)
   assert.is(svc.stats().keys, 380)
@@ -45,7 +25,7 @@ test('exact count: 400 expired objects at target = lower = 0.05 -> exactly the 2
 })
 
 test('exact count: 0.80 on 200 -> the 160 oldest', () => {
-  const {svc, order} = leasedInShuffledOrder(200)
+  const {svc, order} = leasedInShuffledOrder(200, 4 * MiB, 3)
   assert.is(svc.runEviction(0.8, 0.8).evicted, 160)
   assert.equal(
     svc.listKeys({}).keys.sort(),
@@ -54,7 +34,7 @@ test('exact count: 0.80 on 200 -> the 160 oldest', () => {
 })
 
 test('pass 2 runs when ceil(base*lower) exceeds what pass 1 evicted', () => {
-  const {svc} = leasedInShuffledOrder(100)
+  const {svc} = leasedInShuffledOrder(100, 4 * MiB, 3)
   assert.is(svc.runEviction(0.1, 0.3).evicted, 30)
   assert.is(svc.stats().keys, 70)
 })

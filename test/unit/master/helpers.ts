@@ -77,3 +77,27 @@ export function throwsCode(fn: () => unknown, code: ErrorCodeName): void {
 export function segmentsOf(r: PutStartResult): string[] {
   return r.replicas.filter((x) => x.type === 'memory').map((x) => x.memory!.segment)
 }
+
+/**
+ * A master (leases of 1 s) with `n` objects `k0`... of 1 KiB on one segment 's' of `segmentBytes`,
+ * read once each in an order shuffled by `seed`, 1 ms apart, then every lease expired: `order` is
+ * that order, oldest lease first (the order eviction takes them in).
+ */
+export function leasedInShuffledOrder(n: number, segmentBytes: number, seed: number, deps: MasterServiceDeps = {}) {
+  const ctx = setup({leaseTtlMs: 1000}, deps)
+  mount(ctx.svc, 's', segmentBytes)
+  const keys = Array.from({length: n}, (_, i) => `k${i}`)
+  for (const k of keys) put(ctx.svc, k, KiB)
+  const order = [...keys]
+  const rnd = seeded(seed)
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1))
+    ;[order[i], order[j]] = [order[j], order[i]]
+  }
+  for (const k of order) {
+    ctx.clock.advance(1)
+    ctx.svc.getReplicaList(k)
+  }
+  ctx.clock.advance(1000) // every lease expired
+  return {...ctx, order}
+}

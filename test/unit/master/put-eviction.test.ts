@@ -6,28 +6,14 @@
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 
-import {KiB, MiB, mount, put, seeded, setup, start} from './helpers.js'
+import {KiB, leasedInShuffledOrder, MiB, start} from './helpers.js'
 
 /**
  * One segment of `blocks` KiB filled with 1 KiB objects whose leases expire in a shuffled order:
  * a range of 64 KiB opens only after most of them are evicted (oldest lease first).
  */
 function fragmentedFullPool(blocks: number, wallClock: () => number) {
-  const ctx = setup({leaseTtlMs: 1_000}, {wallClock})
-  mount(ctx.svc, 's', blocks * KiB)
-  const keys = Array.from({length: blocks}, (_, i) => `k${i}`)
-  for (const k of keys) put(ctx.svc, k, KiB)
-  const rnd = seeded(11)
-  const order = [...keys]
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = Math.floor(rnd() * (i + 1))
-    ;[order[i], order[j]] = [order[j], order[i]]
-  }
-  for (const k of order) {
-    ctx.clock.advance(1)
-    ctx.svc.getReplicaList(k)
-  }
-  ctx.clock.advance(1_000) // every lease expired
+  const ctx = leasedInShuffledOrder(blocks, blocks * KiB, 11, {wallClock})
   assert.is(ctx.svc.stats().used, blocks * KiB, 'the pool is full')
   return ctx
 }
