@@ -189,7 +189,7 @@ test('restore: replicas unreadable until the owner re-mounts the same segment; s
   before.remove({key: 'k0', force: true})
   const {svc, host} = restoredService(img)
   // nothing readable, but the keys exist
-  throwsCode(() => svc.getReplicaList('k1'), 'REPLICA_IS_NOT_READY')
+  throwsCode(() => svc.getReplicaList('k1'), 'UNAVAILABLE')
   throwsCode(() => svc.putStart({clientId: 'x', requestId: 'z', key: 'k1', size: 10, config: {}}), 'OBJECT_ALREADY_EXISTS')
   throwsCode(() => svc.getReplicaList('k0'), 'OBJECT_NOT_FOUND')
   assert.is(svc.existKey('k2'), false)
@@ -201,7 +201,7 @@ test('restore: replicas unreadable until the owner re-mounts the same segment; s
   for (let i = 1; i < 20; i++) {
     const want = placed[`k${i}`].filter((p) => p.segment === 's1')
     if (want.length === 0) {
-      throwsCode(() => svc.getReplicaList(`k${i}`), 'REPLICA_IS_NOT_READY')
+      throwsCode(() => svc.getReplicaList(`k${i}`), 'UNAVAILABLE')
       continue
     }
     const g = svc.getReplicaList(`k${i}`)

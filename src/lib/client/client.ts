@@ -634,19 +634,29 @@ export class MooncakeClient extends EventEmitter {
     return {key, size: source.size, replicas: locations.length, requestedReplicas: start.requestedReplicas, checksum}
   }
 
-  private async putStart(req: PutStartRequest, upsert: boolean, deadline: number): Promise<PutStartResult> {
-    const send = () => this.rpc(upsert ? this.master.upsertStart(req) : this.calls.putStart(req), deadline, 'PutStart')
-    for (let attempt = 0; ; attempt++) {
+  private putStart(req: PutStartRequest, upsert: boolean, deadline: number): Promise<PutStartResult> {
+    // One retry after a transport failure: the same request id makes it idempotent when only
+    // the reply was lost.
+    return this.whileMasterUnavailable('put', deadline, 1, () => this.rpc(upsert ? this.master.upsertStart(req) : this.calls.putStart(req), deadline, 'PutStart'))
+  }
+
+  /**
+   * Sends a call again while the master itself answers UNAVAILABLE (nothing was done: e.g. a new
+   * leader whose restored segments are re-mounting), spaced out within the deadline, and up to
+   * `transportRetries` times at once after a transport failure (only where a retry is safe).
+   */
+  private async whileMasterUnavailable<T>(op: ClientOp, deadline: number, transportRetries: number, send: () => Promise<T>): Promise<T> {
+    for (let attempt = 0, transport = 0; ; attempt++) {
       try {
         return await send()
       } catch (err) {
         const e = toMooncakeError(err)
-        // One retry at once: the same request id makes it idempotent when only the reply was
-        // lost. More, spaced out, only while the master itself answers UNAVAILABLE (nothing
-        // was done: e.g. a new leader whose restored segments are re-mounting).
-        const wait = retryDelayMs(attempt)
-        if (e.code !== 'UNAVAILABLE' || (attempt > 0 && !answeredByMaster(e)) || Date.now() + wait >= deadline) throw e
-        this.opts.metrics?.recordRetry('put', e.code)
+        if (e.code !== 'UNAVAILABLE') throw e
+        const answered = answeredByMaster(e)
+        if (!answered && transport++ >= transportRetries) throw e
+        const wait = answered ? retryDelayMs(attempt) : 0
+        if (Date.now() + wait >= deadline) throw e
+        this.opts.metrics?.recordRetry(op, e.code)
         if (wait > 0) await sleep(wait)
       }
     }
@@ -967,7 +977,10 @@ export class MooncakeClient extends EventEmitter {
   private async readValue(key: string, dp: DataPath, options: GetOptions, makeSink: (size: number) => ReadSink | Promise<ReadSink>): Promise<number> {
     const deadline = this.deadline(options.timeoutMs)
     let sentAt = Date.now()
-    let info = await this.rpc(this.calls.getReplicaList(key), deadline, 'GetReplicaList')
+    let info = await this.whileMasterUnavailable('get', deadline, 0, () => {
+      sentAt = Date.now()
+      return this.rpc(this.calls.getReplicaList(key), deadline, 'GetReplicaList')
+    })
     const {ordered: memory, local} = orderReplicas(info, this.opts.hostId, this.opts.transport)
     const disks = diskReplicas(info)
     if (memory.length === 0 && disks.length === 0) {

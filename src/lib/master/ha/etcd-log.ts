@@ -21,7 +21,7 @@ import {
   decodeEntry,
   decodeSnapshotChunks,
   encodeEntry,
-  encodeSnapshotChunks,
+  encodeSnapshotChunksAsync,
   padSeq,
   type SnapshotMeta,
   snapshotCrc,
@@ -204,7 +204,7 @@ export class EtcdLog implements DurableLog {
   /** Writes the image (at the last committed entry) as chunks, then switches snapshot-meta and compacts the log. */
   private async snapshot(): Promise<void> {
     const pos = this.position
-    const chunks = encodeSnapshotChunks(this.image.snapshot(), this.chunkBytes)
+    const chunks = await encodeSnapshotChunksAsync(this.image.snapshot(), this.chunkBytes)
     const dir = `${this.keys.snapshot}${padSeq(pos.seq)}/`
     try {
       for (let i = 0; i < chunks.length; i++) {

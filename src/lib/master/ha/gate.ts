@@ -1,9 +1,10 @@
 /**
  * The calls the gRPC layer serves when the master restored metadata (journal or failover): the
  * MasterService, plus the objects whose memory replicas wait for their owner to re-mount
- * (PendingRestore). Such an object exists (a put of its key is OBJECT_ALREADY_EXISTS, a read is
- * REPLICA_IS_NOT_READY) but is not readable; ReMountSegment (or MountSegment of the same segment
- * id by the same owner) of its segment reserves its ranges and makes it readable.
+ * (PendingRestore). Such an object exists (a put of its key is OBJECT_ALREADY_EXISTS) but is not
+ * readable yet: a read is UNAVAILABLE (nothing was done; clients retry it within their deadline,
+ * as the owner re-mounts within a ping or two); ReMountSegment (or MountSegment of the same
+ * segment id by the same owner) of its segment reserves its ranges and makes it readable.
  */
 import {MooncakeError} from '../../errors.js'
 import {compileSearchRegex} from '../../regex-engine.js'
@@ -37,8 +38,8 @@ export interface GateHost {
 
 function notReady(key: string): MooncakeError {
   return new MooncakeError(
-    'REPLICA_IS_NOT_READY',
-    `key ${JSON.stringify(key)} was restored after a master restart or failover; it becomes readable when the owner of its segment re-mounts it`,
+    'UNAVAILABLE',
+    `key ${JSON.stringify(key)} was restored after a master restart or failover; it becomes readable when the owner of its segment re-mounts it: retry shortly`,
   )
 }
 

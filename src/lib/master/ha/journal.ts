@@ -12,7 +12,7 @@ import path from 'node:path'
 import {MooncakeError} from '../../errors.js'
 import type {Mutation} from '../mutations.js'
 import {MetadataImage, type ImageSnapshot} from '../restore.js'
-import {decodeRecords, encodeRecord} from './codec.js'
+import {decodeRecords, encodeRecord, snapshotJsonParts} from './codec.js'
 import {type DurableLog, Waiters} from './durable.js'
 
 export interface JournalOptions {
@@ -214,7 +214,7 @@ export class Journal implements DurableLog {
   private async compact(): Promise<void> {
     const next = this.durable + 1
     await this.fh?.close()
-    this.writeSnapshot()
+    await this.writeSnapshotIncrementally()
     this.deleteJournalsBefore(next)
     await this.openFile(next)
     this.sinceSnapshot = 0
@@ -227,6 +227,24 @@ export class Journal implements DurableLog {
     const fd = openSync(tmp, 'w', 0o600)
     try {
       writeFileSync(fd, JSON.stringify(snap))
+      fsyncSync(fd)
+    } finally {
+      closeSync(fd)
+    }
+    renameSync(tmp, path.join(this.dir, SNAPSHOT))
+    fsyncDir(this.dir)
+  }
+
+  /** writeSnapshot without stalling the event loop on a large image (see snapshotJsonParts). */
+  private async writeSnapshotIncrementally(): Promise<void> {
+    const seq = this.durable
+    const parts = await snapshotJsonParts(this.image.snapshot())
+    const tmp = path.join(this.dir, `${SNAPSHOT}.tmp`)
+    const fd = openSync(tmp, 'w', 0o600)
+    try {
+      writeFileSync(fd, `{"v":1,"seq":${seq},"image":`)
+      for (const part of parts) writeFileSync(fd, part)
+      writeFileSync(fd, '}')
       fsyncSync(fd)
     } finally {
       closeSync(fd)
