@@ -16,20 +16,19 @@
 // --check-every frames, a real client (TransferEngine, with the token and a read grant) reads the
 // whole segment back and compares it, and the server process must be alive with bounded RSS and
 // open file descriptors.
-import {spawn, type ChildProcessWithoutNullStreams} from 'node:child_process'
+import type {ChildProcessWithoutNullStreams} from 'node:child_process'
 import {createHmac} from 'node:crypto'
 import {readdirSync, readFileSync} from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
-import {createInterface} from 'node:readline'
 import {fileURLToPath} from 'node:url'
 import {parseArgs} from 'node:util'
 
 import {ErrorCode} from '../../src/lib/errors.js'
 import {crc32c, encodeGrant, mintGrant, TransferEngine, type Grant} from '../../src/lib/transfer/index.js'
+import {spawnLineChild} from '../../test/transfer/helpers.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
-const ROOT = path.resolve(here, '..', '..')
 
 const MAGIC = {hello: 0x4854434d, auth: 0x4154434d, request: 0x5154434d, response: 0x5254434d}
 const KiB = 1024
@@ -107,41 +106,13 @@ export interface FuzzOwner {
 }
 
 export async function spawnFuzzOwner(args: string[] = []): Promise<FuzzOwner> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'owner.ts'), ...args], {cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe']})
-  let stderr = ''
-  proc.stderr.on('data', (d) => {
-    stderr += d
-    if (stderr.length > 200_000) stderr = stderr.slice(-100_000)
-  })
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()))
-  const waiting = new Map<number, (v: Record<string, unknown>) => void>()
-  let nextId = 1
-  const ready = await new Promise<OwnerReady>((resolve, reject) => {
-    const lines = createInterface({input: proc.stdout})
-    lines.on('line', (line) => {
-      const msg = JSON.parse(line) as Record<string, unknown>
-      if (msg.ready) resolve(msg as unknown as OwnerReady)
-      else waiting.get(msg.id as number)?.(msg)
-    })
-    proc.once('exit', (code) => reject(new Error(`fuzz owner exited early (${code}): ${stderr}`)))
-  })
+  const child = await spawnLineChild<OwnerReady>(path.join(here, 'owner.ts'), args, 'fuzz owner')
   return {
-    proc,
-    ready,
-    stderr: () => stderr,
-    stats: () =>
-      new Promise((resolve) => {
-        const id = nextId++
-        waiting.set(id, (msg) => {
-          waiting.delete(id)
-          resolve(msg.stats as Record<string, unknown>)
-        })
-        proc.stdin.write(JSON.stringify({id, cmd: 'stats'}) + '\n')
-      }),
-    async kill() {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL')
-      await exited
-    },
+    proc: child.proc,
+    ready: child.ready,
+    stderr: child.stderr,
+    stats: async () => (await child.command<{stats: Record<string, unknown>}>('stats')).stats,
+    kill: () => child.kill('SIGKILL'),
   }
 }
 

@@ -28,29 +28,42 @@ export interface Owner {
 
 const live = new Set<Owner>()
 
-export async function spawnOwner(args: string[] = []): Promise<Owner> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'fixtures', 'owner.ts'), ...args], {
-    cwd: ROOT,
-    stdio: ['pipe', 'pipe', 'pipe'],
-  })
+/**
+ * A child process (`node --import tsx SCRIPT`) that speaks JSON lines: its first line with
+ * `ready` is its ready object, later lines answer commands `{id, cmd, ...}` by id.
+ */
+export interface LineChild<R> {
+  proc: ChildProcessWithoutNullStreams
+  ready: R
+  stderr(): string
+  exited: Promise<void>
+  command<T = Record<string, unknown>>(cmd: string, args?: Record<string, unknown>): Promise<T>
+  kill(signal?: NodeJS.Signals): Promise<void>
+}
+
+export async function spawnLineChild<R>(script: string, args: string[], what: string): Promise<LineChild<R>> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', script, ...args], {cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe']})
   let stderr = ''
-  proc.stderr.on('data', (d) => (stderr += d))
+  proc.stderr.on('data', (d) => {
+    stderr += d
+    if (stderr.length > 200_000) stderr = stderr.slice(-100_000)
+  })
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()))
   const waiting = new Map<number, (v: Record<string, unknown>) => void>()
   let nextId = 1
-  const ready = await new Promise<OwnerReady>((resolve, reject) => {
+  const ready = await new Promise<R>((resolve, reject) => {
     const lines = createInterface({input: proc.stdout})
     lines.on('line', (line) => {
       const msg = JSON.parse(line) as Record<string, unknown>
-      if (msg.ready) resolve(msg as unknown as OwnerReady)
+      if (msg.ready) resolve(msg as unknown as R)
       else waiting.get(msg.id as number)?.(msg)
     })
-    proc.once('exit', (code) => reject(new Error(`owner exited early (${code}): ${stderr}`)))
+    proc.once('exit', (code) => reject(new Error(`${what} exited early (${code}): ${stderr}`)))
   })
-  const owner: Owner = {
+  return {
     proc,
     ready,
-    grantKey: Buffer.from(ready.grantKey ?? '', 'hex'),
+    stderr: () => stderr,
     exited,
     command: (cmd, extra = {}) =>
       new Promise((resolve, reject) => {
@@ -63,9 +76,23 @@ export async function spawnOwner(args: string[] = []): Promise<Owner> {
         proc.stdin.write(JSON.stringify({id, cmd, ...extra}) + '\n')
       }),
     async kill(signal = 'SIGKILL') {
-      live.delete(owner)
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal)
       await exited
+    },
+  }
+}
+
+export async function spawnOwner(args: string[] = []): Promise<Owner> {
+  const child = await spawnLineChild<OwnerReady>(path.join(here, 'fixtures', 'owner.ts'), args, 'owner')
+  const owner: Owner = {
+    proc: child.proc,
+    ready: child.ready,
+    grantKey: Buffer.from(child.ready.grantKey ?? '', 'hex'),
+    exited: child.exited,
+    command: child.command,
+    async kill(signal = 'SIGKILL') {
+      live.delete(owner)
+      await child.kill(signal)
     },
   }
   live.add(owner)
