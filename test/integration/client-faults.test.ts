@@ -8,8 +8,8 @@ import * as assert from 'uvu/assert'
 
 import {MooncakeClient} from '../../src/lib/client/client.js'
 import {connectMaster} from '../../src/lib/client/master-client.js'
-import {MooncakeError} from '../../src/lib/errors.js'
 import {freePort, killAll, startFixture, waitFor, type Fixture} from '../helpers/processes.js'
+import {rejects} from '../helpers/assert-code.js'
 
 const MiB = 2 ** 20
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
@@ -33,17 +33,6 @@ async function startOwner(address: string, size = 64 * MiB): Promise<Owner> {
   return startFixture(OWNER, [JSON.stringify({masterAddress: address, size, pingIntervalMs: 200})], {timeoutMs: 30_000})
 }
 
-async function rejects(p: Promise<unknown>, code: string): Promise<MooncakeError> {
-  try {
-    await p
-  } catch (err) {
-    assert.instance(err, MooncakeError, String(err))
-    assert.is((err as MooncakeError).code, code, (err as Error).message)
-    return err as MooncakeError
-  }
-  assert.unreachable(`expected ${code}`)
-  throw new Error('unreachable')
-}
 
 t.before(async (ctx) => {
   ctx.port = await freePort()

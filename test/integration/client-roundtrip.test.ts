@@ -13,8 +13,8 @@ import * as assert from 'uvu/assert'
 import {MooncakeClient} from '../../src/lib/client/client.js'
 import {connectMaster} from '../../src/lib/client/master-client.js'
 import type {MasterApi} from '../../src/lib/master/api.js'
-import {MooncakeError} from '../../src/lib/errors.js'
 import {freePort, killAll, startFixture, type Fixture} from '../helpers/processes.js'
+import {rejects} from '../helpers/assert-code.js'
 
 const MiB = 2 ** 20
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
@@ -47,17 +47,6 @@ t.after(async (ctx) => {
   rmSync(ctx.dir, {recursive: true, force: true})
 })
 
-async function rejects(p: Promise<unknown>, code: string): Promise<MooncakeError> {
-  try {
-    await p
-  } catch (err) {
-    assert.instance(err, MooncakeError, String(err))
-    assert.is((err as MooncakeError).code, code, (err as Error).message)
-    return err as MooncakeError
-  }
-  assert.unreachable(`expected ${code}`)
-  throw new Error('unreachable')
-}
 
 t('binary round trips from 1 B to 256 MiB, by TCP and by the same-host path', async (ctx) => {
   const sizes = [1, 7, 4096, 65_537, MiB, 4 * MiB + 3, 17 * MiB, 256 * MiB]

@@ -11,8 +11,8 @@ import {suite} from 'uvu'
 import * as assert from 'uvu/assert'
 
 import {MooncakeClient} from '../../src/lib/client/client.js'
-import {MooncakeError} from '../../src/lib/errors.js'
 import {freePort, killAll, startFixture, waitFor, type Fixture} from '../helpers/processes.js'
+import {rejects} from '../helpers/assert-code.js'
 
 const MiB = 2 ** 20
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
@@ -43,17 +43,6 @@ function walk(dir: string): string[] {
   return out
 }
 
-async function rejects(p: Promise<unknown>, code: string): Promise<MooncakeError> {
-  try {
-    await p
-  } catch (err) {
-    assert.instance(err, MooncakeError, String(err))
-    assert.is((err as MooncakeError).code, code, (err as Error).message)
-    return err as MooncakeError
-  }
-  assert.unreachable(`expected ${code}`)
-  throw new Error('unreachable')
-}
 
 /** Waits until the disk replica of `key` is no longer being written; returns its path (undefined: revoked). */
 async function diskSettled(client: MooncakeClient, key: string): Promise<string | undefined> {

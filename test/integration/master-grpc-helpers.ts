@@ -6,22 +6,10 @@ import path from 'node:path'
 import {createInterface} from 'node:readline'
 
 import * as grpc from '@grpc/grpc-js'
-import * as assert from 'uvu/assert'
 
-import {isMooncakeError, type MooncakeError} from '../../src/lib/errors.js'
 import {loadMooncakeProto} from '../../src/lib/proto/loader.js'
+export {rejects} from '../helpers/assert-code.js'
 
-export async function rejects(p: Promise<unknown>, code: string): Promise<MooncakeError> {
-  try {
-    await p
-  } catch (err) {
-    assert.ok(isMooncakeError(err), `not a MooncakeError: ${String(err)}`)
-    assert.is((err as MooncakeError).code, code, (err as Error).message)
-    return err as MooncakeError
-  }
-  assert.unreachable(`expected ${code}, got success`)
-  throw new Error('unreachable')
-}
 
 export const segment = (name: string, size = 1 << 20) => ({
   id: `id-${name}`,

@@ -10,12 +10,12 @@ import path from 'node:path'
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 
-import {isMooncakeError} from '../../src/lib/errors.js'
 import {P2PAdmin} from '../../src/lib/p2p/admin.js'
 import {P2PStore} from '../../src/lib/p2p/store.js'
 import type {P2PEvent, P2PStoreOptions} from '../../src/lib/p2p/types.js'
 import {startEtcd, type EtcdServer} from '../helpers/etcd.js'
 import {FakePlane} from './fixtures/p2p-fake-plane.js'
+import {rejects} from '../helpers/assert-code.js'
 
 let etcd: EtcdServer
 let dir: string
@@ -42,15 +42,6 @@ function sha(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex')
 }
 
-async function rejects(promise: Promise<unknown>, code: string): Promise<Error> {
-  try {
-    await promise
-  } catch (err) {
-    assert.ok(isMooncakeError(err, code as never), `expected ${code}, got ${(err as Error).message}`)
-    return err as Error
-  }
-  throw new Error(`expected ${code}, but it succeeded`)
-}
 
 async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs

@@ -14,6 +14,7 @@ import {StagingPool} from '../../src/lib/client/staging.js'
 import {MooncakeError} from '../../src/lib/errors.js'
 import {FakeDataPath, FakeNetwork} from '../helpers/fake-data-path.js'
 import {FakeMaster} from '../helpers/fake-master.js'
+import {rejects} from '../helpers/assert-code.js'
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
 
@@ -33,17 +34,6 @@ async function setup(opts: {segments?: number; segSize?: number; client?: Record
   return {net, fm, master, owners, client, close}
 }
 
-async function rejects(p: Promise<unknown>, code: string): Promise<MooncakeError> {
-  try {
-    await p
-  } catch (err) {
-    assert.instance(err, MooncakeError)
-    assert.is((err as MooncakeError).code, code, (err as Error).message)
-    return err as MooncakeError
-  }
-  assert.unreachable(`expected ${code}`)
-  throw new Error('unreachable')
-}
 
 test('crc32c: known vector and combine', () => {
   assert.is(crc32cJs(Buffer.from('123456789')), 0xe3069283)

@@ -18,6 +18,7 @@ import {DiskWriter, writeDiskFile} from '../../src/lib/disk/writer.js'
 import {MooncakeError} from '../../src/lib/errors.js'
 import type {DiskTask} from '../../src/lib/master/api.js'
 import {MiB, mount, put, setup, start, throwsCode} from './master/helpers.js'
+import {rejects} from '../helpers/assert-code.js'
 
 const t = suite('disk tier')
 const dirs: string[] = []
@@ -30,16 +31,6 @@ t.after(() => {
   for (const d of dirs) rmSync(d, {recursive: true, force: true})
 })
 
-async function rejectsCode(p: Promise<unknown>, code: string): Promise<void> {
-  try {
-    await p
-  } catch (err) {
-    assert.instance(err, MooncakeError, String(err))
-    assert.is((err as MooncakeError).code, code, (err as Error).message)
-    return
-  }
-  assert.unreachable(`expected ${code}`)
-}
 
 function walk(dir: string): string[] {
   const out: string[] = []
@@ -91,16 +82,16 @@ t('writer + reader: atomic file, verified reads; corruption is CHECKSUM_MISMATCH
   const out = Buffer.alloc(value.length)
   await readDiskReplica(req, directSink(out), {crc32c: crc32cJs, sliceSize: 256 * 1024})
   assert.ok(out.equals(value))
-  await rejectsCode(readDiskReplica({...req, version: 8}, directSink(out), {crc32c: crc32cJs, sliceSize: MiB}), 'CHECKSUM_MISMATCH')
-  await rejectsCode(readDiskReplica({...req, key: 'other'}, directSink(out), {crc32c: crc32cJs, sliceSize: MiB}), 'CHECKSUM_MISMATCH')
-  await rejectsCode(readDiskReplica({...req, path: task.path + 'x'}, directSink(out), {crc32c: crc32cJs, sliceSize: MiB}), 'FILE_NOT_FOUND')
+  await rejects(readDiskReplica({...req, version: 8}, directSink(out), {crc32c: crc32cJs, sliceSize: MiB}), 'CHECKSUM_MISMATCH')
+  await rejects(readDiskReplica({...req, key: 'other'}, directSink(out), {crc32c: crc32cJs, sliceSize: MiB}), 'CHECKSUM_MISMATCH')
+  await rejects(readDiskReplica({...req, path: task.path + 'x'}, directSink(out), {crc32c: crc32cJs, sliceSize: MiB}), 'FILE_NOT_FOUND')
   const bytes = readFileSync(task.path)
   bytes[bytes.length - 10] ^= 0xff
   writeFileSync(task.path, bytes)
-  await rejectsCode(readDiskReplica(req, directSink(Buffer.alloc(value.length)), {crc32c: crc32cJs, sliceSize: MiB}), 'CHECKSUM_MISMATCH')
+  await rejects(readDiskReplica(req, directSink(Buffer.alloc(value.length)), {crc32c: crc32cJs, sliceSize: MiB}), 'CHECKSUM_MISMATCH')
   // a task whose checksum does not match the memory fails and leaves nothing behind
   const wrong = {...task, version: 10, path: diskPath(root, 'c', key, 10), checksum: checksum ^ 1}
-  await rejectsCode(writeDiskFile(wrong, source, crc32cJs), 'CHECKSUM_MISMATCH')
+  await rejects(writeDiskFile(wrong, source, crc32cJs), 'CHECKSUM_MISMATCH')
   assert.ok(!existsSync(wrong.path))
   assert.is(walk(root).length, 1)
 })
@@ -244,6 +235,45 @@ t('master: the quota revokes a too-large replica and evicts the oldest; a dead o
   svc.tick()
   const tasks = svc.ping({clientId: 'o2'}).diskTasks ?? []
   assert.equal(tasks.map((x) => [x.key, x.segment]), [['two', 's2']])
+})
+
+t('master: diskQuota must be a positive integer number of bytes (with a disk tier)', () => {
+  for (const diskQuota of [0, -1, 1.5, Number.NaN]) {
+    throwsCode(() => setup({rootFsDir: '/nonexistent-mc-root', clusterId: 'c', diskQuota}), 'INVALID_PARAMS')
+  }
+  assert.is(setup({rootFsDir: '/nonexistent-mc-root', clusterId: 'c', diskQuota: 1}).svc.disk!.quota.limit, 1)
+})
+
+t('master restart over the quota: the oldest files are evicted, each deleted once, the rest restored', async () => {
+  const root = tmp()
+  const mem = randomBytes(MiB)
+  const src = {name: 's', window: (o: number, l: number) => mem.subarray(o, o + l)}
+  const keys = ['old', 'mid', 'new']
+  for (const [i, key] of keys.entries()) {
+    const file = diskPath(root, 'c', key, i + 1)
+    await writeDiskFile({key, version: i + 1, segment: 's', offset: 0, length: 1000, path: file}, src, crc32cJs)
+    const at = new Date(Date.now() - (3 - i) * 60_000)
+    utimesSync(file, at, at)
+  }
+  // Room for two files (48 + key + 1000 bytes each).
+  const {svc} = setup({rootFsDir: root, clusterId: 'c', diskQuota: 2 * 1060})
+  const disk = svc.disk!
+  const deletes = new Map<string, number>()
+  const deleteFile = disk.deleteFile.bind(disk)
+  disk.deleteFile = (key, version) => {
+    deletes.set(key, (deletes.get(key) ?? 0) + 1)
+    deleteFile(key, version)
+  }
+  const res = await disk.restore(svc)
+  await disk.idle()
+  assert.is(res.restored, 3)
+  assert.equal([...deletes], [['old', 1]], 'only the oldest file is deleted, once')
+  assert.is(disk.counters.evictedByQuota, 1)
+  assert.ok(!existsSync(diskPath(root, 'c', 'old', 1)))
+  throwsCode(() => svc.query('old'), 'OBJECT_NOT_FOUND')
+  for (const [i, key] of keys.entries()) {
+    if (i > 0) assert.equal(svc.query(key).replicas.map((r) => r.type), ['disk'], key)
+  }
 })
 
 t.run()

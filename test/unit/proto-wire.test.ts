@@ -5,11 +5,11 @@ import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 
 import {connectMaster, type MasterClient} from '../../src/lib/client/master-client.js'
-import {isMooncakeError, MooncakeError} from '../../src/lib/errors.js'
 import {CallVerifier} from '../../src/lib/master/grpc-auth.js'
 import {masterHandlers, strictMasterDefinition} from '../../src/lib/master/grpc-handlers.js'
 import {loadMooncakeProto} from '../../src/lib/proto/loader.js'
 import {FakeMaster} from './proto-fake-master.js'
+import {rejects} from '../helpers/assert-code.js'
 
 async function serve(fake: FakeMaster, token?: string) {
   const server = new grpc.Server()
@@ -24,16 +24,6 @@ async function serve(fake: FakeMaster, token?: string) {
   return {address: `127.0.0.1:${port}`, close: () => (lifetime.abort(), server.forceShutdown())}
 }
 
-async function rejects(p: Promise<unknown>, code: string): Promise<MooncakeError> {
-  try {
-    await p
-  } catch (err) {
-    assert.ok(isMooncakeError(err), `not a MooncakeError: ${String(err)}`)
-    assert.is((err as MooncakeError).code, code, (err as Error).message)
-    return err as MooncakeError
-  }
-  throw new Error(`expected ${code}`)
-}
 
 const fake = new FakeMaster()
 let server: Awaited<ReturnType<typeof serve>>
