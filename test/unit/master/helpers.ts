@@ -4,6 +4,7 @@ import {isMooncakeError, type ErrorCodeName} from '../../../src/lib/errors.js'
 import type {PutStartResult, ReplicateConfig, SegmentDescriptor} from '../../../src/lib/master/api.js'
 import type {MasterServiceOptions} from '../../../src/lib/master/options.js'
 import {MasterService, type MasterServiceDeps} from '../../../src/lib/master/service.js'
+import {prng} from '../../../bench/chaos/values.js'
 
 export const KiB = 1024
 export const MiB = 1024 * 1024
@@ -18,16 +19,9 @@ export class FakeClock {
   }
 }
 
-/** Deterministic PRNG (mulberry32). */
+/** Deterministic PRNG (mulberry32, the one the chaos workload uses). */
 export function seeded(seed = 1): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
+  return prng(seed)
 }
 
 export function setup(options: Partial<MasterServiceOptions> = {}, deps: MasterServiceDeps = {}) {
