@@ -6,7 +6,7 @@
  */
 import {execFileSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
-import {existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {suite} from 'uvu'
@@ -15,6 +15,7 @@ import * as assert from 'uvu/assert'
 import {MooncakeClient} from '../../src/lib/client/client.js'
 import {TOMBSTONE_FILE} from '../../src/lib/disk/tombstones.js'
 import {freePort, killAll, startFixture, waitFor} from '../helpers/processes.js'
+import {filesUnder} from '../helpers/files.js'
 
 const MiB = 2 ** 20
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
@@ -25,14 +26,7 @@ const t = suite<{parent: string; clients: MooncakeClient[]; mounts: string[]}>('
 
 /** Data and temporary files under dir (not the tombstone log of pending deletions, docs/disk-tier.md). */
 function walk(dir: string): string[] {
-  if (!existsSync(dir)) return []
-  const out: string[] = []
-  for (const e of readdirSync(dir, {withFileTypes: true})) {
-    const p = path.join(dir, e.name)
-    if (e.isDirectory()) out.push(...walk(p))
-    else if (e.name !== TOMBSTONE_FILE) out.push(p)
-  }
-  return out
+  return filesUnder(dir).filter((p) => path.basename(p) !== TOMBSTONE_FILE)
 }
 
 async function cluster(ctx: {clients: MooncakeClient[]}, options: Record<string, unknown>): Promise<MooncakeClient> {

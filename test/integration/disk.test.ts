@@ -13,6 +13,7 @@ import * as assert from 'uvu/assert'
 import {MooncakeClient} from '../../src/lib/client/client.js'
 import {freePort, killAll, startFixture, waitFor, type Fixture} from '../helpers/processes.js'
 import {rejects} from '../helpers/assert-code.js'
+import {filesUnder} from '../helpers/files.js'
 
 const MiB = 2 ** 20
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
@@ -33,15 +34,6 @@ interface Ctx {
 
 const t = suite<Ctx>('disk tier')
 
-function walk(dir: string): string[] {
-  const out: string[] = []
-  for (const e of readdirSync(dir, {withFileTypes: true})) {
-    const p = path.join(dir, e.name)
-    if (e.isDirectory()) out.push(...walk(p))
-    else out.push(p)
-  }
-  return out
-}
 
 
 /** Waits until the disk replica of `key` is no longer being written; returns its path (undefined: revoked). */
@@ -94,7 +86,7 @@ t('odd keys: files are named by hash under ROOT/CLUSTER/aa/bb and nothing leaves
   }
   assert.equal(readdirSync(ctx.parent), ['root'], 'nothing next to ROOT')
   assert.equal(readdirSync(ctx.root), ['c1'])
-  const files = walk(ctx.root)
+  const files = filesUnder(ctx.root)
   assert.is(files.length, keys.length)
   for (const f of files) {
     const rel = path.relative(path.join(ctx.root, 'c1'), f)

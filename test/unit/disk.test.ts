@@ -3,7 +3,7 @@
  * quota order, and the master's disk tasks through Ping (issue 6).
  */
 import {randomBytes} from 'node:crypto'
-import {existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import path from 'node:path'
 import {suite} from 'uvu'
@@ -19,6 +19,7 @@ import {MooncakeError} from '../../src/lib/errors.js'
 import type {DiskTask} from '../../src/lib/master/api.js'
 import {MiB, mount, put, setup, start, throwsCode} from './master/helpers.js'
 import {rejects} from '../helpers/assert-code.js'
+import {filesUnder} from '../helpers/files.js'
 
 const t = suite('disk tier')
 const dirs: string[] = []
@@ -32,15 +33,6 @@ t.after(() => {
 })
 
 
-function walk(dir: string): string[] {
-  const out: string[] = []
-  for (const e of readdirSync(dir, {withFileTypes: true})) {
-    const p = path.join(dir, e.name)
-    if (e.isDirectory()) out.push(...walk(p))
-    else out.push(p)
-  }
-  return out
-}
 
 t('header round trip; a damaged header is CHECKSUM_MISMATCH', () => {
   const key = 'ключ/../ key \u0000 ' + 'x'.repeat(100)
@@ -77,7 +69,7 @@ t('writer + reader: atomic file, verified reads; corruption is CHECKSUM_MISMATCH
   const checksum = crc32cJs(value)
   const task: DiskTask = {key, version: 9, segment: 'seg', offset: 1000, length: value.length, path: diskPath(root, 'c', key, 9), checksum}
   assert.is(await writeDiskFile(task, source, crc32cJs), checksum >>> 0)
-  assert.equal(walk(root), [task.path], 'one file, no temporary left')
+  assert.equal(filesUnder(root), [task.path], 'one file, no temporary left')
   const req = {path: task.path, key, size: value.length, version: 9, checksum}
   const out = Buffer.alloc(value.length)
   await readDiskReplica(req, directSink(out), {crc32c: crc32cJs, sliceSize: 256 * 1024})
@@ -93,7 +85,7 @@ t('writer + reader: atomic file, verified reads; corruption is CHECKSUM_MISMATCH
   const wrong = {...task, version: 10, path: diskPath(root, 'c', key, 10), checksum: checksum ^ 1}
   await rejects(writeDiskFile(wrong, source, crc32cJs), 'CHECKSUM_MISMATCH')
   assert.ok(!existsSync(wrong.path))
-  assert.is(walk(root).length, 1)
+  assert.is(filesUnder(root).length, 1)
 })
 
 t('writer queue: failures are reported, duplicates ignored; a file where a directory belongs fails', async () => {
