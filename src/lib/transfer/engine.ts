@@ -24,6 +24,11 @@ const ROW_WIDTH = 8
 const OK_TCP: TransferResult = Object.freeze({ok: true, via: 'tcp'} as const)
 const OK_MEMCPY: TransferResult = Object.freeze({ok: true, via: 'memcpy'} as const)
 
+/** A request refused before it reaches the engine. */
+function refused(code: 'INVALID_PARAMS' | 'BUFFER_OVERFLOW', message: string): TransferResult {
+  return {ok: false, code, message}
+}
+
 interface Registration {
   buffer: Uint8Array
   start: number
@@ -216,34 +221,31 @@ export class TransferEngine {
     let count = 0
     for (let i = 0; i < n; i++) {
       const r = requests[i]
-      const refuse = (code: 'INVALID_PARAMS' | 'BUFFER_OVERFLOW', message: string): void => {
-        results[i] = {ok: false, code, message}
-      }
       if (r === null || typeof r !== 'object') {
-        refuse('INVALID_PARAMS', 'a request must be an object')
+        results[i] = refused('INVALID_PARAMS', 'a request must be an object')
         continue
       }
       if (r.op !== 'read' && r.op !== 'write') {
-        refuse('INVALID_PARAMS', `op must be 'read' or 'write'`)
+        results[i] = refused('INVALID_PARAMS', `op must be 'read' or 'write'`)
         continue
       }
       if (!Number.isSafeInteger(r.length) || r.length <= 0) {
-        refuse('INVALID_PARAMS', `length must be a positive integer (got ${r.length})`)
+        results[i] = refused('INVALID_PARAMS', `length must be a positive integer (got ${r.length})`)
         continue
       }
       if (!Number.isSafeInteger(r.offset) || r.offset < 0) {
-        refuse('INVALID_PARAMS', `offset must be a non-negative integer (got ${r.offset})`)
+        results[i] = refused('INVALID_PARAMS', `offset must be a non-negative integer (got ${r.offset})`)
         continue
       }
       if (!Number.isSafeInteger(r.offset + r.length)) {
-        refuse('BUFFER_OVERFLOW', 'offset + length overflows')
+        results[i] = refused('BUFFER_OVERFLOW', 'offset + length overflows')
         continue
       }
       let seg = segmentIndex.get(r.segment)
       if (seg === undefined) {
         const nameBytes = typeof r.segment === 'string' ? Buffer.byteLength(r.segment, 'utf8') : 0
         if (nameBytes === 0 || nameBytes > 255) {
-          refuse('INVALID_PARAMS', 'segment must be a name of 1 to 255 bytes')
+          results[i] = refused('INVALID_PARAMS', 'segment must be a name of 1 to 255 bytes')
           continue
         }
         seg = segments.length
@@ -253,7 +255,7 @@ export class TransferEngine {
       let p = Array.isArray(r.peer) ? peerByArray.get(r.peer) : undefined
       if (p === undefined) {
         if (!Array.isArray(r.peer) || r.peer.length === 0 || r.peer.length > 64 || !r.peer.every(validEndpoint)) {
-          refuse('INVALID_PARAMS', 'peer must list 1 to 64 "ip:port" endpoints')
+          results[i] = refused('INVALID_PARAMS', 'peer must list 1 to 64 "ip:port" endpoints')
           continue
         }
         const key = r.peer.join(',')
@@ -267,13 +269,13 @@ export class TransferEngine {
       }
       const local = this.#localCheck(r)
       if (local) {
-        refuse(local.includes('outside') ? 'BUFFER_OVERFLOW' : 'INVALID_PARAMS', local)
+        results[i] = refused(local.includes('outside') ? 'BUFFER_OVERFLOW' : 'INVALID_PARAMS', local)
         continue
       }
       let g = -1
       if (r.grant !== undefined) {
         if (r.grant.segment !== r.segment) {
-          refuse('INVALID_PARAMS', `the grant is for segment '${r.grant.segment}', not '${r.segment}'`)
+          results[i] = refused('INVALID_PARAMS', `the grant is for segment '${r.grant.segment}', not '${r.segment}'`)
           continue
         }
         const known = grantIndex.get(r.grant)
@@ -282,7 +284,7 @@ export class TransferEngine {
           try {
             grantBytes.push(encodeGrant(r.grant))
           } catch (err) {
-            refuse('INVALID_PARAMS', (err as Error).message)
+            results[i] = refused('INVALID_PARAMS', (err as Error).message)
             continue
           }
           g = grantBytes.length - 1
