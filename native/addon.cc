@@ -439,16 +439,19 @@ Napi::Value Submit(const Napi::CallbackInfo& info) {
   std::vector<RequestSpec> reqs(n);
   for (size_t i = 0; i < n; i++) {
     const double* f = row + i * kRowWidth;
+    const double segIndex = f[2], localIndex = f[3], grantIndex = f[7];
+    // Checked as doubles before any conversion (converting an out-of-range double is undefined).
+    constexpr double kTwo64 = 18446744073709551616.0;
+    if (!(f[0] >= 0 && f[0] < 256) || !(f[1] >= 0 && f[1] < 4294967296.0) || !(segIndex >= 0 && segIndex < double(segNames.size())) ||
+        !(localIndex >= 0 && localIndex < double(locals.size())) || !(f[4] >= 0 && f[4] < kTwo64) ||
+        !(f[5] >= 0 && f[5] < kTwo64) || !(f[6] >= 0 && f[6] < kTwo64) || !(grantIndex < double(grantCount)))
+      return unpinAll(), Throw(env, kInvalidParams, "submit: bad request row");
     RequestSpec& r = reqs[i];
     r.op = uint8_t(f[0]);
     r.peer = uint32_t(f[1]);
-    const double segIndex = f[2], localIndex = f[3], grantIndex = f[7];
     const uint64_t localOffset = uint64_t(f[4]);
     r.offset = uint64_t(f[5]);
     r.length = uint64_t(f[6]);
-    if (!(segIndex >= 0 && segIndex < double(segNames.size())) || !(localIndex >= 0 && localIndex < double(locals.size())) ||
-        !(f[4] >= 0 && f[5] >= 0 && f[6] >= 0) || !(grantIndex < double(grantCount)))
-      return unpinAll(), Throw(env, kInvalidParams, "submit: bad request row");
     r.segment = segNames[size_t(segIndex)];
     Local& l = locals[size_t(localIndex)];
     if (localOffset > l.len || r.length > l.len - localOffset)

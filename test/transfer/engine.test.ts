@@ -5,8 +5,8 @@ import {existsSync, statSync} from 'node:fs'
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 
-import {isMooncakeError} from '../../src/lib/errors.js'
-import {resolveTransferOptions, TRANSFER_DEFAULTS, TransferEngine} from '../../src/lib/transfer/index.js'
+import {ErrorCode, isMooncakeError} from '../../src/lib/errors.js'
+import {loadNative, resolveTransferOptions, TRANSFER_DEFAULTS, TransferEngine} from '../../src/lib/transfer/index.js'
 
 function code(fn: () => unknown): string | undefined {
   try {
@@ -136,6 +136,33 @@ test('registered memory: empty and overlapping registrations are refused', async
   assert.ok(isMooncakeError(err, 'INVALID_PARAMS'))
   engine.registerLocalMemory(buf)
   await engine.close()
+})
+
+test('the native submit refuses rows that the TypeScript layer would never write (negative, huge, NaN)', () => {
+  const native = loadNative()
+  const id = native.engineCreate({...resolveTransferOptions({listenHosts: []}), listenHosts: []} as never)
+  try {
+    native.engineStart(id)
+    const local = Buffer.alloc(4096)
+    native.memoryRegister(id, local)
+    // op, peer, segment, local, local offset, remote offset, length, grant
+    const good = [1, 0, 0, 0, 0, 0, 16, -1]
+    const bad: Array<[number, number]> = [[0, -1], [0, 256], [1, -1], [1, 2 ** 32], [2, Number.NaN], [3, -1], [4, -1], [5, 2 ** 64], [6, Number.POSITIVE_INFINITY], [7, 0]]
+    for (const [field, value] of bad) {
+      const row = Float64Array.from(good)
+      row[field] = value
+      let status: unknown
+      try {
+        native.submit(id, [['127.0.0.1:1']], ['s'], [local], undefined, row, 1 << 20, 1000, 1)
+      } catch (err) {
+        status = (err as {status?: number}).status
+      }
+      assert.is(status, ErrorCode.INVALID_PARAMS, `field ${field} = ${value}`)
+    }
+  } finally {
+    native.engineClose(id)
+    native.engineRelease(id)
+  }
 })
 
 test('submit refuses bad requests one by one, with codes', async () => {
