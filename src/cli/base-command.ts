@@ -232,8 +232,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected async connectClient(options: MooncakeClientOptions = {}): Promise<MooncakeClient> {
     // With --etcd the leader is found through etcd by connectMaster; the client adopts it. With
     // TLS too (connectMaster sets the channel up from --tls-ca / --tls-cert / --tls-key).
-    const tls = clientTls(this.settings) !== undefined
-    if (((this.settings.etcd && this.settings.etcd.length > 0) || tls) && !options.master) {
+    // Only whether TLS is on: connectMaster reads (and checks) the files.
+    const {etcd, tlsCa, tlsCert, tlsKey} = this.settings
+    const tls = tlsCa !== undefined || tlsCert !== undefined || tlsKey !== undefined
+    if (((etcd && etcd.length > 0) || tls) && !options.master) {
       options = {...options, master: await this.connectMaster()}
     }
     const {MooncakeClient} = await import('../lib/client/client.js')

@@ -81,6 +81,15 @@ export const GLOBAL_FLAGS = {
   quiet: Flags.boolean({char: 'q', summary: 'no progress bars, no notices', helpGroup: 'GLOBAL'}),
 }
 
+/** For commands that read the master's HTTP port (top, doctor); resolved by httpAddressFor. */
+export const MASTER_HTTP_FLAGS = {
+  http: Flags.string({
+    summary: "the master's HTTP (metrics) address HOST:PORT [default: the --master host, port 9003]",
+    env: 'MOONCAKE_HTTP',
+    helpValue: 'HOST:PORT',
+  }),
+}
+
 /** For commands that move object bytes (put, get, ...). */
 export const DATA_FLAGS = {
   transport: Flags.option({

@@ -2,6 +2,7 @@
  * Plain-text renderers for human output. Deliberately dependency-free: @oclif/table pulls in
  * ink and React, which would cost every `ls` hundreds of milliseconds at start-up.
  */
+import type {SegmentRow} from '../lib/top/model.js'
 import {formatBytes, formatDuration} from '../lib/units.js'
 
 export {formatBytes, formatDuration}
@@ -29,6 +30,21 @@ export function renderTable<Row>(columns: Column<Row>[], rows: Row[]): string {
 export function formatAgo(ms: number | undefined): string {
   if (ms === undefined || !Number.isFinite(ms) || ms < 0) return 'never'
   return `${formatDuration(ms)} ago`
+}
+
+/** The segment table of `segment ls` and `top --once`. */
+export function segmentTable(segments: SegmentRow[]): string {
+  return renderTable(
+    [
+      {header: 'NAME', get: (s) => s.name},
+      {header: 'ENDPOINT', get: (s) => s.endpoint},
+      {header: 'CAPACITY', get: (s) => formatBytes(s.capacity), align: 'right'},
+      {header: 'USED', get: (s) => formatBytes(s.used), align: 'right'},
+      {header: 'STATUS', get: (s) => s.status},
+      {header: 'LAST PING', get: (s) => formatAgo(s.lastPingMs)},
+    ],
+    segments,
+  )
 }
 
 /** One compact JSON document per line: what scripts read from stdout with --json. */

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
+import {MASTER_HTTP_FLAGS} from '../cli/flags.js'
 import {clientTls} from '../lib/config.js'
 import type {Check} from '../lib/doctor/checks.js'
 import {parseDuration} from '../lib/units.js'
@@ -25,11 +26,7 @@ Exit codes: 0 when every check passed, 1 when any failed (the output says which)
     {description: 'An HA cluster', command: '<%= config.bin %> <%= command.id %> --etcd 10.0.0.5:2379 --cluster-id prod'},
   ]
   static override flags = {
-    http: Flags.string({
-      summary: "the master's HTTP (metrics) address HOST:PORT [default: the --master host, port 9003]",
-      env: 'MOONCAKE_HTTP',
-      helpValue: 'HOST:PORT',
-    }),
+    ...MASTER_HTTP_FLAGS,
     'probe-timeout': Flags.string({summary: 'bound of each network probe', default: '2s', helpValue: 'DURATION'}),
   }
 

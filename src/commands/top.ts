@@ -1,12 +1,14 @@
 import {writeSync} from 'node:fs'
+import {setTimeout as sleep} from 'node:timers/promises'
 
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {formatAgo, formatBytes, jsonLine, renderTable} from '../cli/render.js'
+import {MASTER_HTTP_FLAGS} from '../cli/flags.js'
+import {formatBytes, jsonLine, segmentTable} from '../cli/render.js'
 import {clientTls} from '../lib/config.js'
 import {isMooncakeError, MooncakeError} from '../lib/errors.js'
-import type {TopSample, TopSnapshot} from '../lib/top/model.js'
+import type {TopModel, TopSample, TopSnapshot} from '../lib/top/model.js'
 import {parseDuration} from '../lib/units.js'
 
 /** Leave the alternate screen and show the cursor again. */
@@ -21,7 +23,7 @@ The HTTP port is --http HOST:PORT; by default the host of --master (with --etcd:
 In a terminal it runs full screen (alternate screen): q quit, p pause, s sort, r reverse, / filter (Esc clears), ? help.
 When stdout is not a terminal it prints one line per interval (like redis-cli --stat): keys, used, capacity, mem%, clients, segments, put/s, get/s, rm/s, fail/s, evict/s; --count N stops after N lines.
 --once takes two samples one --interval apart (so rates are real) and prints one snapshot; with --json: {"master","role","capacity","used","keys","softPinnedKeys","clients","segments":[{"name","endpoint","capacity","used","status","lastPingMs"}],"rates":{"put","putFailed","get","getFailed","remove","removeFailed","evictions","evictedKeys","evictedBytes"}} (rates per second, bytes as numbers). --json without --once prints one such snapshot per line.
-Exit codes: 0 after q, --once or --count; 5 when the master's HTTP port cannot be reached within --timeout (later polls that fail are reported and retried); 6 when the master refuses the client certificate (or none was given).`
+Exit codes: 0 after q, --once or --count; 2 for a bad --interval or --http; 5 when the master's HTTP port cannot be reached within --timeout (later polls that fail are reported and retried); 6 when the master refuses the client certificate (or none was given).`
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     {description: 'One snapshot for a script', command: '<%= config.bin %> <%= command.id %> --once --json'},
@@ -29,11 +31,7 @@ Exit codes: 0 after q, --once or --count; 5 when the master's HTTP port cannot b
     {description: 'A master whose HTTP port is not the default', command: '<%= config.bin %> <%= command.id %> --master 10.0.0.7:50051 --http 10.0.0.7:9100'},
   ]
   static override flags = {
-    http: Flags.string({
-      summary: "the master's HTTP (metrics) address HOST:PORT [default: the --master host, port 9003]",
-      env: 'MOONCAKE_HTTP',
-      helpValue: 'HOST:PORT',
-    }),
+    ...MASTER_HTTP_FLAGS,
     interval: Flags.string({summary: 'time between polls', default: '1s', env: 'MOONCAKE_INTERVAL', helpValue: 'DURATION'}),
     once: Flags.boolean({summary: 'print one snapshot (two samples one interval apart) and exit'}),
     count: Flags.integer({summary: 'stop after N lines (not a terminal, or --json)', min: 1, helpValue: 'N'}),
@@ -70,8 +68,9 @@ Exit codes: 0 after q, --once or --count; 5 when the master's HTTP port cannot b
           try {
             return await poll()
           } catch (err) {
-            // A refused client certificate will not be accepted on a retry: say so at once.
-            if (isMooncakeError(err) && err.code === 'UNAUTHENTICATED') throw err
+            // Only an unreachable port may come up later; a refused client certificate or a
+            // malformed --http will not change on a retry: say so at once.
+            if (isMooncakeError(err) && err.code !== 'UNAVAILABLE') throw err
             if (this.deadline.remaining() < pollTimeout + 200 || this.deadline.signal.aborted) throw err
             await sleep(Math.min(500, intervalMs))
           }
@@ -101,7 +100,7 @@ Exit codes: 0 after q, --once or --count; 5 when the master's HTTP port cannot b
   }
 
   /** One line (or one JSON snapshot) per interval. */
-  private async stream(model: InstanceType<typeof import('../lib/top/model.js').TopModel>, poll: () => Promise<TopSample>, intervalMs: number): Promise<void> {
+  private async stream(model: TopModel, poll: () => Promise<TopSample>, intervalMs: number): Promise<void> {
     const {statHeader, statLine} = await import('../lib/top/model.js')
     const json = this.jsonEnabled()
     const limit = this.flags.count ?? Infinity
@@ -184,22 +183,6 @@ Exit codes: 0 after q, --once or --count; 5 when the master's HTTP port cannot b
       return
     }
     this.log('')
-    this.log(
-      renderTable(
-        [
-          {header: 'SEGMENT', get: (s) => s.name},
-          {header: 'ENDPOINT', get: (s) => s.endpoint},
-          {header: 'SIZE', get: (s) => formatBytes(s.capacity), align: 'right'},
-          {header: 'USED', get: (s) => formatBytes(s.used), align: 'right'},
-          {header: 'STATUS', get: (s) => s.status},
-          {header: 'LAST PING', get: (s) => formatAgo(s.lastPingMs)},
-        ],
-        snap.segments,
-      ),
-    )
+    this.log(segmentTable(snap.segments))
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }

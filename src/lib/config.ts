@@ -4,10 +4,10 @@
  * tests hand over fakes. Every value goes through the size/duration grammar where it applies,
  * and a bad value names its source.
  */
-import {readFileSync} from 'node:fs'
 import os from 'node:os'
 
 import {loadConfigProfile, type ConfigProfile} from './config/file.js'
+import {readPemFile} from './config/pem.js'
 import {parseSetting, type KindValue, type RawValue} from './config/parse.js'
 import {
   envName,
@@ -198,20 +198,12 @@ export function resolveMasterOptions(input: ConfigInput, resolved: ResolvedConfi
   }
 }
 
-function readTlsFile(path: string, flag: string): Buffer {
-  try {
-    return readFileSync(path)
-  } catch (err) {
-    throw new MooncakeError('USAGE', `cannot read ${flag} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
-  }
-}
-
 /** The master's TLS material from --tls-cert/--tls-key (and --tls-ca: client certificates required); none without a certificate. */
 export function masterTls(g: Pick<GlobalConfig, 'tlsCert' | 'tlsKey' | 'tlsCa'>): MasterTls | undefined {
   if (g.tlsCert === undefined && g.tlsKey === undefined) return undefined
   if (g.tlsCert === undefined || g.tlsKey === undefined) throw new MooncakeError('USAGE', '--tls-cert and --tls-key go together (MOONCAKE_TLS_CERT / MOONCAKE_TLS_KEY)')
-  const tls: MasterTls = {cert: readTlsFile(g.tlsCert, '--tls-cert'), key: readTlsFile(g.tlsKey, '--tls-key')}
-  if (g.tlsCa !== undefined) tls.ca = readTlsFile(g.tlsCa, '--tls-ca')
+  const tls: MasterTls = {cert: readPemFile(g.tlsCert, '--tls-cert'), key: readPemFile(g.tlsKey, '--tls-key')}
+  if (g.tlsCa !== undefined) tls.ca = readPemFile(g.tlsCa, '--tls-ca')
   return tls
 }
 
@@ -223,8 +215,8 @@ export function clientTls(g: Pick<GlobalConfig, 'tlsCert' | 'tlsKey' | 'tlsCa'>)
   if (g.tlsCa === undefined && g.tlsCert === undefined && g.tlsKey === undefined) return undefined
   if ((g.tlsCert === undefined) !== (g.tlsKey === undefined)) throw new MooncakeError('USAGE', '--tls-cert and --tls-key go together (MOONCAKE_TLS_CERT / MOONCAKE_TLS_KEY)')
   return {
-    ca: g.tlsCa === undefined ? undefined : readTlsFile(g.tlsCa, '--tls-ca'),
-    cert: g.tlsCert === undefined ? undefined : readTlsFile(g.tlsCert, '--tls-cert'),
-    key: g.tlsKey === undefined ? undefined : readTlsFile(g.tlsKey, '--tls-key'),
+    ca: g.tlsCa === undefined ? undefined : readPemFile(g.tlsCa, '--tls-ca'),
+    cert: g.tlsCert === undefined ? undefined : readPemFile(g.tlsCert, '--tls-cert'),
+    key: g.tlsKey === undefined ? undefined : readPemFile(g.tlsKey, '--tls-key'),
   }
 }

@@ -5,8 +5,7 @@
  * `configureEtcd()` or sets the MOONCAKE_ETCD_* environment variables. Each `new Etcd3({...})`
  * spreads `etcdClientOptions()` into its options.
  */
-import {readFileSync} from 'node:fs'
-
+import {readPemFile} from './config/pem.js'
 import {MooncakeError} from './errors.js'
 
 /** Paths and names as the settings hold them. */
@@ -24,14 +23,6 @@ export interface EtcdClientSecurity {
   auth?: {username: string; password: string}
 }
 
-function readPem(path: string, flag: string): Buffer {
-  try {
-    return readFileSync(path)
-  } catch (err) {
-    throw new MooncakeError('USAGE', `cannot read ${flag} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
-  }
-}
-
 /** Builds the etcd3 options of the settings; USAGE for an unreadable file or a half-given pair. */
 export function etcdOptionsFromSettings(s: EtcdSecuritySettings): EtcdClientSecurity {
   const out: EtcdClientSecurity = {}
@@ -41,10 +32,10 @@ export function etcdOptionsFromSettings(s: EtcdSecuritySettings): EtcdClientSecu
   if (s.etcdCa !== undefined || s.etcdCert !== undefined) {
     // etcd3 wants a root certificate with client certificates; without --etcd-ca the system's
     // roots are used through an empty buffer.
-    out.credentials = {rootCertificate: s.etcdCa !== undefined ? readPem(s.etcdCa, '--etcd-ca') : Buffer.alloc(0)}
+    out.credentials = {rootCertificate: s.etcdCa !== undefined ? readPemFile(s.etcdCa, '--etcd-ca') : Buffer.alloc(0)}
     if (s.etcdCert !== undefined && s.etcdKey !== undefined) {
-      out.credentials.certChain = readPem(s.etcdCert, '--etcd-cert')
-      out.credentials.privateKey = readPem(s.etcdKey, '--etcd-key')
+      out.credentials.certChain = readPemFile(s.etcdCert, '--etcd-cert')
+      out.credentials.privateKey = readPemFile(s.etcdKey, '--etcd-key')
     }
   }
   if (s.etcdUser !== undefined && s.etcdUser !== '') {

@@ -75,6 +75,17 @@ test('TLS master: top --once --json with --tls-ca reads the https port', async (
   })
   assert.is(env.code, 0, env.stderr)
   assert.is(snapshot(env.stdout).capacity, 1 << 20)
+  // Without --json the segments are the table of `segment ls`.
+  const human = await run(['top', '--once', '--interval', '200ms', '--master', tlsMaster.address, '--http', tlsMaster.httpAddress!, '--tls-ca', caPath])
+  assert.is(human.code, 0, human.stderr)
+  assert.match(human.stdout, /^NAME +ENDPOINT +CAPACITY +USED +STATUS +LAST PING\ntls-top-seg +\S+ +1\.00 MiB +0 B +OK /m)
+})
+
+test('a malformed --http is a usage error at once (exit 2), not retried until --timeout', async () => {
+  const r = await run(['top', '--once', '--master', tlsMaster.address, '--http', '127.0.0.1:99999', '--timeout', '20s'])
+  assert.is(r.code, 2, r.stderr)
+  assert.match(r.stderr, /^mooncake: INVALID_PARAMS: not a HOST:PORT: 127\.0\.0\.1:99999$/m)
+  assert.ok(r.ms < 10_000, `took ${r.ms} ms`)
 })
 
 test('TLS master: plain http exits 5 within --timeout and says to pass --tls-ca; another CA exits 5 naming the certificate', async () => {

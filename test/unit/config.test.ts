@@ -6,10 +6,12 @@ import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 
 import {
+  clientTls,
   defaultConfigPath,
   envName,
   loadConfigProfile,
   MASTER_SETTINGS,
+  masterTls,
   resolveConfig,
   resolveMasterOptions,
   resolveSettings,
@@ -18,6 +20,7 @@ import {
   type SettingSpec,
 } from '../../src/lib/config.js'
 import {MooncakeError} from '../../src/lib/errors.js'
+import {etcdOptionsFromSettings} from '../../src/lib/etcd-options.js'
 
 const home = mkdtempSync(path.join(os.tmpdir(), 'mooncake-config-'))
 test.after(() => rmSync(home, {recursive: true, force: true}))
@@ -298,6 +301,28 @@ test('docs/configuration.md lists every setting: flag, environment variable and 
     assert.ok(doc.includes(`\`${envName(spec.flag)}\``), envName(spec.flag))
     if (spec.inFile !== false) assert.ok(doc.includes(`\`${spec.key}\``), spec.key)
   }
+})
+
+test('TLS and etcd settings: files are read, half pairs, unreadable files and a user without password are USAGE', async () => {
+  const pem = write('tls/a.pem', 'PEM-A')
+  const missing = path.join(home, 'tls/missing.pem')
+  assert.is(clientTls({}), undefined)
+  assert.is(masterTls({tlsCa: pem}), undefined, 'a master without a certificate serves plaintext')
+  assert.is(clientTls({tlsCa: pem})?.ca?.toString(), 'PEM-A')
+  assert.is(masterTls({tlsCert: pem, tlsKey: pem, tlsCa: pem})?.ca?.toString(), 'PEM-A')
+  assert.match((await usageError(() => clientTls({tlsCert: pem}))).message, '--tls-cert and --tls-key go together')
+  assert.match((await usageError(() => masterTls({tlsKey: pem}))).message, '--tls-cert and --tls-key go together')
+  assert.match((await usageError(() => clientTls({tlsCa: missing}))).message, `cannot read --tls-ca ${missing}: ENOENT`)
+  assert.match((await usageError(() => masterTls({tlsCert: pem, tlsKey: missing}))).message, `cannot read --tls-key ${missing}`)
+
+  assert.equal(etcdOptionsFromSettings({}), {})
+  const mtls = etcdOptionsFromSettings({etcdCert: pem, etcdKey: pem})
+  assert.is(mtls.credentials?.rootCertificate.length, 0, 'no --etcd-ca: the system roots')
+  assert.is(mtls.credentials?.certChain?.toString(), 'PEM-A')
+  assert.equal(etcdOptionsFromSettings({etcdUser: 'u', etcdPassword: 'p'}).auth, {username: 'u', password: 'p'})
+  assert.match((await usageError(() => etcdOptionsFromSettings({etcdKey: pem}))).message, '--etcd-cert and --etcd-key go together')
+  assert.match((await usageError(() => etcdOptionsFromSettings({etcdCa: missing}))).message, `cannot read --etcd-ca ${missing}`)
+  assert.match((await usageError(() => etcdOptionsFromSettings({etcdUser: 'u'}))).message, 'MOONCAKE_ETCD_PASSWORD')
 })
 
 test.run()

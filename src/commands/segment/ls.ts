@@ -1,15 +1,6 @@
 import {BaseCommand} from '../../cli/base-command.js'
-import {formatAgo, formatBytes, renderTable} from '../../cli/render.js'
-
-export interface SegmentRow {
-  name: string
-  endpoint: string
-  capacity: number
-  used: number
-  status: string
-  /** Milliseconds since the owner's last ping. */
-  lastPingMs: number
-}
+import {segmentTable} from '../../cli/render.js'
+import {segmentRows, type SegmentRow} from '../../lib/top/model.js'
 
 export default class SegmentLs extends BaseCommand<typeof SegmentLs> {
   static override summary = 'list segments'
@@ -23,30 +14,9 @@ With --json: {"segments":[{"name","endpoint","capacity","used","status","lastPin
 
   async run(): Promise<{segments: SegmentRow[]}> {
     const master = await this.connectMaster()
-    const now = Date.now()
-    const segments = (await master.getAllSegments()).map((s) => ({
-      name: s.name,
-      endpoint: s.endpoints[0] ?? '',
-      capacity: s.capacity,
-      used: s.used,
-      status: s.status,
-      lastPingMs: Math.max(0, now - s.lastPingAt),
-    }))
+    const segments = segmentRows({now: Date.now(), segments: await master.getAllSegments()})
     if (segments.length === 0) this.notice('no segments mounted')
-    else
-      this.log(
-        renderTable(
-          [
-            {header: 'NAME', get: (s) => s.name},
-            {header: 'ENDPOINT', get: (s) => s.endpoint},
-            {header: 'CAPACITY', get: (s) => formatBytes(s.capacity), align: 'right'},
-            {header: 'USED', get: (s) => formatBytes(s.used), align: 'right'},
-            {header: 'STATUS', get: (s) => s.status},
-            {header: 'LAST PING', get: (s) => formatAgo(s.lastPingMs)},
-          ],
-          segments,
-        ),
-      )
+    else this.log(segmentTable(segments))
     return {segments}
   }
 }

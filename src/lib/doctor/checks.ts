@@ -9,6 +9,7 @@ import {statfs, unlink, writeFile} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 
+import {splitHostPort} from '../config/parse.js'
 import {toMooncakeError} from '../errors.js'
 import {etcdClientOptions} from '../etcd-options.js'
 import {PROTOCOL_VERSION, type SegmentInfo, type ServiceReadyResult} from '../master/api.js'
@@ -61,12 +62,12 @@ function message(err: unknown): string {
 
 /** TCP connect to `host:port` within `timeoutMs`; resolves with the time it took or rejects. */
 export function tcpProbe(endpoint: string, timeoutMs: number): Promise<number> {
-  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(endpoint)
-  if (!m) return Promise.reject(new Error(`not a HOST:PORT: ${endpoint}`))
-  const host = m[1]!.replace(/^\[|\]$/g, '')
+  const address = splitHostPort(endpoint)
+  if (!address) return Promise.reject(new Error(`not a HOST:PORT: ${endpoint}`))
+  const host = address.host.replace(/^\[|\]$/g, '')
   const t0 = performance.now()
   return new Promise((resolve, reject) => {
-    const socket = net.connect({host, port: Number(m[2])})
+    const socket = net.connect({host, port: address.port})
     const timer = setTimeout(() => {
       socket.destroy()
       reject(Object.assign(new Error(`no answer within ${timeoutMs} ms`), {code: 'ETIMEDOUT'}))
@@ -85,13 +86,13 @@ export function tcpProbe(endpoint: string, timeoutMs: number): Promise<number> {
 
 // --- local checks ---------------------------------------------------------------------------------
 
-export function checkNode(): Check {
+function checkNode(): Check {
   const [major, minor] = process.versions.node.split('.').map(Number) as [number, number]
   if (major > 20 || (major === 20 && minor >= 17)) return ok('node', `Node.js ${process.version}`)
   return fail('node', `Node.js ${process.version} is older than 20.17`, 'install Node.js 20.17 or newer (e.g. from nodejs.org or your distribution\'s nodejs 20 package)')
 }
 
-export async function checkNative(load?: () => {abiVersion(): number}): Promise<Check> {
+async function checkNative(load?: () => {abiVersion(): number}): Promise<Check> {
   try {
     const binding = load ? load() : (await import('../transfer/native.js')).loadNative()
     return ok('native', `transfer engine loaded (ABI ${binding.abiVersion()})`)
@@ -103,7 +104,7 @@ export async function checkNative(load?: () => {abiVersion(): number}): Promise<
   }
 }
 
-export async function checkShm(dir = '/dev/shm'): Promise<Check> {
+async function checkShm(dir = '/dev/shm'): Promise<Check> {
   const file = path.join(dir, `.mooncake-doctor-${process.pid}-${randomBytes(4).toString('hex')}`)
   try {
     await writeFile(file, 'x', {mode: 0o600})

@@ -8,6 +8,7 @@
 import http from 'node:http'
 import https from 'node:https'
 
+import {splitHostPort} from '../config/parse.js'
 import {MooncakeError} from '../errors.js'
 
 /** PEM contents; `ca` replaces the system roots, `cert`/`key` are this client's identity (mTLS). */
@@ -28,10 +29,10 @@ export interface ProbeAnswer {
  * given, else http. `signal` aborts the request (top's Ctrl-C and --timeout).
  */
 export function probeGet(base: string, path: string, timeoutMs: number, tls?: ProbeTls, signal?: AbortSignal): Promise<ProbeAnswer> {
-  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(base)
-  if (!m) return Promise.reject(new MooncakeError('INVALID_PARAMS', `not a HOST:PORT: ${base}`))
-  const host = m[1]!.replace(/^\[|\]$/g, '')
-  const common = {host, port: Number(m[2]), path, agent: false as const, timeout: timeoutMs, signal}
+  const address = splitHostPort(base)
+  if (!address) return Promise.reject(new MooncakeError('INVALID_PARAMS', `not a HOST:PORT: ${base}`))
+  const host = address.host.replace(/^\[|\]$/g, '')
+  const common = {host, port: address.port, path, agent: false as const, timeout: timeoutMs, signal}
   return new Promise((resolve, reject) => {
     const onResponse = (res: http.IncomingMessage) => {
       res.setEncoding('utf8')

@@ -38,7 +38,7 @@ export interface SegmentRow {
   capacity: number
   used: number
   status: string
-  /** Milliseconds since the owner's last ping, by the master's clock. */
+  /** Milliseconds since the owner's last ping, at the document's `now`. */
   lastPingMs: number
 }
 
@@ -97,7 +97,8 @@ export function computeRates(prev: Counters | undefined, cur: Counters, seconds:
   return out
 }
 
-export function segmentRows(doc: SegmentsDocument): SegmentRow[] {
+/** One row per segment (top's /get_all_segments document, or `segment ls`'s GetAllSegments answer at `now`). */
+export function segmentRows(doc: Pick<SegmentsDocument, 'now' | 'segments'>): SegmentRow[] {
   return doc.segments.map((s) => ({
     name: s.name,
     endpoint: s.endpoints[0] ?? '',
@@ -109,7 +110,7 @@ export function segmentRows(doc: SegmentsDocument): SegmentRow[] {
 }
 
 /** How many past rates the sparklines keep. */
-export const HISTORY = 40
+const HISTORY = 40
 
 /**
  * Follows a master across polls: the latest sample, rates from counter deltas and a short
