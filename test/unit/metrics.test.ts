@@ -30,6 +30,12 @@ function throws(fn: () => unknown, code: string): void {
   assert.unreachable(`expected ${code}`)
 }
 
+test('counters of an op MASTER_OPS does not list: INTERNAL_ERROR', () => {
+  const {metrics} = fresh()
+  assert.ok(metrics.counters(MASTER_OPS.putStart.op).requests)
+  throws(() => metrics.counters('no_such_op'), 'INTERNAL_ERROR')
+})
+
 let rid = 0
 const startPut = (calls: MasterCalls, key: string, size: number, clientId = 'writer') => calls.putStart({clientId, requestId: `r${++rid}`, key, size})
 const put = (calls: MasterCalls, key: string, size: number) => {

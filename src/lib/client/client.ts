@@ -25,7 +25,6 @@ import type {
   RemoveManyResult,
   ReplicateConfig,
 } from '../master/api.js'
-import {crc32cFold} from './crc32c.js'
 import {createDefaultDataPath, type DataPath, type TransferItemResult, type TransferRequest} from './data-path.js'
 import {defaultHostId} from './host-id.js'
 import {
@@ -33,6 +32,7 @@ import {
   BufferSource,
   FileSink,
   FileSource,
+  fillSink,
   openTempBeside,
   spoolToTempFile,
   StreamSink,
@@ -1061,56 +1061,24 @@ export class MooncakeClient extends EventEmitter {
    * fails the slice is retried on the other replicas (the failed one is avoided from then on).
    */
   private async readSlices(plan: MemoryLocation[], all: MemoryLocation[], size: number, sink: ReadSink, deadline: number, dp: DataPath, lease: LeaseKeeper): Promise<number> {
-    const sliceSize = this.opts.sliceSize
-    const count = Math.ceil(size / sliceSize)
-    const parts: Array<{crc: number; length: number}> = new Array(count)
     const bad = new Set<MemoryLocation>()
-    let next = 0
-    let failure: unknown
-    const worker = async (): Promise<void> => {
-      while (next < count && failure === undefined) {
-        lease.check()
-        const i = next++
-        const offset = i * sliceSize
-        const length = Math.min(sliceSize, size - offset)
-        const got = sink.target(offset, length)
-        const slice = got instanceof Promise ? await got : got
-        let committed = false
-        try {
-          const preferred = plan[i % plan.length]
-          const order = [preferred, ...plan.filter((r) => r !== preferred), ...all.filter((r) => !plan.includes(r))]
-          let lastErr: ItemResult<void> | undefined
-          let ok = false
-          for (const loc of order) {
-            if (bad.has(loc) && order.some((r) => !bad.has(r))) continue
-            const [res] = await this.transfer(dp, [{op: 'read', local: slice.view, remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset + offset, grant: loc.grant}}], deadline)
-            if (res.ok) {
-              ok = true
-              break
-            }
-            lastErr = res
-            bad.add(loc)
-            this.counters.replicaFailovers++
-            if (!res.ok) this.opts.metrics?.recordReplicaFallback(res.code)
-          }
-          if (!ok) {
-            const why = lastErr && !lastErr.ok ? `${lastErr.code}: ${lastErr.message}` : 'no replica left'
-            throw new MooncakeError('TRANSFER_FAIL', `reading bytes ${offset}..${offset + length} failed on every replica (${why})`)
-          }
-          parts[i] = {crc: dp.crc32c(slice.view), length}
-          committed = true
-          await sink.commit(offset, slice)
-        } catch (err) {
-          if (!committed) sink.discard(slice)
-          if (failure === undefined) failure = err
-        }
+    const options = {sliceSize: this.opts.sliceSize, parallel: this.opts.maxParallelSlices, crc32c: (data: Uint8Array) => dp.crc32c(data), check: () => lease.check()}
+    return fillSink(sink, size, options, async (i, offset, view) => {
+      const preferred = plan[i % plan.length]
+      const order = [preferred, ...plan.filter((r) => r !== preferred), ...all.filter((r) => !plan.includes(r))]
+      let lastErr: ItemResult<void> | undefined
+      for (const loc of order) {
+        if (bad.has(loc) && order.some((r) => !bad.has(r))) continue
+        const [res] = await this.transfer(dp, [{op: 'read', local: view, remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset + offset, grant: loc.grant}}], deadline)
+        if (res.ok) return
+        lastErr = res
+        bad.add(loc)
+        this.counters.replicaFailovers++
+        this.opts.metrics?.recordReplicaFallback(res.code)
       }
-    }
-    const workers: Promise<void>[] = []
-    for (let w = 0; w < Math.min(this.opts.maxParallelSlices, count); w++) workers.push(worker())
-    await Promise.all(workers)
-    if (failure !== undefined) throw failure
-    return count === 1 ? parts[0].crc : crc32cFold(parts)
+      const why = lastErr && !lastErr.ok ? `${lastErr.code}: ${lastErr.message}` : 'no replica left'
+      throw new MooncakeError('TRANSFER_FAIL', `reading bytes ${offset}..${offset + view.length} failed on every replica (${why})`)
+    })
   }
 
   // ---------------------------------------------------------------- remove
@@ -1453,7 +1421,7 @@ function errorResult(err: unknown): {ok: false; code: MooncakeError['code']; mes
   return {ok: false, code: e.code, message: e.message}
 }
 
-/** Retries of a PutStart the master answered UNAVAILABLE: at once, then 250 ms doubling to 1 s. */
+/** Retries of a call the master answered UNAVAILABLE: at once, then 250 ms doubling to 1 s. */
 function retryDelayMs(attempt: number): number {
   return attempt === 0 ? 0 : Math.min(1000, 125 << Math.min(attempt, 3))
 }
@@ -1494,9 +1462,5 @@ function firstMemoryReplica(info: GetReplicaListResult, hostId: string, transpor
 
 async function settleAll<T>(promises: Promise<T>[]): Promise<ItemResult<T>[]> {
   const settled = await Promise.allSettled(promises)
-  return settled.map((s): ItemResult<T> => {
-    if (s.status === 'fulfilled') return {ok: true, value: s.value}
-    const e = toMooncakeError(s.reason)
-    return {ok: false, code: e.code, message: e.message}
-  })
+  return settled.map((s): ItemResult<T> => (s.status === 'fulfilled' ? {ok: true, value: s.value} : errorResult(s.reason)))
 }

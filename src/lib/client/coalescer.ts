@@ -117,7 +117,6 @@ export class Coalescer<I, R> {
       if (x.settle) {
         const m = x.items!.length
         const mine = results.slice(at, at + m)
-        for (let i = mine.length; i < m; i++) mine.push(missing)
         for (let i = 0; i < m; i++) if (!mine[i]) mine[i] = missing
         at += m
         x.settle(mine)

@@ -44,6 +44,12 @@ interface Pending {
 const OK: TransferItemResult = Object.freeze({ok: true, value: undefined, via: 'tcp'}) as TransferItemResult
 const OK_MEMCPY: TransferItemResult = Object.freeze({ok: true, value: undefined, via: 'memcpy'}) as TransferItemResult
 
+function itemResult(r: TransferResult | undefined): TransferItemResult {
+  if (!r) return {ok: false, code: 'INTERNAL_ERROR', message: 'the engine returned too few results'}
+  if (r.ok) return r.via === 'memcpy' ? OK_MEMCPY : OK
+  return {ok: false, code: r.code === 'INTERNAL_ERROR' ? 'TRANSFER_FAIL' : r.code, message: r.message}
+}
+
 /** Transfers requested in the same tick leave in one native batch per transport. */
 export class EngineDataPath implements DataPath {
   readonly engine: TransferEngine
@@ -138,16 +144,7 @@ export class EngineDataPath implements DataPath {
     }
     for (const call of group.calls) {
       for (let k = 0; k < call.slots.length; k++) {
-        const r = results?.[call.first + k]
-        call.out[call.slots[k]] =
-          failure ??
-          (!r
-            ? {ok: false, code: 'INTERNAL_ERROR', message: 'the engine returned too few results'}
-            : r.ok
-              ? r.via === 'memcpy'
-                ? OK_MEMCPY
-                : OK
-              : {ok: false, code: r.code === 'INTERNAL_ERROR' ? 'TRANSFER_FAIL' : r.code, message: r.message})
+        call.out[call.slots[k]] = failure ?? itemResult(results?.[call.first + k])
       }
       call.resolve(call.out)
     }

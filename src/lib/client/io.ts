@@ -10,6 +10,7 @@ import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {MooncakeError, toMooncakeError} from '../errors.js'
+import {crc32cFold} from './crc32c.js'
 import type {DataPath} from './data-path.js'
 import type {StagingLease, StagingPool} from './staging.js'
 
@@ -175,6 +176,59 @@ export interface ReadSink {
   commit(offset: number, slice: SliceView): Promise<void> | void
   /** Drops a slice whose transfer failed. */
   discard(slice: SliceView): void
+}
+
+export interface FillSinkOptions {
+  sliceSize: number
+  /** Slices filled at once. */
+  parallel: number
+  crc32c: (data: Uint8Array) => number
+  /** Called before each slice (the lease check). */
+  check?: () => void
+}
+
+/**
+ * Fills `sink` with `size` bytes, `parallel` slices at a time: `fill` puts slice `index`'s bytes
+ * (at `offset`) into `view`. The first failure stops the workers and is thrown. Resolves with the
+ * value's CRC32C, folded from the slices' CRCs as they land.
+ */
+export async function fillSink(
+  sink: ReadSink,
+  size: number,
+  options: FillSinkOptions,
+  fill: (index: number, offset: number, view: Uint8Array) => Promise<void>,
+): Promise<number> {
+  const {sliceSize} = options
+  const count = Math.ceil(size / sliceSize)
+  const parts: Array<{crc: number; length: number}> = new Array(count)
+  let next = 0
+  let failure: unknown
+  const worker = async (): Promise<void> => {
+    while (next < count && failure === undefined) {
+      options.check?.()
+      const i = next++
+      const offset = i * sliceSize
+      const length = Math.min(sliceSize, size - offset)
+      const got = sink.target(offset, length)
+      const slice = got instanceof Promise ? await got : got
+      let committed = false
+      try {
+        const view = slice.view.subarray(0, length)
+        await fill(i, offset, view)
+        parts[i] = {crc: options.crc32c(view), length}
+        committed = true
+        await sink.commit(offset, slice)
+      } catch (err) {
+        if (!committed) sink.discard(slice)
+        if (failure === undefined) failure = err
+      }
+    }
+  }
+  const workers: Promise<void>[] = []
+  for (let w = 0; w < Math.min(options.parallel, count); w++) workers.push(worker())
+  await Promise.all(workers)
+  if (failure !== undefined) throw failure
+  return crc32cFold(parts)
 }
 
 /** Reads into a caller's buffer: in place when it is registered, else through staging. */

@@ -24,6 +24,7 @@
  * | H  | size | value |
  */
 import {createHash} from 'node:crypto'
+import type {FileHandle} from 'node:fs/promises'
 import path from 'node:path'
 
 import {MooncakeError} from '../errors.js'
@@ -130,6 +131,22 @@ export function decodeHeader(buf: Uint8Array, crc32c: (data: Uint8Array, seed?: 
     checksum: b.readUInt32LE(32),
     headerLength,
   }
+}
+
+/** Reads and decodes the header at the start of an open disk replica (a read error is FILE_READ_FAIL). */
+export async function readHeader(fh: FileHandle, crc32c: (data: Uint8Array, seed?: number) => number, what: string): Promise<DiskHeader> {
+  const head = Buffer.allocUnsafe(DISK_MAX_HEADER)
+  let got = 0
+  try {
+    while (got < head.length) {
+      const {bytesRead} = await fh.read(head, got, head.length - got, got)
+      if (bytesRead === 0) break
+      got += bytesRead
+    }
+  } catch (err) {
+    throw diskError(err, what, 'FILE_READ_FAIL')
+  }
+  return decodeHeader(head.subarray(0, got), crc32c, what)
 }
 
 /** Bytes a value of `size` under `key` takes on disk (header included). */

@@ -7,9 +7,8 @@
 import {open, type FileHandle} from 'node:fs/promises'
 
 import {MooncakeError} from '../errors.js'
-import {crc32cFold} from '../client/crc32c.js'
-import type {ReadSink} from '../client/io.js'
-import {DISK_MAX_HEADER, decodeHeader, diskError} from './format.js'
+import {fillSink, type ReadSink} from '../client/io.js'
+import {diskError, readHeader} from './format.js'
 
 export interface DiskReadRequest {
   path: string
@@ -40,19 +39,7 @@ export async function readDiskReplica(req: DiskReadRequest, sink: ReadSink, opti
     throw diskError(err, what, 'FILE_READ_FAIL')
   }
   try {
-    const head = Buffer.allocUnsafe(DISK_MAX_HEADER)
-    let got = 0
-    try {
-      for (;;) {
-        const {bytesRead} = await fh.read(head, got, head.length - got, got)
-        if (bytesRead === 0) break
-        got += bytesRead
-        if (got === head.length) break
-      }
-    } catch (err) {
-      throw diskError(err, what, 'FILE_READ_FAIL')
-    }
-    const h = decodeHeader(head.subarray(0, got), options.crc32c, what)
+    const h = await readHeader(fh, options.crc32c, what)
     if (h.key !== req.key) throw new MooncakeError('CHECKSUM_MISMATCH', `${what}: the file holds another key`)
     if (h.size !== req.size) throw new MooncakeError('CHECKSUM_MISMATCH', `${what}: the file holds ${h.size} bytes, the object ${req.size}`)
     if (h.version !== req.version) throw new MooncakeError('CHECKSUM_MISMATCH', `${what}: the file holds version ${h.version}, the object is version ${req.version}`)
@@ -62,46 +49,19 @@ export async function readDiskReplica(req: DiskReadRequest, sink: ReadSink, opti
     const st = await fh.stat()
     if (st.size !== h.headerLength + h.size) throw new MooncakeError('CHECKSUM_MISMATCH', `${what}: the file is ${st.size} bytes, expected ${h.headerLength + h.size}`)
 
-    const sliceSize = options.sliceSize
-    const count = Math.ceil(req.size / sliceSize)
-    const parts: Array<{crc: number; length: number}> = new Array(count)
-    let next = 0
-    let failure: unknown
-    const worker = async (): Promise<void> => {
-      while (next < count && failure === undefined) {
-        options.check?.()
-        const i = next++
-        const offset = i * sliceSize
-        const length = Math.min(sliceSize, req.size - offset)
-        const t = sink.target(offset, length)
-        const slice = t instanceof Promise ? await t : t
-        let committed = false
+    const crc = await fillSink(sink, req.size, {sliceSize: options.sliceSize, parallel: options.parallel ?? 4, crc32c: options.crc32c, check: options.check}, async (_i, offset, view) => {
+      let done = 0
+      while (done < view.length) {
+        let bytesRead: number
         try {
-          let done = 0
-          while (done < length) {
-            let bytesRead: number
-            try {
-              ;({bytesRead} = await fh.read(slice.view, done, length - done, h.headerLength + offset + done))
-            } catch (err) {
-              throw diskError(err, what, 'FILE_READ_FAIL')
-            }
-            if (bytesRead === 0) throw new MooncakeError('CHECKSUM_MISMATCH', `${what}: the file ended early`)
-            done += bytesRead
-          }
-          parts[i] = {crc: options.crc32c(slice.view.subarray(0, length)), length}
-          committed = true
-          await sink.commit(offset, slice)
+          ;({bytesRead} = await fh.read(view, done, view.length - done, h.headerLength + offset + done))
         } catch (err) {
-          if (!committed) sink.discard(slice)
-          if (failure === undefined) failure = err
+          throw diskError(err, what, 'FILE_READ_FAIL')
         }
+        if (bytesRead === 0) throw new MooncakeError('CHECKSUM_MISMATCH', `${what}: the file ended early`)
+        done += bytesRead
       }
-    }
-    const workers: Promise<void>[] = []
-    for (let w = 0; w < Math.min(options.parallel ?? 4, count); w++) workers.push(worker())
-    await Promise.all(workers)
-    if (failure !== undefined) throw failure
-    const crc = (count === 1 ? parts[0].crc : crc32cFold(parts)) >>> 0
+    })
     if (crc !== h.checksum) {
       throw new MooncakeError('CHECKSUM_MISMATCH', `${what}: the value does not match its checksum (${crc.toString(16)} != ${h.checksum.toString(16)})`)
     }

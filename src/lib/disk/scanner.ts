@@ -9,7 +9,7 @@
 import {open, opendir, stat, unlink} from 'node:fs/promises'
 import path from 'node:path'
 
-import {DISK_MAX_HEADER, decodeHeader, isTempName, keyHash, parseDiskFileName} from './format.js'
+import {isTempName, keyHash, parseDiskFileName, readHeader} from './format.js'
 
 export interface ScannedFile {
   path: string
@@ -96,9 +96,7 @@ export async function scanDiskDir(dir: string, options: ScanOptions): Promise<Sc
   const head = async (c: {path: string; hash: string; version: number}): Promise<void> => {
     const fh = await open(c.path, 'r')
     try {
-      const buf = Buffer.allocUnsafe(DISK_MAX_HEADER)
-      const {bytesRead} = await fh.read(buf, 0, buf.length, 0)
-      const h = decodeHeader(buf.subarray(0, bytesRead), options.crc32c, c.path)
+      const h = await readHeader(fh, options.crc32c, c.path)
       const st = await fh.stat()
       if (h.version !== c.version || keyHash(h.key) !== c.hash || st.size !== h.headerLength + h.size || h.size < 1) {
         invalid.push(c.path)

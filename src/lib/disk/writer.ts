@@ -11,9 +11,10 @@ import {randomBytes} from 'node:crypto'
 import {mkdir, open, rename, rm, type FileHandle} from 'node:fs/promises'
 import path from 'node:path'
 
+import {syncDir} from '../client/io.js'
 import {MooncakeError, type ErrorCodeName} from '../errors.js'
 import type {DiskTask, DiskTaskResult} from '../master/api.js'
-import {diskError, encodeHeader} from './format.js'
+import {DISK_FIXED_HEADER, diskError, encodeHeader} from './format.js'
 
 /** Bytes per write(2) (and per CRC step): large enough for throughput, small enough to keep the event loop responsive. */
 export const DISK_WRITE_CHUNK = 8 * 1024 * 1024
@@ -41,7 +42,7 @@ export async function writeDiskFile(task: DiskTask, source: DiskWriterSource, cr
   try {
     await mkdir(dir, {recursive: true, mode: 0o755})
     fh = await open(temp, 'wx', 0o644)
-    const headerLength = 48 + Buffer.byteLength(task.key, 'utf8')
+    const headerLength = DISK_FIXED_HEADER + Buffer.byteLength(task.key, 'utf8')
     let crc = 0
     for (let pos = 0; pos < task.length; ) {
       const n = Math.min(DISK_WRITE_CHUNK, task.length - pos)
@@ -73,18 +74,6 @@ export async function writeDiskFile(task: DiskTask, source: DiskWriterSource, cr
     await fh?.close().catch(() => {})
     await rm(temp, {force: true}).catch(() => {})
     throw diskError(err, task.path, 'FILE_WRITE_FAIL')
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const d = await open(dir, 'r')
-  try {
-    await d.sync()
-  } catch (err) {
-    // Some file systems refuse fsync on a directory (EINVAL): the rename is then as durable as they make it.
-    if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err
-  } finally {
-    await d.close().catch(() => {})
   }
 }
 

@@ -12,7 +12,7 @@ import {performance} from 'node:perf_hooks'
 
 import {collectDefaultMetrics, Counter, Gauge, Histogram, Registry} from 'prom-client'
 
-import {isMooncakeError} from '../errors.js'
+import {isMooncakeError, MooncakeError} from '../errors.js'
 import type {ItemResult, MasterCalls, MasterStats, PutStartRequest, PutStartResult, SegmentInfo} from '../master/api.js'
 import type {RegexScanChunk, RegexScanOptions} from '../master/regex-scan.js'
 import type {MasterService, MasterServiceMetrics} from '../master/service.js'
@@ -248,7 +248,7 @@ export class MasterMetrics {
   /** Counters of one op (for instrumentService). */
   counters(op: string): OpCounters {
     const c = this.ops.get(op)
-    if (c === undefined) throw new Error(`no metrics for op ${op}`)
+    if (c === undefined) throw new MooncakeError('INTERNAL_ERROR', `no metrics for op ${op}`)
     return c
   }
 }

@@ -9,6 +9,11 @@ export interface Sample {
   value: number
 }
 
+function hasLabels(s: Sample, labels: Record<string, string>): boolean {
+  for (const k in labels) if (s.labels[k] !== labels[k]) return false
+  return true
+}
+
 export class MetricSet {
   private readonly byName = new Map<string, Sample[]>()
 
@@ -32,7 +37,7 @@ export class MetricSet {
   /** The first sample of `name` whose labels include `labels`, or undefined. */
   get(name: string, labels: Record<string, string> = {}): number | undefined {
     for (const s of this.all(name)) {
-      if (Object.entries(labels).every(([k, v]) => s.labels[k] === v)) return s.value
+      if (hasLabels(s, labels)) return s.value
     }
     return undefined
   }
@@ -41,7 +46,7 @@ export class MetricSet {
   sum(name: string, labels: Record<string, string> = {}): number {
     let total = 0
     for (const s of this.all(name)) {
-      if (Object.entries(labels).every(([k, v]) => s.labels[k] === v)) total += s.value
+      if (hasLabels(s, labels)) total += s.value
     }
     return total
   }
@@ -107,7 +112,7 @@ export function parsePrometheusText(text: string): MetricSet {
 export function histogramQuantile(set: MetricSet, name: string, q: number, labels: Record<string, string> = {}): number | undefined {
   const byLe = new Map<number, number>()
   for (const s of set.all(`${name}_bucket`)) {
-    if (!Object.entries(labels).every(([k, v]) => s.labels[k] === v)) continue
+    if (!hasLabels(s, labels)) continue
     const le = parseValue(s.labels.le ?? '')
     byLe.set(le, (byLe.get(le) ?? 0) + s.value)
   }
