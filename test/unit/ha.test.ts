@@ -107,6 +107,20 @@ test('snapshot chunks: split below the etcd request limit and joined back', () =
   assert.is(snapshotCrc(chunks), snapshotCrc(chunks.map((c) => Buffer.from(c))))
 })
 
+test('a snapshot of another format is INTERNAL_ERROR (chunks and image)', () => {
+  const codeOf = (fn: () => unknown): string | undefined => {
+    try {
+      fn()
+    } catch (err) {
+      return err instanceof MooncakeError ? err.code : `not a MooncakeError: ${String(err)}`
+    }
+    return undefined
+  }
+  assert.is(codeOf(() => decodeSnapshotChunks([Buffer.from('{"format":2,"objects":[],"segments":[]}')])), 'INTERNAL_ERROR')
+  assert.is(codeOf(() => decodeSnapshotChunks([Buffer.from('null')])), 'INTERNAL_ERROR')
+  assert.is(codeOf(() => new MetadataImage().load({format: 2} as unknown as Parameters<MetadataImage['load']>[0])), 'INTERNAL_ERROR')
+})
+
 test('snapshot encoding without a stall: the same bytes as one JSON.stringify, slices between turns, the point in time kept', async () => {
   const img = new MetadataImage()
   img.apply({type: 'segmentMounted', clientId: 'o', segment: {id: 'i', name: 's', endpoints: ['e:1'], size: 1 << 30, hostId: 'h'}})

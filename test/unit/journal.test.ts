@@ -154,6 +154,34 @@ test('reserveRanges puts a fresh allocator back exactly', () => {
   assert.is(h2[1], -1)
 })
 
+test('pending restore: a dropped key leaves every segment it was pending on; the others come back', () => {
+  const img = new MetadataImage()
+  for (const name of ['s1', 's2']) img.apply({type: 'segmentMounted', clientId: `o-${name}`, segment: descriptor(name, MiB)})
+  const both = (key: string, offset: number): Mutation => ({
+    type: 'objectCommitted',
+    key,
+    size: 64,
+    version: offset + 1,
+    replicas: [
+      {id: offset * 2 + 1, segment: 's1', offset: offset * 64, length: 64},
+      {id: offset * 2 + 2, segment: 's2', offset: offset * 64, length: 64},
+    ],
+    softPinExpiresAt: null,
+  })
+  for (let i = 0; i < 4; i++) img.apply(both(`k${i}`, i))
+  const {pending} = PendingRestore.fromImage(img, 0)
+  assert.ok(pending.dropKey('k1'))
+  assert.not.ok(pending.dropKey('k1'), 'already dropped')
+  assert.not.ok(pending.dropKey('never'))
+  assert.not.ok(pending.hasKey('k1'))
+  assert.equal(pending.take('s1')!.items.map((it) => it.key), ['k0', 'k2', 'k3'])
+  assert.ok(pending.hasKey('k0'), 'still pending on s2')
+  assert.ok(pending.dropKey('k2'))
+  assert.equal(pending.take('s2')!.items.map((it) => it.key), ['k0', 'k3'])
+  assert.equal([...pending.keys()], [])
+  assert.is(pending.size, 0)
+})
+
 function restoredService(dirImage: MetadataImage) {
   const clock = new FakeClock()
   const svc = new MasterService({}, {clock, random: seeded(3)})

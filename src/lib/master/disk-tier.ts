@@ -24,7 +24,7 @@ const UNLINK_CONCURRENCY = 8
 export interface MasterDiskTierOptions {
   rootFsDir: string
   clusterId: string
-  /** Bytes the files may take (headers included); undefined = no quota. */
+  /** Bytes the files may take (headers included), a positive integer (checked by MasterService); undefined = no quota. */
   quotaBytes?: number
 }
 
@@ -55,6 +55,7 @@ export interface DiskTierCounters {
 export interface DiskTierService {
   restoreObjects(segmentName: string | undefined, items: readonly RestoredItem[]): number
   diskReplicaLive(key: string, version: number): boolean
+  /** Drops a COMPLETE disk replica and deletes its file (through deleteFile). */
   evictDiskReplica(key: string, version: number): void
 }
 
@@ -74,9 +75,6 @@ export class MasterDiskTier {
   private readonly idleWaiters: Array<() => void> = []
 
   constructor(readonly options: MasterDiskTierOptions) {
-    if (options.quotaBytes !== undefined && !(Number.isSafeInteger(options.quotaBytes) && options.quotaBytes > 0)) {
-      throw new RangeError(`diskQuota must be a positive number of bytes, not ${options.quotaBytes}`)
-    }
     this.dir = clusterDir(options.rootFsDir, options.clusterId)
     this.quota = new DiskQuota(options.quotaBytes)
     this.tombstones = new TombstoneLog(this.dir)
@@ -152,7 +150,7 @@ export class MasterDiskTier {
     const q = this.queues.get(clientId)
     if (q === undefined) return []
     const out: DiskTask[] = []
-    for (const [id, p] of [...q]) {
+    for (const p of [...q.values()]) {
       if (out.length >= DISK_TASKS_PER_PING) break
       if (p.sentAt !== 0 && now - p.sentAt < DISK_TASK_RESEND_MS) continue
       const r = resolve(p.key, p.version)
@@ -165,7 +163,6 @@ export class MasterDiskTier {
         out.push(r)
         this.counters.tasksSent++
       }
-      void id
     }
     if (q.size === 0) this.queues.delete(clientId)
     return out
@@ -247,10 +244,10 @@ export class MasterDiskTier {
       if (service.diskReplicaLive(f.key, f.version)) this.quota.add(f.key, f.version, f.bytes)
       else this.deleteFile(f.key, f.version)
     }
+    // evictDiskReplica deletes the file (dropDisk -> deleteFile), as for enqueue's evictions.
     this.quota.makeRoom(0, (e) => {
       this.counters.evictedByQuota++
       service.evictDiskReplica(e.key, e.version)
-      this.deleteFile(e.key, e.version)
     })
     return {...scan, restored, tombstoneDeletes}
   }

@@ -15,7 +15,7 @@ import {masterMethodPath} from '../proto/loader.js'
 import type {CallVerifier} from './grpc-auth.js'
 import * as codec from './grpc-codec.js'
 import {decodeDiskResults, encodeDiskTask} from './disk-codec.js'
-import {driveRegexScan, isRegexScanner, REGEX_SCAN_SLICE_MS, type RegexScanChunk, type RegexScanOptions} from './regex-scan.js'
+import {driveRegexScan, isRegexScanner, REGEX_SCAN_SLICE_MS, type RegexScanChunk, type RegexScanner, type RegexScanOptions} from './regex-scan.js'
 import {toServiceError} from './grpc-errors.js'
 import {
   BatchResults,
@@ -133,21 +133,20 @@ const SCAN_DEADLINE_MARGIN_MS = 250
 
 /**
  * A regex scan in chunks of a few milliseconds with the event loop free in between (pings and
- * other calls go on), ending with DEADLINE_EXCEEDED at the call's deadline. A service without
- * `regexScan` (a test double) is called synchronously in one go.
+ * other calls go on), ending with DEADLINE_EXCEEDED at the call's deadline. (The handlers call a
+ * service without `regexScan`, a test double, synchronously in one go instead.)
  */
 async function chunkedScan(
+  scanner: RegexScanner,
   ctx: HandlerContext,
   call: grpc.ServerUnaryCall<unknown, unknown>,
   pattern: string,
   options: Omit<RegexScanOptions, 'cursor' | 'budgetMs' | 'maxKeys'>,
   onChunk: (chunk: RegexScanChunk) => void,
 ): Promise<void> {
-  const s = ctx.service
-  if (!isRegexScanner(s)) throw new MooncakeError('INTERNAL_ERROR', 'the service cannot scan in chunks')
   const deadline = call.getDeadline()
   const at = deadline instanceof Date ? deadline.getTime() : deadline
-  await driveRegexScan(s, pattern, options, onChunk, {
+  await driveRegexScan(scanner, pattern, options, onChunk, {
     deadline: Number.isFinite(at) ? at - SCAN_DEADLINE_MARGIN_MS : undefined,
     cancelled: () => call.cancelled,
     signal: ctx.signal,
@@ -259,7 +258,7 @@ export function masterHandlers(ctx: HandlerContext): MasterHandlers {
         for (const [k, v] of s.getReplicaListByRegex(regex)) entries.push({key: k, value: codec.encodeReplicaList(v)})
         return {entries}
       }
-      await chunkedScan(ctx, call, regex, {mode: 'replicas'}, (chunk) => {
+      await chunkedScan(s, ctx, call, regex, {mode: 'replicas'}, (chunk) => {
         chunk.keys.forEach((k, i) => entries.push({key: k, value: codec.encodeReplicaList(chunk.replicas[i]!)}))
       })
       return {entries}
@@ -277,7 +276,7 @@ export function masterHandlers(ctx: HandlerContext): MasterHandlers {
       const regex = text(req.regex, 'regex')
       if (!isRegexScanner(s)) return {objects: s.queryByRegex(regex).map(codec.encodeObjectInfo)}
       const objects: w.ObjectInfo[] = []
-      await chunkedScan(ctx, call, regex, {mode: 'query'}, (chunk) => {
+      await chunkedScan(s, ctx, call, regex, {mode: 'query'}, (chunk) => {
         for (const o of chunk.objects) objects.push(codec.encodeObjectInfo(o))
       })
       return {objects}
@@ -304,7 +303,7 @@ export function masterHandlers(ctx: HandlerContext): MasterHandlers {
       if (!isRegexScanner(s)) return s.removeByRegex({regex, force: req.force, dryRun: req.dryRun})
       const keys: string[] = []
       let skipped = 0
-      await chunkedScan(ctx, call, regex, {mode: 'remove', force: req.force === true, dryRun: req.dryRun === true}, (chunk) => {
+      await chunkedScan(s, ctx, call, regex, {mode: 'remove', force: req.force === true, dryRun: req.dryRun === true}, (chunk) => {
         for (const k of chunk.keys) keys.push(k)
         skipped += chunk.skipped
       })

@@ -12,6 +12,7 @@
  * - `reserveRanges`: puts a fresh RangeAllocator back into the state of a set of allocations.
  */
 import type {SegmentDescriptor} from './api.js'
+import {MooncakeError} from '../errors.js'
 import type {RangeAllocator} from './allocator.js'
 import type {CommittedReplica, Mutation} from './mutations.js'
 
@@ -101,7 +102,9 @@ export class MetadataImage {
   }
 
   load(s: ImageSnapshot): void {
-    if (s === null || typeof s !== 'object' || s.format !== 1) throw new Error(`unknown metadata snapshot format ${String((s as {format?: unknown})?.format)}`)
+    if (s === null || typeof s !== 'object' || s.format !== 1) {
+      throw new MooncakeError('INTERNAL_ERROR', `unknown metadata snapshot format ${String((s as {format?: unknown})?.format)}`)
+    }
     this.clear()
     for (const seg of s.segments) this.apply({type: 'segmentMounted', clientId: seg.clientId, segment: seg.segment})
     for (const o of s.objects) this.apply(o)
@@ -254,25 +257,23 @@ export class PendingRestore {
     return this.refs.keys()
   }
 
-  /** Takes a pending segment out (its owner re-mounted it, or it expired). */
+  /** Takes a pending segment out (its owner re-mounted it, or it expired), without the replicas of dropped keys. */
   take(name: string): PendingSegment | undefined {
     const s = this.segs.get(name)
     if (s === undefined) return undefined
     this.segs.delete(name)
+    // A key still pending on this segment has a count here; a dropped one has none (keys never come back).
+    s.items = s.items.filter((it) => this.refs.has(it.key))
     for (const it of s.items) this.unref(it.key)
     return s
   }
 
-  /** Forgets every pending replica of a key (it was removed or overwritten meanwhile). */
+  /**
+   * Forgets every pending replica of a key (it was removed or overwritten meanwhile). Constant
+   * time (take() leaves its replicas out), so removing every pending key stays linear.
+   */
   dropKey(key: string): boolean {
-    if (!this.refs.has(key)) return false
-    for (const s of this.segs.values()) {
-      const before = s.items.length
-      s.items = s.items.filter((it) => it.key !== key)
-      if (s.items.length !== before) this.refs.delete(key)
-    }
-    this.refs.delete(key)
-    return true
+    return this.refs.delete(key)
   }
 
   private unref(key: string): void {

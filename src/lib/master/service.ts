@@ -194,6 +194,9 @@ function checkOptions(o: MasterServiceOptions): void {
     fail('INVALID_PARAMS', `shardCount must be an integer in [1, ${1 << 20}]`)
   }
   if (typeof o.clusterId !== 'string' || o.clusterId.length === 0) fail('INVALID_PARAMS', 'clusterId must be non-empty')
+  if (o.rootFsDir !== undefined && o.diskQuota !== undefined && !(Number.isSafeInteger(o.diskQuota) && o.diskQuota > 0)) {
+    fail('INVALID_PARAMS', `diskQuota must be a positive number of bytes, not ${o.diskQuota}`)
+  }
 }
 
 function validateDescriptor(d: SegmentDescriptor | undefined): asserts d is SegmentDescriptor {

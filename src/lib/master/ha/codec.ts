@@ -10,6 +10,7 @@
  */
 import {crc32} from 'node:zlib'
 
+import {MooncakeError} from '../../errors.js'
 import type {Mutation} from '../mutations.js'
 import type {ImageSnapshot} from '../restore.js'
 
@@ -159,7 +160,7 @@ export async function encodeSnapshotChunksAsync(snapshot: ImageSnapshot, chunkBy
 
 export function decodeSnapshotChunks(chunks: Buffer[]): ImageSnapshot {
   const s = JSON.parse(Buffer.concat(chunks).toString('utf8')) as ImageSnapshot
-  if (s === null || typeof s !== 'object' || s.format !== 1) throw new Error('not a mooncake metadata snapshot')
+  if (s === null || typeof s !== 'object' || s.format !== 1) throw new MooncakeError('INTERNAL_ERROR', 'not a mooncake metadata snapshot')
   return s
 }
 

@@ -92,10 +92,6 @@ export async function getRange(etcd: Etcd3, from: string | Buffer, end: Buffer, 
   return {kvs: res.kvs, more: res.more, revision: res.header.revision}
 }
 
-export function isEtcdUnavailable(err: unknown): boolean {
-  return !(err instanceof MooncakeError)
-}
-
 export function etcdError(what: string, err: unknown): MooncakeError {
   if (err instanceof MooncakeError) return err
   return new MooncakeError('UNAVAILABLE', `etcd ${what} failed: ${err instanceof Error ? err.message : String(err)}${etcdTlsHint(err)}`, {cause: err})
