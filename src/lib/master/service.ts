@@ -96,6 +96,8 @@ export interface MasterServiceMetrics {
   discardedPuts: number
   evictionRounds: number
   syncEvictions: number
+  /** Eviction rounds (background or synchronous) that evicted at least one object. */
+  successfulEvictions: number
   releasedZombieReplicas: number
   expiredClients: number
   /** Duration of the last and of the longest tick() (ms, wall time). */
@@ -268,6 +270,7 @@ export class MasterService implements MasterCalls {
     discardedPuts: 0,
     evictionRounds: 0,
     syncEvictions: 0,
+    successfulEvictions: 0,
     releasedZombieReplicas: 0,
     expiredClients: 0,
     lastTickMs: 0,
@@ -1258,7 +1261,10 @@ export class MasterService implements MasterCalls {
         r.want2 -= 1
       }
     }
-    if (r.evicted > 0) this.needEviction = false
+    if (r.evicted > 0) {
+      this.needEviction = false
+      this.m.successfulEvictions += 1
+    }
     this.round = null
   }
 
@@ -1309,6 +1315,7 @@ export class MasterService implements MasterCalls {
       if (fits) break
     }
     this.m.syncEvictions += 1
+    if (evicted > 0) this.m.successfulEvictions += 1
     const ms = this.wallNow() - t0
     if (ms > this.m.maxSyncEvictMs) this.m.maxSyncEvictMs = ms
   }

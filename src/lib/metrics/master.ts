@@ -64,10 +64,6 @@ export const MASTER_OPS = {
 
 export type MasterOpName = (typeof MASTER_OPS)[keyof typeof MASTER_OPS]['op']
 
-/** Optional counters a newer MasterService may report; read when present. */
-type ExtendedServiceMetrics = MasterServiceMetrics &
-  Partial<{successfulEvictions: number}>
-
 interface Inc {
   inc(value?: number): void
 }
@@ -106,8 +102,6 @@ export class MasterMetrics {
   readonly rpcErrors: Counter<'method' | 'code'>
   readonly putStartAllocFailures: Counter
   readonly putStartPartialAllocations: Counter
-  /** Eviction rounds (background or inside a PutStart) that evicted at least one object. */
-  successfulEvictions = 0
   private readonly ops = new Map<string, OpCounters>()
   private snapshot: Snapshot | undefined
 
@@ -149,18 +143,18 @@ export class MasterMetrics {
     perSegment('segment_total_capacity_bytes', 'Bytes contributed by a segment', (s) => s.capacity)
 
     // Mirrors of the service's own counters (monotonic there; a counter here).
-    const mirror = (name: string, help: string, read: (m: ExtendedServiceMetrics) => number) =>
+    const mirror = (name: string, help: string, read: (m: MasterServiceMetrics) => number) =>
       new Counter({
         name,
         help,
         registers,
         collect() {
           this.reset()
-          this.inc(read(self.service.metrics() as ExtendedServiceMetrics))
+          this.inc(read(self.service.metrics()))
         },
       })
     mirror('master_attempted_evictions_total', 'Eviction rounds started (background and inside PutStart)', (m) => m.evictionRounds + m.syncEvictions)
-    mirror('master_successful_evictions_total', 'Eviction rounds that evicted at least one object', (m) => m.successfulEvictions ?? self.successfulEvictions)
+    mirror('master_successful_evictions_total', 'Eviction rounds that evicted at least one object', (m) => m.successfulEvictions)
     mirror('master_evicted_key_count', 'Objects whose memory replicas were evicted', (m) => m.evictedObjects)
     mirror('master_evicted_size_bytes', 'Bytes of memory replicas freed by eviction (object size times memory replicas)', (m) => m.evictedBytes)
     mirror('master_put_start_discard_cnt', 'Unfinished puts taken over by a new PutStart (after putStartDiscardTimeout) or an upsert', (m) => m.discardedPuts)
@@ -263,10 +257,8 @@ function errorCode(err: unknown): string {
  * `master_rpc_errors_total{method,code}`, `master_value_size_bytes` and the PutStart allocation
  * counters. Returns an object implementing MasterCalls (calls are forwarded synchronously;
  * results and errors are untouched; a method missing from MASTER_OPS is forwarded uncounted).
- * Also starts counting successful eviction rounds.
  */
 export function instrumentService(service: MasterService, metrics: MasterMetrics): MasterCalls {
-  trackEvictions(service, metrics)
   const out: Record<string, unknown> = {}
   for (const [method, {op, kind}] of Object.entries(MASTER_OPS) as [keyof MasterCalls, {op: string; kind: Kind}][]) {
     const fn = (service[method] as (...args: unknown[]) => unknown).bind(service)
@@ -330,9 +322,8 @@ export function instrumentService(service: MasterService, metrics: MasterMetrics
     out[method] = call
   }
 
-  // PutStart: value sizes, allocation failures, partial placements, synchronous evictions.
+  // PutStart: value sizes, allocation failures, partial placements.
   const putLike = (single: (req: PutStartRequest) => PutStartResult) => (req: PutStartRequest) => {
-    const before = service.metrics()
     try {
       const res = single(req)
       observePut(metrics, req, res)
@@ -340,25 +331,18 @@ export function instrumentService(service: MasterService, metrics: MasterMetrics
     } catch (err) {
       if (isMooncakeError(err, 'NO_AVAILABLE_HANDLE')) metrics.putStartAllocFailures.inc()
       throw err
-    } finally {
-      countSyncEviction(metrics, before, service.metrics())
     }
   }
   out.putStart = putLike(out.putStart as MasterCalls['putStart'])
   out.upsertStart = putLike(out.upsertStart as MasterCalls['upsertStart'])
   const batchStart = out.batchPutStart as MasterCalls['batchPutStart']
   out.batchPutStart = (reqs: PutStartRequest[]) => {
-    const before = service.metrics()
-    try {
-      const results = batchStart(reqs)
-      results.forEach((r, i) => {
-        if (r.ok) observePut(metrics, reqs[i]!, r.value)
-        else if (r.code === 'NO_AVAILABLE_HANDLE') metrics.putStartAllocFailures.inc()
-      })
-      return results
-    } finally {
-      countSyncEviction(metrics, before, service.metrics())
-    }
+    const results = batchStart(reqs)
+    results.forEach((r, i) => {
+      if (r.ok) observePut(metrics, reqs[i]!, r.value)
+      else if (r.code === 'NO_AVAILABLE_HANDLE') metrics.putStartAllocFailures.inc()
+    })
+    return results
   }
   // Chunked regex scans (the gRPC handlers, src/lib/master/regex-scan.ts): one request per scan,
   // counted at its first chunk under the op of its mode; the duration is the scanning time.
@@ -388,44 +372,8 @@ export function instrumentService(service: MasterService, metrics: MasterMetrics
 
 function observePut(metrics: MasterMetrics, req: PutStartRequest, res: PutStartResult): void {
   metrics.valueSize.observe(req.size)
-  const memory = res.replicas.filter((r) => r.type === 'memory').length
+  let memory = 0
+  for (const r of res.replicas) if (r.type === 'memory') memory++
   if (memory < res.requestedReplicas) metrics.putStartPartialAllocations.inc()
 }
 
-function countSyncEviction(metrics: MasterMetrics, before: MasterServiceMetrics, after: MasterServiceMetrics): void {
-  if (after.syncEvictions > before.syncEvictions && after.evictedObjects > before.evictedObjects) metrics.successfulEvictions += 1
-}
-
-const tracked = new WeakMap<MasterService, MasterMetrics[]>()
-
-/**
- * Counts background eviction rounds that evicted something: wraps this service instance's tick()
- * (once per service, whatever the number of MasterMetrics watching it) and follows a round from
- * the tick that starts it to the tick that ends it.
- */
-function trackEvictions(service: MasterService, metrics: MasterMetrics): void {
-  const watchers = tracked.get(service)
-  if (watchers !== undefined) {
-    if (!watchers.includes(metrics)) watchers.push(metrics)
-    return
-  }
-  const list = [metrics]
-  tracked.set(service, list)
-  const tick = service.tick
-  let inRound = false
-  let evictedInRound = 0
-  service.tick = function (this: MasterService, opts?: {loopLagMs?: number}) {
-    const before = service.metrics()
-    try {
-      tick.call(service, opts)
-    } finally {
-      const after = service.metrics()
-      evictedInRound += after.evictedObjects - before.evictedObjects
-      if (!after.evictionInProgress && (inRound || after.evictionRounds > before.evictionRounds)) {
-        if (evictedInRound > 0) for (const m of list) m.successfulEvictions += 1
-        evictedInRound = 0
-      }
-      inRound = after.evictionInProgress
-    }
-  }
-}
