@@ -1,7 +1,8 @@
 // gRPC fuzzer against a LIVE master in another process (test/integration/fixtures/master.ts).
 //   node --import tsx bench/fuzz/grpc.ts [--rounds 200] [--seed 1] [--keys 200] [--key-length 64] [--regex-only]
 //
-// Every method of mooncake.v1.Master is called, with raw bytes through a custom serializer:
+// Every method of mooncake.v1.Master is called (each unary one also as a frame of the Pipeline
+// stream), with raw bytes through a custom serializer:
 // schema-aware messages whose fields hold hostile values (negative / 2^53+1 / 2^64-1 numbers,
 // out-of-range enums, bools of 2, empty, 4097-byte and 1 MiB keys, invalid UTF-8, NULs, wrong
 // wire types, thousands of repeated items), random protobuf bytes, truncated varints and lengths,
@@ -19,6 +20,7 @@ import {Worker} from 'node:worker_threads'
 import * as grpc from '@grpc/grpc-js'
 
 import {connectMaster} from '../../src/lib/client/master-client.js'
+import type * as w from '../../src/lib/proto/generated/index.js'
 import {loadMooncakeProto} from '../../src/lib/proto/loader.js'
 import {killAll, startFixture, type Fixture} from '../../test/helpers/processes.js'
 import {Rng} from './wire.js'
@@ -280,7 +282,33 @@ export async function runGrpcFuzz(o: GrpcFuzzOptions): Promise<GrpcFuzzReport> {
       'grpc.max_send_message_length': 128 * MiB,
       'grpc.max_receive_message_length': 128 * MiB,
     })
-    const call = (method: string, body: Buffer, what: string): Promise<void> => {
+    // One Pipeline stream for the framed jobs (re-opened if the master ends it).
+    let frameId = 0
+    const frameWaiters = new Map<number, (res: w.PipelineResponse__Output) => void>()
+    let frameStream: grpc.ClientDuplexStream<w.PipelineRequest, w.PipelineResponse__Output> | undefined
+    const frames = () => {
+      if (frameStream) return frameStream
+      const p = def.Pipeline!
+      const s = client.makeBidiStreamRequest(p.path, p.requestSerialize, p.responseDeserialize, new grpc.Metadata(), {}) as grpc.ClientDuplexStream<w.PipelineRequest, w.PipelineResponse__Output>
+      s.on('data', (res: w.PipelineResponse__Output) => {
+        const waiter = frameWaiters.get(res.id)
+        frameWaiters.delete(res.id)
+        waiter?.(res)
+      })
+      s.on('error', (err: grpc.ServiceError) => {
+        if (frameStream === s) frameStream = undefined
+        if (err.code !== grpc.status.CANCELLED) violate(`the Pipeline stream failed: ${err.details}`)
+        for (const [id, waiter] of frameWaiters) {
+          frameWaiters.delete(id)
+          waiter({id, status: err.code, body: Buffer.alloc(0), message: err.details, errorCode: '', leader: ''})
+        }
+      })
+      frameStream = s
+      return s
+    }
+    const call = (name: string, body: Buffer, what: string): Promise<void> => {
+      const framed = name.startsWith('frame:')
+      const method = framed ? name.slice('frame:'.length) : name
       const m = def[method]!
       const t0 = Date.now()
       report.calls++
@@ -300,6 +328,18 @@ export async function runGrpcFuzz(o: GrpcFuzzOptions): Promise<GrpcFuzzReport> {
         report.byOutcome[outcome] = (report.byOutcome[outcome] ?? 0) + 1
       }
       return new Promise((resolve) => {
+        if (framed) {
+          // The same request as a frame of the Pipeline stream: the frame's answer is judged like a call's.
+          const id = ++frameId
+          frameWaiters.set(id, (res) => {
+            const md = new grpc.Metadata()
+            if (res.errorCode) md.set('mooncake-error-code', res.errorCode)
+            settle(res.status === 0 ? null : Object.assign(new Error(res.message), {code: res.status, details: res.message, metadata: md}))
+            resolve()
+          })
+          frames().write({id, method: m.path, body, deadlineMs: Date.now() + 10_000})
+          return
+        }
         if (m.responseStream) {
           const stream = client.makeServerStreamRequest(m.path, (b: Buffer) => b, (b: Buffer) => b, body, new grpc.Metadata(), {deadline: Date.now() + 10_000})
           let pages = 0
@@ -345,6 +385,10 @@ export async function runGrpcFuzz(o: GrpcFuzzOptions): Promise<GrpcFuzzReport> {
       jobs.push([name, Buffer.concat([tag(1, 0), varint(-1n), tag(2, 0), varint(2n ** 63n), tag(3, 0), varint(2n ** 53n + 1n), tag(4, 0), varint(-1n)]), 'negative and huge numbers'])
       for (let i = 0; i < 3; i++) jobs.push([name, r.bytes(1 + r.int(2048)), 'random bytes'])
       for (let i = 0; i < o.rounds; i++) jobs.push([name, message(r, reqType, descs), 'hostile fields'])
+      // Each unary method's cases again, as frames of the Pipeline stream.
+      if (!def[name]!.requestStream && !def[name]!.responseStream) {
+        for (const [n, body, what] of jobs.filter(([n]) => n === name)) jobs.push([`frame:${n}`, body, what])
+      }
       }
       if (name.includes('Regex') || name === 'GetAllKeys') {
         for (const re of PATHOLOGICAL_REGEXES) {
@@ -365,6 +409,7 @@ export async function runGrpcFuzz(o: GrpcFuzzOptions): Promise<GrpcFuzzReport> {
         }
       }),
     )
+    frameStream?.cancel()
     client.close()
     pinger.postMessage('stop')
     const pings = await pingResult

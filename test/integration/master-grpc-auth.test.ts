@@ -8,12 +8,14 @@ import {connectMaster} from '../../src/lib/client/master-client.js'
 import {CallSigner} from '../../src/lib/master/grpc-auth.js'
 import {type RunningMaster, startMasterServer} from '../../src/lib/master/server.js'
 import {loadMooncakeProto} from '../../src/lib/proto/loader.js'
-import {errorCodeOf, rawCall, rejects, segment} from './master-grpc-helpers.js'
+import {errorCodeOf, rawCall, rawFrame, rejects, segment} from './master-grpc-helpers.js'
 
 const TOKEN = 'correct horse battery staple'
 let master: RunningMaster
 const def = loadMooncakeProto().master as unknown as Record<string, grpc.MethodDefinition<unknown, unknown>>
-const rpcs = Object.keys(def)
+// The unary and server-stream rpcs; Pipeline carries the unary ones as frames (tested below).
+const rpcs = Object.keys(def).filter((rpc) => rpc !== 'Pipeline')
+const unaryRpcs = rpcs.filter((rpc) => rpc !== 'GetAllKeys')
 
 test.before(async () => {
   master = await startMasterServer({port: 0, metricsPort: 0, token: TOKEN})
@@ -59,6 +61,34 @@ test('wrong token: UNAUTHENTICATED on every rpc', async () => {
     wrong.sign(md, def[rpc]!.path)
     assertUnauthenticated(rpc, await callWith(rpc, md))
   }
+})
+
+test('Pipeline: every unary rpc as a frame refuses a missing or wrong signature; a signed frame works once', async () => {
+  assert.is(unaryRpcs.length, 29)
+  const wrong = new CallSigner('not the token')
+  for (const rpc of unaryRpcs) {
+    const path = def[rpc]!.path
+    for (const [why, signature] of [['unsigned', {}], ['wrong token', wrong.fields(path)]] as const) {
+      const res = await rawFrame(master.address, rpc, Buffer.alloc(0), signature)
+      assert.is(res.status, grpc.status.UNAUTHENTICATED, `${rpc} (${why}): ${res.message}`)
+      assert.is(res.errorCode, 'UNAUTHENTICATED', `${rpc} (${why})`)
+    }
+  }
+  // An unknown method: the signer learns only that it must sign.
+  const unknown = await rawFrame(master.address, '/mooncake.v1.Master/Nope', Buffer.alloc(0))
+  assert.is(unknown.errorCode, 'UNAUTHENTICATED')
+  const signer = new CallSigner(TOKEN)
+  const stats = signer.fields(def.Stats!.path)
+  const ok = await rawFrame(master.address, 'Stats', Buffer.alloc(0), stats)
+  assert.is(ok.status, grpc.status.OK, ok.message)
+  const replayed = await rawFrame(master.address, 'Stats', Buffer.alloc(0), stats)
+  assert.is(replayed.errorCode, 'UNAUTHENTICATED')
+  assert.match(replayed.message, 'replayed')
+  // A signature for one rpc does not cover another.
+  const other = await rawFrame(master.address, 'RemoveAll', Buffer.alloc(0), signer.fields(def.Stats!.path))
+  assert.is(other.errorCode, 'UNAUTHENTICATED')
+  const named = await rawFrame(master.address, '/mooncake.v1.Master/Nope', Buffer.alloc(0), signer.fields('/mooncake.v1.Master/Nope'))
+  assert.is(named.errorCode, 'NOT_SUPPORTED', named.message)
 })
 
 test('a signature for one rpc does not work for another, and works only once', async () => {

@@ -7,9 +7,9 @@ import {createInterface} from 'node:readline'
 
 import * as grpc from '@grpc/grpc-js'
 
+import type * as w from '../../src/lib/proto/generated/index.js'
 import {loadMooncakeProto} from '../../src/lib/proto/loader.js'
 export {rejects} from '../helpers/assert-code.js'
-
 
 export const segment = (name: string, size = 1 << 20) => ({
   id: `id-${name}`,
@@ -36,6 +36,24 @@ export function rawCall(address: string, rpc: string, body: Buffer, metadata = n
         resolve({err, res})
       },
     )
+  })
+}
+
+/** One frame of the Pipeline rpc with hand-made bytes; the answer frame (status 0 = OK). */
+export function rawFrame(address: string, rpc: string, body: Buffer, signature: {ts?: string; nonce?: string; sig?: string} = {}): Promise<w.PipelineResponse__Output> {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure())
+  const methods = loadMooncakeProto().master
+  const pipeline = methods.Pipeline
+  const stream = client.makeBidiStreamRequest(pipeline.path, pipeline.requestSerialize, pipeline.responseDeserialize, new grpc.Metadata(), {deadline: Date.now() + 5_000})
+  const path = (methods as unknown as Record<string, {path: string} | undefined>)[rpc]?.path ?? rpc
+  return new Promise((resolve, reject) => {
+    stream.on('data', (res: w.PipelineResponse__Output) => {
+      stream.end()
+      client.close()
+      resolve(res)
+    })
+    stream.on('error', (err) => (client.close(), reject(err)))
+    stream.write({id: 7, method: path, body, deadlineMs: Date.now() + 5_000, authTs: signature.ts ?? '', authNonce: signature.nonce ?? '', authSig: signature.sig ?? ''})
   })
 }
 

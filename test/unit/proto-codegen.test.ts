@@ -47,7 +47,8 @@ test('every rpc of mooncake.v1.Master has a handler', () => {
   const handlers = Object.keys(masterHandlers({service: new FakeMaster(), signal: new AbortController().signal})).sort()
   assert.equal(handlers, rpcs)
   assert.ok(rpcs.includes('GetAllKeys') && loadMooncakeProto().master.GetAllKeys.responseStream)
-  assert.is(rpcs.length, 30)
+  assert.ok(rpcs.includes('Pipeline') && loadMooncakeProto().master.Pipeline.requestStream && loadMooncakeProto().master.Pipeline.responseStream)
+  assert.is(rpcs.length, 31)
 })
 
 test.run()

@@ -50,6 +50,7 @@ import {fromServiceError, isTransportUnavailable} from '../master/grpc-errors.js
 import type * as w from '../proto/generated/index.js'
 import type {MasterDefinition} from '../proto/generated/mooncake/v1/Master.js'
 import {loadMooncakeProto} from '../proto/loader.js'
+import {MasterPipeline} from './master-pipeline.js'
 
 export interface MasterClientOptions {
   /** Address of the master, `HOST:PORT` (`[v6]:PORT` for IPv6). */
@@ -68,6 +69,12 @@ export interface MasterClientOptions {
   connectTimeoutMs?: number
   /** Retry an idempotent call once, within its deadline, when the connection failed. @default true */
   retry?: boolean
+  /**
+   * Send unary calls as frames of one Pipeline stream instead of one HTTP/2 stream each (same
+   * requests, answers and errors; ~4x less latency and ~6x less CPU per call in grpc-js).
+   * @default true
+   */
+  pipeline?: boolean
   /**
    * Merge batch calls of the same kind issued in the same event-loop turn (batchPutStart,
    * batchPutEnd, batchGetReplicaList, ...) into one rpc of up to 4096 items. Each caller still
@@ -229,6 +236,7 @@ class GrpcMasterClient implements MasterClient {
   readonly #coalesce: boolean
   /** Batch puts through grpc-batch-wire.ts (off with MOONCAKE_PROTO_CODEC=reflection, the benchmarks' "before"). */
   readonly #fastBatches = process.env['MOONCAKE_PROTO_CODEC'] !== 'reflection'
+  readonly #pipeline: MasterPipeline | undefined
   #closed = false
   readonly #putStarts = new BatchCoalescer<PutStartRequest, ItemResult<PutStartResult>>((reqs, idempotent) => this.#batchPutStart(reqs, idempotent))
   readonly #putEnds = new BatchCoalescer<PutEndRequest, ItemResult<void>>((reqs) => this.#batchPutEnd(reqs))
@@ -256,6 +264,7 @@ class GrpcMasterClient implements MasterClient {
       'grpc.max_reconnect_backoff_ms': 2_000,
       'grpc-node.flow_control_window': 16 * 1024 * 1024,
     })
+    if (options.pipeline ?? true) this.#pipeline = new MasterPipeline({client: this.#client, method: this.#def.Pipeline, signer: this.#signer})
   }
 
   #metadata(path: string, body?: Uint8Array): grpc.Metadata {
@@ -269,6 +278,7 @@ class GrpcMasterClient implements MasterClient {
   }
 
   #once<Req, Res>(path: string, serialize: (req: Req) => Buffer, deserialize: (buf: Buffer) => Res, req: Req, deadline: number): Promise<Res> {
+    if (this.#pipeline !== undefined) return this.#pipeline.call(path, serialize(req), deadline).then(deserialize)
     return new Promise((resolve, reject) => {
       const done = (err: grpc.ServiceError | null, res?: Res) => (err ? reject(err) : resolve(res as Res))
       if (this.#signer === undefined) {
@@ -365,6 +375,7 @@ class GrpcMasterClient implements MasterClient {
 
   close(): void {
     this.#closed = true
+    this.#pipeline?.close()
     this.#client.close()
   }
 

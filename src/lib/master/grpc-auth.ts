@@ -43,11 +43,24 @@ export class CallSigner {
 
   /** Signs a call of `method` whose serialized request message is `body` (empty by default). */
   sign(metadata: grpc.Metadata, method: string, now = Date.now(), body: Uint8Array = EMPTY): void {
-    const nonce = `${this.#prefix}.${(this.#counter++).toString(36)}`
-    metadata.set(AUTH_TS_METADATA, String(now))
-    metadata.set(AUTH_NONCE_METADATA, nonce)
-    metadata.set(AUTH_SIG_METADATA, signCall(this.#token, method, now, nonce, bodyDigest(body)))
+    const f = this.fields(method, now, body)
+    metadata.set(AUTH_TS_METADATA, f.ts)
+    metadata.set(AUTH_NONCE_METADATA, f.nonce)
+    metadata.set(AUTH_SIG_METADATA, f.sig)
   }
+
+  /** The three signature values of a call, for a transport that carries them in its own fields (Pipeline frames). */
+  fields(method: string, now = Date.now(), body: Uint8Array = EMPTY): CallSignature {
+    const nonce = `${this.#prefix}.${(this.#counter++).toString(36)}`
+    return {ts: String(now), nonce, sig: signCall(this.#token, method, now, nonce, bodyDigest(body))}
+  }
+}
+
+/** What signs one call: the values of the mooncake-auth-ts / -nonce / -sig metadata. */
+export interface CallSignature {
+  ts: string
+  nonce: string
+  sig: string
 }
 
 function unauthenticated(message: string): MooncakeError {
@@ -76,10 +89,13 @@ export class CallVerifier {
    * this request body (the serialized message as received; empty by default), and not replayed.
    */
   verify(method: string, metadata: grpc.Metadata, body: Uint8Array = EMPTY): void {
-    const ts = one(metadata, AUTH_TS_METADATA)
-    const nonce = one(metadata, AUTH_NONCE_METADATA)
-    const sig = one(metadata, AUTH_SIG_METADATA)
-    if (ts === undefined || nonce === undefined || sig === undefined) {
+    this.verifySignature(method, {ts: one(metadata, AUTH_TS_METADATA), nonce: one(metadata, AUTH_NONCE_METADATA), sig: one(metadata, AUTH_SIG_METADATA)}, body)
+  }
+
+  /** As verify, with the signature's values given directly (Pipeline frames). */
+  verifySignature(method: string, signature: Partial<CallSignature>, body: Uint8Array = EMPTY): void {
+    const {ts, nonce, sig} = signature
+    if (!ts || !nonce || !sig) {
       throw unauthenticated(
         'this master requires the cluster token: set MOONCAKE_TOKEN (or MOONCAKE_TOKEN_FILE) to the token the master was started with',
       )

@@ -11,12 +11,13 @@ import type {ItemResult, MasterCalls, PutEndRequest, PutStartRequest} from './ap
 import {MooncakeError} from '../errors.js'
 import type * as w from '../proto/generated/index.js'
 import type {MasterDefinition, MasterHandlers} from '../proto/generated/mooncake/v1/Master.js'
-import {masterMethodPath} from '../proto/loader.js'
+import {loadMasterDefinition, masterMethodPath} from '../proto/loader.js'
 import type {CallVerifier} from './grpc-auth.js'
 import * as codec from './grpc-codec.js'
 import {decodeDiskResults, encodeDiskTask} from './disk-codec.js'
 import {driveRegexScan, isRegexScanner, REGEX_SCAN_SLICE_MS, type RegexScanChunk, type RegexScanner, type RegexScanOptions} from './regex-scan.js'
 import {toServiceError} from './grpc-errors.js'
+import {type FrameCall, pipelineHandler} from './grpc-pipeline.js'
 import {
   BatchResults,
   decodeBatchPutEndRequest,
@@ -95,7 +96,9 @@ function admit(ctx: HandlerContext, rpc: string, call: Call): void {
     const body = requestBytes(call.request)
     // Without the bytes (a definition not made by strictMasterDefinition) no signature can match.
     if (body === undefined) throw new MooncakeError('UNAUTHENTICATED', 'cannot check the signature of this call: the request bytes are unknown')
-    ctx.verifier.verify(masterMethodPath(rpc), call.metadata, body)
+    const signature = (call as Partial<FrameCall>).signature
+    if (signature !== undefined) ctx.verifier.verifySignature(masterMethodPath(rpc), signature, body)
+    else ctx.verifier.verify(masterMethodPath(rpc), call.metadata, body)
   }
   const reason = malformedReason(call.request)
   if (reason !== undefined) throw invalid(reason)
@@ -216,9 +219,15 @@ async function streamKeys(ctx: HandlerContext, call: grpc.ServerWritableStream<w
   if (!call.cancelled) call.end()
 }
 
-export function masterHandlers(ctx: HandlerContext): MasterHandlers {
+/**
+ * The Master service's handlers. `definition` is the one the server registers (its codecs decode
+ * the frames of Pipeline, which runs each frame through the unary handler of its rpc).
+ */
+export function masterHandlers(ctx: HandlerContext, definition: grpc.ServiceDefinition = strictMasterDefinition(loadMasterDefinition())): MasterHandlers {
   const s = ctx.service
-  return {
+  const handlers: MasterHandlers = {
+    Pipeline: (stream) => pipeline(stream),
+
     PutStart: unary(ctx, 'PutStart', (req: w.PutStartRequest__Output) =>
       codec.encodePutStartResult(s.putStart(codec.decodePutStartRequest(req))),
     ),
@@ -333,4 +342,6 @@ export function masterHandlers(ctx: HandlerContext): MasterHandlers {
     ServiceReady: unary(ctx, 'ServiceReady', () => s.serviceReady()),
     Stats: unary(ctx, 'Stats', () => s.stats()),
   }
+  const pipeline = pipelineHandler(definition, handlers, ctx.verifier)
+  return handlers
 }

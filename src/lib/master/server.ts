@@ -142,14 +142,18 @@ export async function startMasterServer(options: StartMasterOptions = {}): Promi
     'grpc.keepalive_timeout_ms': 10_000,
   })
   const proto = loadMooncakeProto()
+  const definition = strictMasterDefinition(proto.master)
   server.addService(
-    strictMasterDefinition(proto.master),
-    masterHandlers({
-      service: observed.calls,
-      verifier: o.token === undefined ? undefined : new CallVerifier(o.token),
-      signal: lifetime.signal,
-      around: replication?.around.bind(replication),
-    }) as unknown as grpc.UntypedServiceImplementation,
+    definition,
+    masterHandlers(
+      {
+        service: observed.calls,
+        verifier: o.token === undefined ? undefined : new CallVerifier(o.token),
+        signal: lifetime.signal,
+        around: replication?.around.bind(replication),
+      },
+      definition,
+    ) as unknown as grpc.UntypedServiceImplementation,
   )
 
   let http: RunningHttp | undefined

@@ -34,6 +34,8 @@ import type { ObjectInfo as _mooncake_v1_ObjectInfo, ObjectInfo__Output as _moon
 import type { ObjectInfoItem as _mooncake_v1_ObjectInfoItem, ObjectInfoItem__Output as _mooncake_v1_ObjectInfoItem__Output } from './mooncake/v1/ObjectInfoItem.js';
 import type { PingRequest as _mooncake_v1_PingRequest, PingRequest__Output as _mooncake_v1_PingRequest__Output } from './mooncake/v1/PingRequest.js';
 import type { PingResponse as _mooncake_v1_PingResponse, PingResponse__Output as _mooncake_v1_PingResponse__Output } from './mooncake/v1/PingResponse.js';
+import type { PipelineRequest as _mooncake_v1_PipelineRequest, PipelineRequest__Output as _mooncake_v1_PipelineRequest__Output } from './mooncake/v1/PipelineRequest.js';
+import type { PipelineResponse as _mooncake_v1_PipelineResponse, PipelineResponse__Output as _mooncake_v1_PipelineResponse__Output } from './mooncake/v1/PipelineResponse.js';
 import type { PutEndRequest as _mooncake_v1_PutEndRequest, PutEndRequest__Output as _mooncake_v1_PutEndRequest__Output } from './mooncake/v1/PutEndRequest.js';
 import type { PutRevokeRequest as _mooncake_v1_PutRevokeRequest, PutRevokeRequest__Output as _mooncake_v1_PutRevokeRequest__Output } from './mooncake/v1/PutRevokeRequest.js';
 import type { PutStartItem as _mooncake_v1_PutStartItem, PutStartItem__Output as _mooncake_v1_PutStartItem__Output } from './mooncake/v1/PutStartItem.js';
@@ -98,6 +100,8 @@ export interface ProtoGrpcType {
       ObjectInfoItem: MessageTypeDefinition<_mooncake_v1_ObjectInfoItem, _mooncake_v1_ObjectInfoItem__Output>
       PingRequest: MessageTypeDefinition<_mooncake_v1_PingRequest, _mooncake_v1_PingRequest__Output>
       PingResponse: MessageTypeDefinition<_mooncake_v1_PingResponse, _mooncake_v1_PingResponse__Output>
+      PipelineRequest: MessageTypeDefinition<_mooncake_v1_PipelineRequest, _mooncake_v1_PipelineRequest__Output>
+      PipelineResponse: MessageTypeDefinition<_mooncake_v1_PipelineResponse, _mooncake_v1_PipelineResponse__Output>
       PutEndRequest: MessageTypeDefinition<_mooncake_v1_PutEndRequest, _mooncake_v1_PutEndRequest__Output>
       PutRevokeRequest: MessageTypeDefinition<_mooncake_v1_PutRevokeRequest, _mooncake_v1_PutRevokeRequest__Output>
       PutStartItem: MessageTypeDefinition<_mooncake_v1_PutStartItem, _mooncake_v1_PutStartItem__Output>

@@ -1,0 +1,164 @@
+/**
+ * The master's end of the Pipeline rpc: each frame is one unary call, run through the very
+ * handler the unary rpc uses (authentication, validation, HA gating, the same errors) with a
+ * stand-in for grpc-js's call object. Only the transport differs: a frame instead of an HTTP/2
+ * stream with its headers and trailers, which is most of a unary call's cost in grpc-js.
+ */
+import * as grpc from '@grpc/grpc-js'
+
+import {MooncakeError} from '../errors.js'
+import type * as w from '../proto/generated/index.js'
+import type {CallSignature, CallVerifier} from './grpc-auth.js'
+import {ERROR_CODE_METADATA, LEADER_METADATA, toServiceError} from './grpc-errors.js'
+import {malformedReason} from './grpc-validate.js'
+
+/** What a unary handler reads of its call; a frame provides the same. */
+export interface FrameCall {
+  request: unknown
+  metadata: grpc.Metadata
+  /** The frame's signature fields (checked instead of metadata). */
+  signature?: Partial<CallSignature>
+  cancelled: boolean
+  getDeadline(): number
+  getPeer(): string
+}
+
+type UnaryHandler = (call: FrameCall, callback: (err: grpc.ServiceError | null, res?: unknown) => void) => void
+
+interface UnaryMethod {
+  name: string
+  requestDeserialize(buf: Buffer): unknown
+  responseSerialize(res: unknown): Buffer
+  handler: UnaryHandler
+}
+
+const NO_METADATA = new grpc.Metadata()
+
+function failure(id: number, err: grpc.ServiceError): w.PipelineResponse {
+  const code = err.metadata?.get(ERROR_CODE_METADATA)[0]
+  const leader = err.metadata?.get(LEADER_METADATA)[0]
+  return {
+    id,
+    status: err.code ?? grpc.status.UNKNOWN,
+    message: err.details ?? err.message,
+    errorCode: typeof code === 'string' ? code : '',
+    leader: typeof leader === 'string' ? leader : '',
+  }
+}
+
+/**
+ * The Pipeline handler over `handlers` (the unary ones of masterHandlers) and `definition`
+ * (strictMasterDefinition's codecs, so frames decode exactly as unary requests do).
+ */
+export function pipelineHandler(
+  definition: grpc.ServiceDefinition,
+  handlers: Record<string, unknown>,
+  verifier: CallVerifier | undefined,
+): grpc.handleBidiStreamingCall<w.PipelineRequest__Output, w.PipelineResponse> {
+  const byPath = new Map<string, UnaryMethod>()
+  for (const [name, method] of Object.entries(definition)) {
+    if (method.requestStream || method.responseStream) continue
+    const handler = handlers[name]
+    if (typeof handler !== 'function') continue
+    byPath.set(method.path, {
+      name,
+      requestDeserialize: method.requestDeserialize as (buf: Buffer) => unknown,
+      responseSerialize: method.responseSerialize as (res: unknown) => Buffer,
+      handler: handler as UnaryHandler,
+    })
+  }
+
+  return (stream) => {
+    const inflight = new Set<FrameCall>()
+    let clientDone = false
+    let closed = false
+    const peer = stream.getPeer()
+    const maybeEnd = () => {
+      if (clientDone && inflight.size === 0 && !closed) {
+        closed = true
+        stream.end()
+      }
+    }
+    const answer = (res: w.PipelineResponse) => {
+      if (!closed) stream.write(res)
+    }
+    const refuse = (frame: w.PipelineRequest__Output, err: unknown) => answer(failure(frame.id, toServiceError(err)))
+
+    stream.on('data', (frame: w.PipelineRequest__Output) => {
+      if (closed) return
+      const bad = malformedReason(frame)
+      if (bad !== undefined || !Number.isInteger(frame.id) || typeof frame.method !== 'string') {
+        // A frame that cannot be answered by id ends the stream (its other calls fail as a transport failure would).
+        closed = true
+        for (const call of inflight) call.cancelled = true
+        stream.emit('error', toServiceError(new MooncakeError('INVALID_PARAMS', `malformed Pipeline frame: ${bad ?? 'no id or method'}`)))
+        return
+      }
+      const method = byPath.get(frame.method)
+      const signature = {ts: frame.authTs, nonce: frame.authNonce, sig: frame.authSig}
+      if (method === undefined) {
+        // Signed frames only learn that the method is unknown; the rest learn they must sign.
+        if (verifier !== undefined) {
+          try {
+            verifier.verifySignature(frame.method, signature, frame.body)
+          } catch (err) {
+            refuse(frame, err)
+            return
+          }
+        }
+        refuse(frame, new MooncakeError('NOT_SUPPORTED', `the master has no unary rpc ${JSON.stringify(frame.method)} to run over Pipeline (a newer client than this master?)`))
+        return
+      }
+      let request: unknown
+      try {
+        request = method.requestDeserialize(frame.body)
+      } catch (err) {
+        // As the unary handlers do: authentication before anything about the request.
+        try {
+          verifier?.verifySignature(frame.method, signature, frame.body)
+        } catch (authErr) {
+          refuse(frame, authErr)
+          return
+        }
+        refuse(frame, new MooncakeError('INVALID_PARAMS', `malformed ${method.name} request: ${err instanceof Error ? err.message : String(err)}`))
+        return
+      }
+      const deadline = frame.deadlineMs > 0 ? frame.deadlineMs : Infinity
+      const call: FrameCall = {
+        request,
+        metadata: NO_METADATA,
+        signature,
+        cancelled: false,
+        getDeadline: () => deadline,
+        getPeer: () => peer,
+      }
+      inflight.add(call)
+      method.handler(call, (err, res) => {
+        inflight.delete(call)
+        if (err) answer(failure(frame.id, err))
+        else {
+          let body: Buffer
+          try {
+            body = method.responseSerialize(res)
+          } catch (encodeErr) {
+            answer(failure(frame.id, toServiceError(encodeErr)))
+            maybeEnd()
+            return
+          }
+          answer({id: frame.id, status: grpc.status.OK, body})
+        }
+        maybeEnd()
+      })
+    })
+    stream.on('end', () => {
+      clientDone = true
+      maybeEnd()
+    })
+    const abandon = () => {
+      closed = true
+      for (const call of inflight) call.cancelled = true
+    }
+    stream.on('cancelled', abandon)
+    stream.on('error', abandon)
+  }
+}
