@@ -15,7 +15,7 @@
 #include "segment.h"
 
 namespace mooncake {
-constexpr uint32_t kNativeAbiVersion = 3;
+constexpr uint32_t kNativeAbiVersion = 4;
 
 namespace {
 
@@ -447,7 +447,9 @@ Napi::Value Submit(const Napi::CallbackInfo& info) {
         !(f[5] >= 0 && f[5] < kTwo64) || !(f[6] >= 0 && f[6] < kTwo64) || !(grantIndex < double(grantCount)))
       return unpinAll(), Throw(env, kInvalidParams, "submit: bad request row");
     RequestSpec& r = reqs[i];
-    r.op = uint8_t(f[0]);
+    // The op's low two bits; bit 2 asks for the CRC32C of the local bytes.
+    r.op = uint8_t(f[0]) & 3;
+    r.wantCrc = (uint8_t(f[0]) & 4) != 0;
     r.peer = uint32_t(f[1]);
     const uint64_t localOffset = uint64_t(f[4]);
     r.offset = uint64_t(f[5]);
@@ -490,22 +492,26 @@ Napi::Value Submit(const Napi::CallbackInfo& info) {
       const size_t n = shared->size();
       Napi::Int32Array status = Napi::Int32Array::New(env, n);
       Napi::Uint8Array via = Napi::Uint8Array::New(env, n);
+      Napi::Uint32Array crcs = Napi::Uint32Array::New(env, n);
       Napi::Value messages = env.Undefined();
       int32_t* st = status.Data();
       uint8_t* vm = via.Data();
+      uint32_t* cr = crcs.Data();
       for (size_t i = 0; i < n; i++) {
         const RequestResult& r = (*shared)[i];
         st[i] = r.status;
         vm[i] = r.viaMemcpy ? 1 : 0;
+        cr[i] = r.crc;
         if (r.status != kOk) {
           if (messages.IsUndefined()) messages = Napi::Array::New(env, n);
           messages.As<Napi::Array>().Set(uint32_t(i), r.message);
         }
       }
-      Napi::Array out = Napi::Array::New(env, 3);
+      Napi::Array out = Napi::Array::New(env, 4);
       out.Set(0u, status);
       out.Set(1u, via);
       out.Set(2u, messages);
+      out.Set(3u, crcs);
       EndPending(env);
       deferred->Resolve(out);
     });

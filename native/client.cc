@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "auth.h"
+#include "crc32c.h"
 
 namespace mooncake {
 
@@ -107,8 +108,22 @@ Result Client::Submit(const std::vector<std::vector<std::string>>& peers, std::v
   b->done = std::move(done);
   b->pins = std::move(pins);
   int64_t slices = 0;
-  for (const RequestSpec& r : b->reqs) slices += int64_t((r.length + sliceSize - 1) / sliceSize);
+  bool anyCrc = false;
+  for (const RequestSpec& r : b->reqs) {
+    slices += int64_t((r.length + sliceSize - 1) / sliceSize);
+    anyCrc = anyCrc || r.wantCrc;
+  }
   b->slicesLeft = slices;
+  b->sliceSize = sliceSize;
+  if (anyCrc) {
+    b->firstSlice.resize(b->reqs.size());
+    uint32_t at = 0;
+    for (size_t i = 0; i < b->reqs.size(); i++) {
+      b->firstSlice[i] = at;
+      at += uint32_t((b->reqs[i].length + sliceSize - 1) / sliceSize);
+    }
+    b->sliceCrc.assign(at, 0);
+  }
   batches_++;
 
   {
@@ -138,7 +153,9 @@ Result Client::Submit(const std::vector<std::vector<std::string>>& peers, std::v
         p->queue.push_back(SliceTask{b, i, off, std::min<uint64_t>(sliceSize, r.length - off)});
     }
   }
-  cv_.notify_all();
+  // One slice needs one worker: waking them all costs every idle thread a futex round trip.
+  if (slices == 1) cv_.notify_one();
+  else cv_.notify_all();
   return Result::Ok();
 }
 
@@ -191,13 +208,22 @@ void Client::WorkerLoop() {
 }
 
 void Client::FinishSlice(const SliceTask& t) {
-  if (t.batch->slicesLeft.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   Batch& b = *t.batch;
+  const RequestSpec& rq = b.reqs[t.req];
+  if (rq.wantCrc && !b.st[t.req].failed) b.sliceCrc[b.firstSlice[t.req] + t.off / b.sliceSize] = Crc32c(0, rq.local + t.off, t.len);
+  if (b.slicesLeft.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   std::vector<RequestResult> results(b.reqs.size());
   for (size_t i = 0; i < b.reqs.size(); i++) {
     results[i].status = b.st[i].failed ? b.st[i].status : kOk;
     results[i].message = b.st[i].message;
     results[i].viaMemcpy = b.st[i].viaMemcpy;
+    if (b.reqs[i].wantCrc && !b.st[i].failed) {
+      const uint64_t len = b.reqs[i].length;
+      uint32_t crc = b.sliceCrc[b.firstSlice[i]];
+      for (uint64_t off = b.sliceSize, k = 1; off < len; off += b.sliceSize, k++)
+        crc = Crc32cCombine(crc, b.sliceCrc[b.firstSlice[i] + k], std::min(b.sliceSize, len - off));
+      results[i].crc = crc;
+    }
   }
   batches_--;
   b.done(std::move(results));

@@ -45,12 +45,16 @@ struct RequestSpec {
   uint64_t offset = 0;
   bool hasGrant = false;
   Grant grant;
+  // Compute the CRC32C of the local bytes (after a read, of what was written for a write) on the
+  // engine's threads, so the caller's thread never walks the bytes.
+  bool wantCrc = false;
 };
 
 struct RequestResult {
   int32_t status = kOk;
   std::string message;
   bool viaMemcpy = false;
+  uint32_t crc = 0;  // with wantCrc, on success
 };
 
 struct ClientStats {
@@ -112,6 +116,10 @@ class Client {
     uint8_t transport = kTransportAuto;
     Done done;
     std::vector<std::shared_ptr<void>> pins;
+    // wantCrc: each slice's CRC (firstSlice[req] + slice index), folded per request at the end.
+    uint64_t sliceSize = 0;
+    std::vector<uint32_t> firstSlice;
+    std::vector<uint32_t> sliceCrc;
   };
   struct SliceTask {
     std::shared_ptr<Batch> batch;

@@ -167,6 +167,34 @@ bool Crc32cHardware() {
 #endif
 }
 
+uint32_t Crc32cCombine(uint32_t crcA, uint32_t crcB, uint64_t lenB) {
+  // zlib's crc32_combine: crc(a) pushed through lenB zero bytes (one vector through O(log lenB)
+  // operator squarings, not a whole shift matrix), plus crc(b); the pre/post inversions cancel.
+  if (lenB == 0) return crcA;
+  uint32_t odd[32], even[32];
+  odd[0] = 0x82F63B78u;
+  uint32_t row = 1;
+  for (int n = 1; n < 32; n++) {
+    odd[n] = row;
+    row <<= 1;
+  }
+  Gf2Square(even, odd);  // 2 zero bits
+  Gf2Square(odd, even);  // 4 zero bits
+  uint32_t crc = crcA;
+  uint64_t len = lenB;
+  while (true) {
+    Gf2Square(even, odd);
+    if (len & 1) crc = Gf2Times(even, crc);
+    len >>= 1;
+    if (!len) break;
+    Gf2Square(odd, even);
+    if (len & 1) crc = Gf2Times(odd, crc);
+    len >>= 1;
+    if (!len) break;
+  }
+  return crc ^ crcB;
+}
+
 uint32_t Crc32c(uint32_t seed, const void* data, size_t len) {
   const uint8_t* p = static_cast<const uint8_t*>(data);
   uint32_t crc = ~seed;

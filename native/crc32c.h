@@ -10,6 +10,9 @@ namespace mooncake {
 // (the pre/post inversion is inside).
 uint32_t Crc32c(uint32_t seed, const void* data, size_t len);
 
+// The CRC of a + b from crc(a) and crc(b) (zlib's crc32_combine for CRC32C).
+uint32_t Crc32cCombine(uint32_t crcA, uint32_t crcB, uint64_t lenB);
+
 // True when the SSE4.2 instruction is used (reported in benchmarks).
 bool Crc32cHardware();
 

@@ -3,6 +3,7 @@ import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 
 import {mintGrant, TransferEngine, type Grant, type TransferTransport} from '../../src/lib/transfer/index.js'
+import {crc32cJs} from '../../src/lib/client/crc32c.js'
 import {killAllOwners, pseudoRandom, sha256, spawnOwner, type Owner} from './helpers.js'
 
 const MiB = 1 << 20
@@ -48,6 +49,32 @@ for (const transport of ['tcp', 'memcpy'] as TransferTransport[]) {
       assert.ok(dst.subarray(0, size).equals(src.subarray(localAt, localAt + size)), `read back ${size}`)
       assert.is(dst[size], 0, 'nothing written past the request')
       offset += size + 1
+    }
+  })
+}
+
+for (const transport of ['tcp', 'memcpy'] as TransferTransport[]) {
+  test(`${transport}: crc: true returns the CRC32C of the local bytes, folded over slices`, async () => {
+    const peer = owner.ready.endpoints
+    // Sizes below, at and across the slice size (64 KiB here): one slice, several, an odd tail.
+    const sizes = [1, 4096, 64 * 1024, 3 * 64 * 1024 + 17, 5 * MiB + 3]
+    let at = 0
+    const writes = sizes.map((length, i) => {
+      const req = {op: 'write' as const, local: src, localOffset: 1000 * i + 1, peer, segment: 'seg', offset: at, length, grant, crc: true}
+      at += length + 11
+      return req
+    })
+    const written = await engine.submit(writes, {transport, sliceSize: 64 * 1024})
+    for (let i = 0; i < sizes.length; i++) {
+      const w = writes[i]
+      assert.equal(written[i], {ok: true, via: transport, crc: crc32cJs(src.subarray(w.localOffset, w.localOffset + w.length))}, `write of ${sizes[i]} B`)
+    }
+    const reads = writes.map((w, i) => ({op: 'read' as const, local: dst, localOffset: 0, peer, segment: 'seg', offset: w.offset, length: w.length, grant, crc: i % 2 === 0}))
+    for (let i = 0; i < reads.length; i++) {
+      const [r] = await engine.submit([reads[i]], {transport, sliceSize: 64 * 1024})
+      const expected = crc32cJs(dst.subarray(0, reads[i].length))
+      assert.equal(r, reads[i].crc ? {ok: true, via: transport, crc: expected} : {ok: true, via: transport}, `read of ${sizes[i]} B`)
+      assert.is(expected, written[i].ok ? (written[i] as {crc: number}).crc : -1, `the bytes read back have the written CRC (${sizes[i]} B)`)
     }
   })
 }

@@ -25,6 +25,7 @@ import type {
   RemoveManyResult,
   ReplicateConfig,
 } from '../master/api.js'
+import {crc32cFold} from './crc32c.js'
 import {createDefaultDataPath, type DataPath, type TransferItemResult, type TransferRequest} from './data-path.js'
 import {defaultHostId} from './host-id.js'
 import {
@@ -509,16 +510,18 @@ export class MooncakeClient extends EventEmitter {
         leases.push(lease)
         view = lease.view
       }
-      crcs[k] = dp.crc32c(view)
-      for (const loc of l) {
-        requests.push({op: 'write', local: view, remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset, grant: loc.grant}})
+      // The engine computes the checksum while it writes the first replica.
+      for (let r = 0; r < l.length; r++) {
+        const loc = l[r]
+        requests.push({op: 'write', local: view, remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset, grant: loc.grant}, crc: r === 0})
         owner.push(k)
       }
     }
     if (requests.length > 0) {
-      let results: ItemResult<void>[]
+      let results: TransferItemResult[]
       try {
         results = await this.transfer(dp, requests, deadline)
+        for (let j = 0; j < results.length; j++) if (requests[j].crc) crcs[owner[j]] = results[j].crc ?? dp.crc32c(requests[j].local)
       } finally {
         for (const lease of leases) this.stagingPool?.release(lease)
       }
@@ -671,21 +674,25 @@ export class MooncakeClient extends EventEmitter {
   private async writeSlices(locations: MemoryLocation[], source: WriteSource, deadline: number, dp: DataPath): Promise<number> {
     const size = source.size
     const slice = this.opts.sliceSize
-    let crc = 0
+    const crcs: Array<{crc: number; length: number}> = []
     let failure: MooncakeError | undefined
     const inflight = new Set<Promise<void>>()
     for (let offset = 0; offset < size && !failure; offset += slice) {
       const length = Math.min(slice, size - offset)
       const got = source.read(offset, length)
       const part: SliceView = got instanceof Promise ? await got : got
-      crc = dp.crc32c(part.view, crc)
-      const requests: TransferRequest[] = locations.map((loc) => ({
+      const index = crcs.length
+      crcs.push({crc: 0, length})
+      // The engine computes the slice's checksum while it writes the first replica.
+      const requests: TransferRequest[] = locations.map((loc, r) => ({
         op: 'write',
         local: part.view,
         remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset + offset, grant: loc.grant},
+        crc: r === 0,
       }))
       const p: Promise<void> = this.transfer(dp, requests, deadline)
         .then((results) => {
+          crcs[index].crc = results[0]?.crc ?? dp.crc32c(part.view)
           for (let i = 0; i < results.length; i++) {
             const r = results[i]
             if (!r.ok && !failure) {
@@ -702,7 +709,7 @@ export class MooncakeClient extends EventEmitter {
     }
     await Promise.all(inflight)
     if (failure) throw failure
-    return crc
+    return crc32cFold(crcs)
   }
 
   private async transfer(dp: DataPath, requests: TransferRequest[], deadline: number): Promise<TransferItemResult[]> {
@@ -930,7 +937,7 @@ export class MooncakeClient extends EventEmitter {
       const requests: TransferRequest[] = new Array(take.length)
       for (let j = 0; j < take.length; j++) {
         const loc = sources[j]
-        requests[j] = {op: 'read', local: views[j], remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset, grant: loc.grant}}
+        requests[j] = {op: 'read', local: views[j], remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset, grant: loc.grant}, crc: true}
       }
       const results = await this.transfer(dp, requests, deadline)
       const now = Date.now()
@@ -947,7 +954,7 @@ export class MooncakeClient extends EventEmitter {
           slow.push(this.slowGet(keys[i], options, out, i))
           continue
         }
-        if (info.checksum !== undefined && info.checksum !== null && dp.crc32c(view) !== info.checksum >>> 0) {
+        if (info.checksum !== undefined && info.checksum !== null && (res.crc ?? dp.crc32c(view)) !== info.checksum >>> 0) {
           this.counters.checksumMismatches++
           this.opts.metrics?.recordReplicaFallback('CHECKSUM_MISMATCH')
           slow.push(this.slowGet(keys[i], options, out, i))
@@ -1069,8 +1076,8 @@ export class MooncakeClient extends EventEmitter {
       let lastErr: ItemResult<void> | undefined
       for (const loc of order) {
         if (bad.has(loc) && order.some((r) => !bad.has(r))) continue
-        const [res] = await this.transfer(dp, [{op: 'read', local: view, remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset + offset, grant: loc.grant}}], deadline)
-        if (res.ok) return
+        const [res] = await this.transfer(dp, [{op: 'read', local: view, remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset + offset, grant: loc.grant}, crc: true}], deadline)
+        if (res.ok) return res.crc
         lastErr = res
         bad.add(loc)
         this.counters.replicaFailovers++

@@ -22,10 +22,12 @@ export interface TransferRequest {
   /** A view that lies inside registered memory (staging, or a buffer the caller registered); its length is the transfer length. */
   local: Uint8Array
   remote: RemoteTarget
+  /** Also compute the CRC32C of `local` (after a read; what was sent for a write) off the event loop: the result's `crc`. */
+  crc?: boolean
 }
 
 /** One request's outcome; a success may say how the bytes moved (metrics: `memcpy` is the same-host path). */
-export type TransferItemResult = ItemResult<void> & {via?: 'tcp' | 'memcpy'}
+export type TransferItemResult = ItemResult<void> & {via?: 'tcp' | 'memcpy'; crc?: number}
 
 /** Bytes and requests this process' data server has served to others, since it started. */
 export interface ServedStats {

@@ -46,7 +46,7 @@ const OK_MEMCPY: TransferItemResult = Object.freeze({ok: true, value: undefined,
 
 function itemResult(r: TransferResult | undefined): TransferItemResult {
   if (!r) return {ok: false, code: 'INTERNAL_ERROR', message: 'the engine returned too few results'}
-  if (r.ok) return r.via === 'memcpy' ? OK_MEMCPY : OK
+  if (r.ok) return r.crc !== undefined ? {ok: true, value: undefined, via: r.via, crc: r.crc} : r.via === 'memcpy' ? OK_MEMCPY : OK
   return {ok: false, code: r.code === 'INTERNAL_ERROR' ? 'TRANSFER_FAIL' : r.code, message: r.message}
 }
 
@@ -111,6 +111,7 @@ export class EngineDataPath implements DataPath {
         offset: r.remote.offset,
         length: r.local.length,
         grant,
+        crc: r.crc,
       })
       call.slots.push(i)
     }

@@ -189,14 +189,15 @@ export interface FillSinkOptions {
 
 /**
  * Fills `sink` with `size` bytes, `parallel` slices at a time: `fill` puts slice `index`'s bytes
- * (at `offset`) into `view`. The first failure stops the workers and is thrown. Resolves with the
- * value's CRC32C, folded from the slices' CRCs as they land.
+ * (at `offset`) into `view` and may return their CRC32C (computed by the engine; else it is computed
+ * here). The first failure stops the workers and is thrown. Resolves with the value's CRC32C,
+ * folded from the slices' CRCs as they land.
  */
 export async function fillSink(
   sink: ReadSink,
   size: number,
   options: FillSinkOptions,
-  fill: (index: number, offset: number, view: Uint8Array) => Promise<void>,
+  fill: (index: number, offset: number, view: Uint8Array) => Promise<number | undefined | void>,
 ): Promise<number> {
   const {sliceSize} = options
   const count = Math.ceil(size / sliceSize)
@@ -214,8 +215,8 @@ export async function fillSink(
       let committed = false
       try {
         const view = slice.view.subarray(0, length)
-        await fill(i, offset, view)
-        parts[i] = {crc: options.crc32c(view), length}
+        const crc = await fill(i, offset, view)
+        parts[i] = {crc: crc ?? options.crc32c(view), length}
         committed = true
         await sink.commit(offset, slice)
       } catch (err) {

@@ -298,7 +298,8 @@ export class TransferEngine {
         localIndex.set(r.local, l)
       }
       const o = count * ROW_WIDTH
-      rows[o] = r.op === 'read' ? 1 : 2
+      // Bit 2 of the op asks the engine for the CRC32C of the local bytes.
+      rows[o] = (r.op === 'read' ? 1 : 2) | (r.crc === true ? 4 : 0)
       rows[o + 1] = p
       rows[o + 2] = seg
       rows[o + 3] = l
@@ -328,10 +329,13 @@ export class TransferEngine {
     }
     this.#inflight.add(pending)
     try {
-      const [status, via, messages] = await pending
+      const [status, via, messages, crcs] = await pending
       for (let k = 0; k < count; k++) {
         const st = status[k]
-        results[rowOf[k]] = st === 0 ? (via[k] ? OK_MEMCPY : OK_TCP) : {ok: false, code: codeName(st), message: messages?.[k] ?? ''}
+        const i = rowOf[k]
+        if (st !== 0) results[i] = {ok: false, code: codeName(st), message: messages?.[k] ?? ''}
+        else if (requests[i].crc === true) results[i] = {ok: true, via: via[k] ? 'memcpy' : 'tcp', crc: crcs[k]}
+        else results[i] = via[k] ? OK_MEMCPY : OK_TCP
       }
       return results
     } finally {

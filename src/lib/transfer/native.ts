@@ -6,7 +6,7 @@ import {fileURLToPath} from 'node:url'
 import {MooncakeError} from '../errors.js'
 
 /** Bumped whenever the native function table changes, so a stale build is detected. */
-export const EXPECTED_NATIVE_ABI = 3
+export const EXPECTED_NATIVE_ABI = 4
 
 /** Options object passed to `engineCreate` (already validated and defaulted by options.ts). */
 export interface NativeEngineOptions {
@@ -28,7 +28,7 @@ export interface NativeEngineOptions {
  * value) and whether it moved through shared memory; messages only when something failed
  * (indexed like the requests, undefined for successes).
  */
-export type NativeSubmitResult = [status: Int32Array, viaMemcpy: Uint8Array, messages: Array<string | undefined> | undefined]
+export type NativeSubmitResult = [status: Int32Array, viaMemcpy: Uint8Array, messages: Array<string | undefined> | undefined, crcs: Uint32Array]
 
 export interface NativeListenerStats {
   endpoint: string

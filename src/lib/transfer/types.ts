@@ -31,10 +31,15 @@ export interface TransferRequest {
   length: number
   /** Required when the peer segment has a grant key (see mintGrant). */
   grant?: Grant
+  /**
+   * Also compute the CRC32C of the local bytes (after a read; of the bytes sent for a write) on
+   * the engine's threads: the result's `crc`. @default false
+   */
+  crc?: boolean
 }
 
 export type TransferResult =
-  | {ok: true; via: 'tcp' | 'memcpy'}
+  | {ok: true; via: 'tcp' | 'memcpy'; crc?: number}
   | {ok: false; code: ErrorCodeName; message: string}
 
 export interface SubmitOptions {
