@@ -123,6 +123,7 @@ Result Client::Submit(const std::vector<std::vector<std::string>>& peers, std::v
       at += uint32_t((b->reqs[i].length + sliceSize - 1) / sliceSize);
     }
     b->sliceCrc.assign(at, 0);
+    b->sliceCrcDone.assign(at, 0);
   }
   batches_++;
 
@@ -210,7 +211,10 @@ void Client::WorkerLoop() {
 void Client::FinishSlice(const SliceTask& t) {
   Batch& b = *t.batch;
   const RequestSpec& rq = b.reqs[t.req];
-  if (rq.wantCrc && !b.st[t.req].failed) b.sliceCrc[b.firstSlice[t.req] + t.off / b.sliceSize] = Crc32c(0, rq.local + t.off, t.len);
+  if (rq.wantCrc && !b.st[t.req].failed) {
+    const size_t k = b.firstSlice[t.req] + t.off / b.sliceSize;
+    if (!b.sliceCrcDone[k]) b.sliceCrc[k] = Crc32c(0, rq.local + t.off, t.len);
+  }
   if (b.slicesLeft.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   std::vector<RequestResult> results(b.reqs.size());
   for (size_t i = 0; i < b.reqs.size(); i++) {
@@ -287,9 +291,15 @@ void Client::RunGroup(Peer* p, std::vector<SliceTask>& group) {
       if (r == 0) continue;  // refused (failure recorded)
       uint8_t* mine = rq.local + t.off;
       uint8_t* theirs = seg->data() + rq.offset + t.off;
-      if (rq.op == kOpcodeRead) memcpy(mine, theirs, t.len);
-      else {
-        seg->PrepareWrite(rq.offset + t.off, t.len);
+      if (rq.op == kOpcodeWrite) seg->PrepareWrite(rq.offset + t.off, t.len);
+      if (rq.wantCrc) {
+        // Checksummed on the way (one pass over the bytes); a write's destination is not read here again.
+        const size_t k = b.firstSlice[t.req] + t.off / b.sliceSize;
+        b.sliceCrc[k] = rq.op == kOpcodeRead ? CopyCrc32c(mine, theirs, t.len, false) : CopyCrc32c(theirs, mine, t.len, true);
+        b.sliceCrcDone[k] = 1;
+      } else if (rq.op == kOpcodeRead) {
+        memcpy(mine, theirs, t.len);
+      } else {
         memcpy(theirs, mine, t.len);
       }
       copied.push_back(&t);
@@ -393,8 +403,9 @@ int Client::PrepareMemcpySlice(Peer* p, const std::shared_ptr<Segment>& seg, con
     return 0;
   }
   if (seg->hasGrantKey()) {
-    // Same checks as the server's, in this process: the key stays with the owner, so the
-    // grant's signature is confirmed once over the data connection, then cached.
+    // Same checks as the server's, in this process: with the key from the segment file's header
+    // (owners of this version) the signature is checked here; otherwise it is confirmed once
+    // over the data connection, then cached.
     if (!rq.hasGrant) {
       Fail(b, t.req, kAccessDenied, "segment '" + rq.segment + "' requires a grant");
       return 0;
@@ -402,6 +413,13 @@ int Client::PrepareMemcpySlice(Peer* p, const std::shared_ptr<Segment>& seg, con
     std::array<uint8_t, kGrantWireSize> mac;
     EncodeGrant(rq.grant, mac.data());
     bool known = last->valid && last->wire == mac;
+    if (!known && seg->knowsGrantKey()) {
+      if (!GrantAuthentic(seg->grantKey(), rq.segment, rq.grant)) {
+        Fail(b, t.req, kAccessDenied, "the grant's signature does not match segment '" + rq.segment + "'");
+        return 0;
+      }
+      known = true;
+    }
     if (!known) {
       std::lock_guard<std::mutex> lock(a->mu);
       known = a->verifiedGrants.count(mac) > 0;

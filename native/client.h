@@ -120,6 +120,7 @@ class Client {
     uint64_t sliceSize = 0;
     std::vector<uint32_t> firstSlice;
     std::vector<uint32_t> sliceCrc;
+    std::vector<uint8_t> sliceCrcDone;  // set where the copy computed it (same-host path)
   };
   struct SliceTask {
     std::shared_ptr<Batch> batch;

@@ -42,6 +42,11 @@ struct FileHeader {
   uint64_t ownerStartTime;
   uint64_t dataSize;
   char name[256];
+  // Version 2: the segment's grant key (when it has one). Whoever can open this file (the owner's
+  // user: 0600, and Attach checks the uid) can already write every byte of the segment, so
+  // handing it the key gives nothing new, and lets it check grants itself instead of asking the
+  // owner over a connection for every new grant.
+  uint8_t grantKey[kGrantKeySize];
 };
 static_assert(sizeof(FileHeader) <= kShmHeaderSize, "header fits the first page");
 
@@ -132,7 +137,8 @@ std::shared_ptr<Segment> Segment::Create(const std::string& name, uint64_t size,
 
   auto* h = reinterpret_cast<FileHeader*>(base);
   h->magic = kHeaderMagic;
-  h->version = 1;
+  h->version = 2;
+  if (withGrantKey) memcpy(h->grantKey, seg->grantKey_, kGrantKeySize);
   h->ownerPid = getpid();
   h->ownerStartTime = ProcessStartTime(getpid());
   h->dataSize = size;
@@ -175,6 +181,10 @@ std::shared_ptr<Segment> Segment::Attach(const ShmInfo& info, Result* err) {
   seg->ownerPid_ = info.ownerPid;
   seg->owned_ = false;
   seg->hasGrantKey_ = info.grantRequired;
+  if (info.grantRequired && h->version >= 2) {
+    memcpy(seg->grantKey_, h->grantKey, kGrantKeySize);
+    seg->knowsGrantKey_ = true;
+  }
   seg->chunks_ = size_t((info.size + kPopulateChunk - 1) / kPopulateChunk);
   seg->populated_.reset(new std::atomic<uint8_t>[seg->chunks_]);
   for (size_t i = 0; i < seg->chunks_; i++) seg->populated_[i].store(0, std::memory_order_relaxed);

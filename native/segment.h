@@ -47,6 +47,9 @@ class Segment {
   bool owned() const { return owned_; }
   bool hasGrantKey() const { return hasGrantKey_; }
   const uint8_t* grantKey() const { return grantKey_; }
+  // True for an owned segment with a key, and for an attached one whose owner wrote its key in
+  // the file header (then grants are checked here, without asking the owner).
+  bool knowsGrantKey() const { return hasGrantKey_ && (owned_ || knowsGrantKey_); }
   ShmInfo info() const;
 
   // Owner: marks the header closed (attached peers see it) and unlinks the file. The memory
@@ -76,6 +79,7 @@ class Segment {
   bool owned_ = false;
   bool hasGrantKey_ = false;
   uint8_t grantKey_[kGrantKeySize] = {};
+  bool knowsGrantKey_ = false;
   std::atomic<bool> retired_{false};
   // Attached copy: which 2 MiB chunks of the data have had their page tables populated.
   std::unique_ptr<std::atomic<uint8_t>[]> populated_;

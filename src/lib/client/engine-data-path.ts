@@ -40,6 +40,9 @@ interface Pending {
   timeoutMs: number
 }
 
+/** Transfers of at least this many bytes get their own native batch (see transfer). */
+const SEPARATE_BATCH_BYTES = 256 * 1024
+
 /** Shared, frozen success result (no allocation per transferred item). */
 const OK: TransferItemResult = Object.freeze({ok: true, value: undefined, via: 'tcp'}) as TransferItemResult
 const OK_MEMCPY: TransferItemResult = Object.freeze({ok: true, value: undefined, via: 'memcpy'}) as TransferItemResult
@@ -79,10 +82,15 @@ export class EngineDataPath implements DataPath {
   }
 
   transfer(requests: TransferRequest[], options: TransferOptions): Promise<TransferItemResult[]> {
-    let group = this.pending.get(options.transport)
+    let bytes = 0
+    for (const r of requests) bytes += r.local.length
+    // Large transfers leave alone: a native batch completes as a whole, so merged with other
+    // callers' copies each caller would wait for the slowest, and all would then resume together.
+    const alone = bytes >= SEPARATE_BATCH_BYTES
+    let group = alone ? undefined : this.pending.get(options.transport)
     if (!group) {
       group = {requests: [], calls: [], timeoutMs: 0}
-      this.pending.set(options.transport, group)
+      if (!alone) this.pending.set(options.transport, group)
     }
     group.timeoutMs = Math.max(group.timeoutMs, Math.ceil(options.timeoutMs))
     const out: TransferItemResult[] = new Array(requests.length)
@@ -118,7 +126,8 @@ export class EngineDataPath implements DataPath {
     if (call.slots.length === 0) return Promise.resolve(out)
     const done = new Promise<TransferItemResult[]>((resolve) => (call.resolve = resolve))
     group.calls.push(call)
-    if (!this.flushScheduled) {
+    if (alone) void this.submit(options.transport, group)
+    else if (!this.flushScheduled) {
       this.flushScheduled = true
       process.nextTick(() => this.flush())
     }
