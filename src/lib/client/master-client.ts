@@ -50,7 +50,8 @@ import {fromServiceError, isTransportUnavailable} from '../master/grpc-errors.js
 import type * as w from '../proto/generated/index.js'
 import type {MasterDefinition} from '../proto/generated/mooncake/v1/Master.js'
 import {loadMooncakeProto} from '../proto/loader.js'
-import {MasterPipeline} from './master-pipeline.js'
+import {PIPELINE_MAX_BODY} from '../master/grpc-pipeline.js'
+import {isPipelineUnsupported, MasterPipeline} from './master-pipeline.js'
 
 export interface MasterClientOptions {
   /** Address of the master, `HOST:PORT` (`[v6]:PORT` for IPv6). */
@@ -278,7 +279,21 @@ class GrpcMasterClient implements MasterClient {
   }
 
   #once<Req, Res>(path: string, serialize: (req: Req) => Buffer, deserialize: (buf: Buffer) => Res, req: Req, deadline: number): Promise<Res> {
-    if (this.#pipeline !== undefined) return this.#pipeline.call(path, serialize(req), deadline).then(deserialize)
+    if (this.#pipeline?.usable) {
+      const body = serialize(req)
+      if (body.length <= PIPELINE_MAX_BODY) {
+        return this.#pipeline.call(path, body, deadline).then(deserialize, (err: unknown) => {
+          if (isPipelineUnsupported(err)) return this.#unary(path, passThrough, deserialize, body, deadline)
+          throw err
+        })
+      }
+      // Too large for a frame: as a unary call, whose size limit answers as it always did.
+      return this.#unary(path, passThrough, deserialize, body, deadline)
+    }
+    return this.#unary(path, serialize, deserialize, req, deadline)
+  }
+
+  #unary<Req, Res>(path: string, serialize: (req: Req) => Buffer, deserialize: (buf: Buffer) => Res, req: Req, deadline: number): Promise<Res> {
     return new Promise((resolve, reject) => {
       const done = (err: grpc.ServiceError | null, res?: Res) => (err ? reject(err) : resolve(res as Res))
       if (this.#signer === undefined) {

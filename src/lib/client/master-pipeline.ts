@@ -35,6 +35,14 @@ interface Pending {
 
 type Stream = grpc.ClientDuplexStream<w.PipelineRequest, w.PipelineResponse__Output>
 
+const PIPELINE_UNSUPPORTED = 'the master does not implement Pipeline'
+
+/** True for the rejection of a call the master never saw because it has no Pipeline rpc (send it as a unary call). */
+export function isPipelineUnsupported(err: unknown): boolean {
+  const e = err as Partial<grpc.ServiceError>
+  return e?.code === grpc.status.UNIMPLEMENTED && e.details === PIPELINE_UNSUPPORTED
+}
+
 function serviceError(code: grpc.status, details: string, metadata = new grpc.Metadata()): grpc.ServiceError {
   const err = new Error(`${code} ${grpc.status[code]}: ${details}`) as grpc.ServiceError
   err.code = code
@@ -57,12 +65,21 @@ export class MasterPipeline {
   #nextId = 0
   #idleTimer: NodeJS.Timeout | undefined
   #closed = false
+  #unsupported = false
 
   constructor(options: MasterPipelineOptions) {
     this.#options = options
   }
 
-  /** Sends one unary call of `path` (request already serialized); resolves with the serialized response. */
+  /** False once the master turned out not to have the Pipeline rpc (use unary calls then). */
+  get usable(): boolean {
+    return !this.#unsupported && !this.#closed
+  }
+
+  /**
+   * Sends one unary call of `path` (request already serialized); resolves with the serialized
+   * response. Rejects with isPipelineUnsupported(err) when the master has no Pipeline rpc.
+   */
   call(path: string, body: Buffer, deadline: number): Promise<Buffer> {
     return new Promise((resolve, reject) => {
       if (this.#closed) {
@@ -112,7 +129,18 @@ export class MasterPipeline {
       if (res.status === grpc.status.OK) p.resolve(res.body)
       else p.reject(answerError(res))
     })
-    stream.on('error', (err: grpc.ServiceError) => this.#fail(stream, err.code === undefined ? serviceError(grpc.status.UNAVAILABLE, err.message) : err))
+    stream.on('error', (err: grpc.ServiceError) => {
+      if (err.code === grpc.status.UNIMPLEMENTED) {
+        // A master older than Pipeline: nothing was run; the caller sends these calls as unary ones.
+        this.#unsupported = true
+        this.#fail(stream, serviceError(grpc.status.UNIMPLEMENTED, PIPELINE_UNSUPPORTED))
+        return
+      }
+      // Whatever ended the stream (connection lost, master shutting down or cancelling it, a
+      // message over the size limit), for the calls it carried it is a transport failure: each
+      // may be retried where that is safe, as a unary call cut off the same way would be.
+      this.#fail(stream, serviceError(grpc.status.UNAVAILABLE, `the call stream to the master failed: ${err.details ?? err.message}`))
+    })
     stream.on('end', () => this.#fail(stream, serviceError(grpc.status.UNAVAILABLE, 'the master ended the call stream')))
     return stream
   }

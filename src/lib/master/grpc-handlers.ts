@@ -342,6 +342,6 @@ export function masterHandlers(ctx: HandlerContext, definition: grpc.ServiceDefi
     ServiceReady: unary(ctx, 'ServiceReady', () => s.serviceReady()),
     Stats: unary(ctx, 'Stats', () => s.stats()),
   }
-  const pipeline = pipelineHandler(definition, handlers, ctx.verifier)
+  const pipeline = pipelineHandler(definition, handlers, ctx.verifier, ctx.signal)
   return handlers
 }

@@ -34,6 +34,13 @@ interface UnaryMethod {
 
 const NO_METADATA = new grpc.Metadata()
 
+/**
+ * Largest request or answer body a frame carries: the 64 MiB message limit of both ends, less
+ * room for the frame's own fields. A larger request goes as a unary call (which grpc-js refuses
+ * as the unary call always did); a larger answer fails only its own frame.
+ */
+export const PIPELINE_MAX_BODY = 64 * 1024 * 1024 - 64 * 1024
+
 function failure(id: number, err: grpc.ServiceError): w.PipelineResponse {
   const code = err.metadata?.get(ERROR_CODE_METADATA)[0]
   const leader = err.metadata?.get(LEADER_METADATA)[0]
@@ -54,7 +61,14 @@ export function pipelineHandler(
   definition: grpc.ServiceDefinition,
   handlers: Record<string, unknown>,
   verifier: CallVerifier | undefined,
+  signal?: AbortSignal,
 ): grpc.handleBidiStreamingCall<w.PipelineRequest__Output, w.PipelineResponse> {
+  // Shutdown: every stream stops taking frames and ends once its calls in flight are answered,
+  // so the server's graceful shutdown is not held until its force timeout.
+  const draining = new Set<() => void>()
+  signal?.addEventListener('abort', () => {
+    for (const drain of draining) drain()
+  })
   const byPath = new Map<string, UnaryMethod>()
   for (const [name, method] of Object.entries(definition)) {
     if (method.requestStream || method.responseStream) continue
@@ -76,9 +90,16 @@ export function pipelineHandler(
     const maybeEnd = () => {
       if (clientDone && inflight.size === 0 && !closed) {
         closed = true
+        draining.delete(drain)
         stream.end()
       }
     }
+    const drain = () => {
+      clientDone = true
+      maybeEnd()
+    }
+    if (signal?.aborted) drain()
+    else draining.add(drain)
     const answer = (res: w.PipelineResponse) => {
       if (!closed) stream.write(res)
     }
@@ -86,11 +107,15 @@ export function pipelineHandler(
 
     stream.on('data', (frame: w.PipelineRequest__Output) => {
       if (closed) return
+      if (clientDone) {
+        // Shutting down: not run; for the client a transport failure (retried elsewhere where safe).
+        answer({id: frame.id, status: grpc.status.UNAVAILABLE, message: 'the master is shutting down', errorCode: '', leader: ''})
+        return
+      }
       const bad = malformedReason(frame)
       if (bad !== undefined || !Number.isInteger(frame.id) || typeof frame.method !== 'string') {
         // A frame that cannot be answered by id ends the stream (its other calls fail as a transport failure would).
-        closed = true
-        for (const call of inflight) call.cancelled = true
+        abandon()
         stream.emit('error', toServiceError(new MooncakeError('INVALID_PARAMS', `malformed Pipeline frame: ${bad ?? 'no id or method'}`)))
         return
       }
@@ -145,7 +170,10 @@ export function pipelineHandler(
             maybeEnd()
             return
           }
-          answer({id: frame.id, status: grpc.status.OK, body})
+          // What grpc-js answers a unary call whose answer is over the limit (no ErrorCode: the client says "send smaller batches").
+          if (body.length > PIPELINE_MAX_BODY) {
+            answer({id: frame.id, status: grpc.status.RESOURCE_EXHAUSTED, message: `the answer (${body.length} bytes) is larger than ${PIPELINE_MAX_BODY} bytes`, errorCode: '', leader: ''})
+          } else answer({id: frame.id, status: grpc.status.OK, body})
         }
         maybeEnd()
       })
@@ -156,6 +184,7 @@ export function pipelineHandler(
     })
     const abandon = () => {
       closed = true
+      draining.delete(drain)
       for (const call of inflight) call.cancelled = true
     }
     stream.on('cancelled', abandon)
