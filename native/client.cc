@@ -495,6 +495,7 @@ void Client::RunTcpGroup(Peer* p, std::vector<const SliceTask*>& todo) {
       h.segment = rq.segment;
       h.grant = rq.grant;
       wires[i].data = rq.local + t.off;
+      wires[i].wantCrc = rq.wantCrc && rq.op != kOpcodeGrantCheck;
     }
     Outcome o = Pipeline(fd, wires.data(), wires.size(), b.deadline);
     left.clear();
@@ -506,6 +507,11 @@ void Client::RunTcpGroup(Peer* p, std::vector<const SliceTask*>& todo) {
         Fail(b, todo[i]->req, w.status, w.message);
       } else {
         transferred_ += todo[i]->len;
+        if (w.crcDone) {
+          const size_t k = b.firstSlice[todo[i]->req] + todo[i]->off / b.sliceSize;
+          b.sliceCrc[k] = w.crc;
+          b.sliceCrcDone[k] = 1;
+        }
       }
     }
     // Reusable only when every response arrived: the stream is then exactly between frames.
@@ -755,6 +761,7 @@ Client::Outcome Client::Pipeline(int fd, Wire* w, size_t n, int64_t deadline) {
         if (k) {
           if (dst) {
             memcpy(dst, rb + lo, k);
+            if (cur->wantCrc) cur->crc = Crc32c(cur->crc, dst, k);
             dst += k;
           } else {
             memcpy(&(*text)[textAt], rb + lo, k);
@@ -765,6 +772,7 @@ Client::Outcome Client::Pipeline(int fd, Wire* w, size_t n, int64_t deadline) {
         }
         if (left > 0) return true;
         cur->done = true;
+        if (cur->wantCrc && cur->status == kOk && cur->h.op == kOpcodeRead) cur->crcDone = true;
         cur = nullptr;
         pending--;
         continue;
@@ -779,6 +787,7 @@ Client::Outcome Client::Pipeline(int fd, Wire* w, size_t n, int64_t deadline) {
         return err = Result::Fail(kTransferFail, "response does not match any request in flight"), false;
       Wire& x = w[idx];
       x.status = rh.status;
+      if (x.h.op == kOpcodeRead) x.crc = 0;
       cur = &x;
       dst = nullptr;
       text = nullptr;
@@ -807,7 +816,22 @@ Client::Outcome Client::Pipeline(int fd, Wire* w, size_t n, int64_t deadline) {
   // answers only after the last body byte.
   if (n == 1 && w[0].h.op == kOpcodeWrite && w[0].h.length >= kDirectRecv) {
     Result sr = SendAll(fd, heads.data(), headAt[1], deadline, nullptr, true);
-    if (sr.ok()) sr = SendAll(fd, w[0].data, size_t(w[0].h.length), deadline);
+    const size_t len = size_t(w[0].h.length);
+    if (!w[0].wantCrc) {
+      if (sr.ok()) sr = SendAll(fd, w[0].data, len, deadline);
+    } else {
+      // Checksummed piece by piece just before the piece is sent: it is read from cache twice
+      // instead of from memory twice.
+      constexpr size_t kCrcPiece = 256 * 1024;
+      uint32_t crc = 0;
+      for (size_t at = 0; sr.ok() && at < len; at += kCrcPiece) {
+        const size_t k = std::min(kCrcPiece, len - at);
+        crc = Crc32c(crc, w[0].data + at, k);
+        sr = SendAll(fd, w[0].data + at, k, deadline, nullptr, at + k < len);
+      }
+      w[0].crc = crc;
+      w[0].crcDone = true;
+    }
     if (!sr.ok()) return classify(sr);
     iovAt = iov.size();
   }
@@ -848,10 +872,12 @@ Client::Outcome Client::Pipeline(int fd, Wire* w, size_t n, int64_t deadline) {
       // Large payload: straight into its destination.
       r = recv(fd, dst, size_t(std::min<uint64_t>(left, 4u << 20)), MSG_DONTWAIT);
       if (r > 0) {
+        if (cur->wantCrc) cur->crc = Crc32c(cur->crc, dst, size_t(r));
         dst += r;
         left -= uint64_t(r);
         if (left == 0) {
           cur->done = true;
+          if (cur->wantCrc) cur->crcDone = true;
           cur = nullptr;
           pending--;
         }

@@ -152,6 +152,10 @@ class Client {
     bool done = false;
     int32_t status = kOk;
     std::string message;
+    // wantCrc: the CRC32C of the bytes, taken as they are sent or land (while still in cache).
+    bool wantCrc = false;
+    bool crcDone = false;
+    uint32_t crc = 0;
   };
   // The grant last confirmed while running a group (saves the lookup in the verified set).
   struct GroupGrant {

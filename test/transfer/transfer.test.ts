@@ -76,6 +76,14 @@ for (const transport of ['tcp', 'memcpy'] as TransferTransport[]) {
       assert.equal(r, reads[i].crc ? {ok: true, via: transport, crc: expected} : {ok: true, via: transport}, `read of ${sizes[i]} B`)
       assert.is(expected, written[i].ok ? (written[i] as {crc: number}).crc : -1, `the bytes read back have the written CRC (${sizes[i]} B)`)
     }
+    // 1 MiB slices: one large slice per exchange (checksummed piece by piece as it is sent, or as it lands).
+    const length = 3 * MiB + 5
+    const big = {op: 'write' as const, local: src, localOffset: 12345, peer, segment: 'seg', offset: 100 * MiB, length, grant, crc: true}
+    const [w] = await engine.submit([big], {transport, sliceSize: MiB})
+    assert.equal(w, {ok: true, via: transport, crc: crc32cJs(src.subarray(12345, 12345 + length))}, 'a 3 MiB write')
+    const [r] = await engine.submit([{...big, op: 'read', local: dst, localOffset: 0}], {transport, sliceSize: MiB})
+    assert.equal(r, {ok: true, via: transport, crc: crc32cJs(src.subarray(12345, 12345 + length))}, 'a 3 MiB read')
+    assert.ok(dst.subarray(0, length).equals(src.subarray(12345, 12345 + length)))
   })
 }
 
