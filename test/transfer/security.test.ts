@@ -5,7 +5,7 @@ import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 
 import {ErrorCode} from '../../src/lib/errors.js'
-import {mintGrant, TransferEngine, type Grant, type TransferTransport} from '../../src/lib/transfer/index.js'
+import {encodeGrant, mintGrant, TransferEngine, type Grant, type TransferTransport} from '../../src/lib/transfer/index.js'
 import {killAllOwners, pseudoRandom, spawnOwner, type Owner} from './helpers.js'
 import {encodeRequest, RawConn} from './wire.js'
 
@@ -68,6 +68,21 @@ test('grants: a valid grant works; missing, expired, forged, tampered, too small
       const name = `${transport}: ${cases[i][0]}`
       if (i < 2) assert.equal(r, {ok: true, via: transport}, name)
       else assert.is(r.ok ? 'ok' : r.code, 'ACCESS_DENIED', name)
+    })
+    // The same grants in their wire form (as the master hands them out), and malformed wire forms.
+    const wires = await engine.submit(
+      [
+        ...cases.map(([, grant, op, offset, length]) => ({op, local: buf, peer, segment: 'seg', offset, length, grantWire: grant && encodeGrant(grant)})),
+        {op: 'read' as const, local: buf, peer, segment: 'seg', offset: MiB, length: 10, grantWire: encodeGrant(good).subarray(0, 47)},
+        {op: 'read' as const, local: buf, peer, segment: 'seg', offset: MiB, length: 10, grantWire: Buffer.concat([encodeGrant(good).subarray(0, 16), Buffer.from([4, 0, 0, 0]), encodeGrant(good).subarray(20)])},
+      ],
+      {transport},
+    )
+    wires.forEach((r, i) => {
+      const name = `${transport}, wire form: ${cases[i]?.[0] ?? 'malformed'}`
+      if (i < 2) assert.equal(r, {ok: true, via: transport}, name)
+      else if (i < cases.length) assert.is(r.ok ? 'ok' : r.code, 'ACCESS_DENIED', name)
+      else assert.is(r.ok ? 'ok' : r.code, 'INVALID_PARAMS', name)
     })
   }
 })

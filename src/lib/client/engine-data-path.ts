@@ -7,7 +7,7 @@ import {toMooncakeError} from '../errors.js'
 import type {ItemResult} from '../master/api.js'
 import {crc32c as nativeCrc32c} from '../transfer/crc32c.js'
 import {TransferEngine} from '../transfer/engine.js'
-import {decodeGrant, type Grant} from '../transfer/grant.js'
+import {grantWireProblem} from '../transfer/grant.js'
 import type {TransferRequest as EngineRequest, TransferResult} from '../transfer/types.js'
 import type {DataPath, LocalSegment, ServedStats, TransferItemResult, TransferOptions, TransferRequest} from './data-path.js'
 import type {TransportMode} from './options.js'
@@ -60,8 +60,6 @@ export class EngineDataPath implements DataPath {
   private readonly pending = new Map<TransportMode, Pending>()
   private flushScheduled = false
   private readonly grants: boolean
-  /** Decoded grants by their wire bytes' identity (the same location is reused for every slice). */
-  private readonly grantCache = new WeakMap<Uint8Array, Grant>()
 
   constructor(options: EngineDataPathOptions) {
     this.grants = options.grants ?? true
@@ -97,17 +95,11 @@ export class EngineDataPath implements DataPath {
     const call: Call = {first: group.requests.length, slots: [], out, resolve: () => {}}
     for (let i = 0; i < requests.length; i++) {
       const r = requests[i]
-      let grant: Grant | undefined
-      if (r.remote.grant) {
-        try {
-          grant = this.grantCache.get(r.remote.grant)
-          if (!grant) {
-            grant = decodeGrant(r.remote.segment, r.remote.grant)
-            this.grantCache.set(r.remote.grant, grant)
-          }
-        } catch (err) {
-          const e = toMooncakeError(err, 'INVALID_PARAMS')
-          out[i] = {ok: false, code: e.code, message: `bad grant from the master: ${e.message}`}
+      const grant = r.remote.grant
+      if (grant !== undefined) {
+        const problem = grantWireProblem(grant)
+        if (problem !== undefined) {
+          out[i] = {ok: false, code: 'INVALID_PARAMS', message: `bad grant from the master: ${problem}`}
           continue
         }
       }
@@ -118,7 +110,8 @@ export class EngineDataPath implements DataPath {
         segment: r.remote.segment,
         offset: r.remote.offset,
         length: r.local.length,
-        grant,
+        // The master's wire bytes go to the engine as they are.
+        grantWire: grant,
         crc: r.crc,
       })
       call.slots.push(i)

@@ -1,5 +1,5 @@
 import {codeName, MooncakeError} from '../errors.js'
-import {encodeGrant, type Grant} from './grant.js'
+import {encodeGrant, type Grant, grantWireProblem} from './grant.js'
 import {callNative, fromNative} from './native-call.js'
 import {loadNative, type NativeBinding, type NativeSubmitResult} from './native.js'
 import {MAX_SLICE_SIZE, MIN_SLICE_SIZE, resolveTransferOptions, type ResolvedTransferEngineOptions, type TransferEngineOptions} from './options.js'
@@ -215,7 +215,7 @@ export class TransferEngine {
     const locals: Array<Uint8Array | number> = []
     const localIndex = new Map<Uint8Array | Segment, number>()
     const grantIndex = new Map<Grant, number>()
-    const grantBytes: Buffer[] = []
+    const grantBytes: Uint8Array[] = []
     const rows = new Float64Array(n * ROW_WIDTH)
     const rowOf = new Int32Array(n)
     let count = 0
@@ -273,7 +273,15 @@ export class TransferEngine {
         continue
       }
       let g = -1
-      if (r.grant !== undefined) {
+      if (r.grantWire !== undefined) {
+        const reason = grantWireProblem(r.grantWire)
+        if (reason !== undefined) {
+          results[i] = refused('INVALID_PARAMS', reason)
+          continue
+        }
+        grantBytes.push(r.grantWire)
+        g = grantBytes.length - 1
+      } else if (r.grant !== undefined) {
         if (r.grant.segment !== r.segment) {
           results[i] = refused('INVALID_PARAMS', `the grant is for segment '${r.grant.segment}', not '${r.segment}'`)
           continue

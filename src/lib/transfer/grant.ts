@@ -153,6 +153,14 @@ export function encodeGrant(grant: Grant): Buffer {
   return out
 }
 
+/** Why `wire` is not a grant's wire form (size, unknown op bits, reserved bits), or undefined. */
+export function grantWireProblem(wire: Uint8Array): string | undefined {
+  if (!(wire instanceof Uint8Array) || wire.length !== GRANT_WIRE_SIZE) return `a grant is ${GRANT_WIRE_SIZE} bytes`
+  const mask = wire[16] | (wire[17] << 8) | (wire[18] << 16) | (wire[19] << 24)
+  if (mask & ~(OP_READ | OP_WRITE) || (wire[20] | wire[21] | wire[22] | wire[23]) !== 0) return 'malformed grant'
+  return undefined
+}
+
 export function decodeGrant(segment: string, wire: Uint8Array): Grant {
   if (wire.length !== GRANT_WIRE_SIZE) throw new MooncakeError('INVALID_PARAMS', `a grant is ${GRANT_WIRE_SIZE} bytes`)
   const b = Buffer.from(wire.buffer, wire.byteOffset, wire.length)

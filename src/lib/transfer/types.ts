@@ -32,6 +32,11 @@ export interface TransferRequest {
   /** Required when the peer segment has a grant key (see mintGrant). */
   grant?: Grant
   /**
+   * The same as `grant`, as its 48-byte wire form (what the master hands out), passed to the
+   * engine as is: no object per request. Checked by the owner like any grant. @default none
+   */
+  grantWire?: Uint8Array
+  /**
    * Also compute the CRC32C of the local bytes (after a read; of the bytes sent for a write) on
    * the engine's threads: the result's `crc`. @default false
    */
