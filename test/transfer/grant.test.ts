@@ -1,4 +1,4 @@
-import {randomBytes} from 'node:crypto'
+import {createHmac, randomBytes} from 'node:crypto'
 
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
@@ -21,6 +21,24 @@ test('mintGrant and the native verifier sign exactly the same bytes', () => {
     const mac = native.grantMac(key, spec.segment, spec.offset, spec.length, opMask(spec.ops), spec.expiresAt)
     assert.equal(grant.mac.toString('hex'), mac.toString('hex'), spec.segment)
   }
+})
+
+test('the native HMAC used for minting equals node:crypto and checks its ranges', () => {
+  const native = loadNative()
+  for (const [keyLength, msgLength] of [[32, 0], [32, 70], [64, 300], [100, 1]]) {
+    const key = randomBytes(keyLength)
+    const msg = randomBytes(msgLength + 5)
+    const out = Buffer.alloc(40, 0xee)
+    native.hmacSha256Into(key, msg, msgLength, out, 4, 32)
+    assert.is(out.subarray(4, 36).toString('hex'), createHmac('sha256', key).update(msg.subarray(0, msgLength)).digest('hex'))
+    assert.is(out[3], 0xee, 'nothing written before the offset')
+    assert.is(out[36], 0xee, 'nothing written after the length')
+  }
+  const key = randomBytes(32)
+  assert.throws(() => native.hmacSha256Into(key, Buffer.alloc(10), 11, Buffer.alloc(16), 0, 16), /range/)
+  assert.throws(() => native.hmacSha256Into(key, Buffer.alloc(10), 10, Buffer.alloc(16), 1, 16), /range/)
+  assert.throws(() => native.hmacSha256Into(key, Buffer.alloc(10), 10, Buffer.alloc(64), 0, 33), /range/)
+  assert.throws(() => native.hmacSha256Into('key' as unknown as Uint8Array, Buffer.alloc(10), 10, Buffer.alloc(16), 0, 16), /Uint8Array/)
 })
 
 test("the master's one-step minter (mintGrantWire, grantMinter) writes the same bytes as mintGrant + encodeGrant", () => {

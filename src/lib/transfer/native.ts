@@ -6,7 +6,7 @@ import {fileURLToPath} from 'node:url'
 import {MooncakeError} from '../errors.js'
 
 /** Bumped whenever the native function table changes, so a stale build is detected. */
-export const EXPECTED_NATIVE_ABI = 4
+export const EXPECTED_NATIVE_ABI = 5
 
 /** Options object passed to `engineCreate` (already validated and defaulted by options.ts). */
 export interface NativeEngineOptions {
@@ -63,6 +63,8 @@ export interface NativeBinding {
   /** `target` is a Uint8Array or a segment handle. */
   crc32cAsync(target: Uint8Array | number, offset: number, length: number, seed: number): Promise<number>
   grantMac(key: Uint8Array, segment: string, offset: number, length: number, opMask: number, expiryUnixMs: number): Buffer
+  /** HMAC-SHA256(key, msg[0:msgLength]) truncated to outLength bytes, written at out[outOffset]. */
+  hmacSha256Into(key: Uint8Array, msg: Uint8Array, msgLength: number, out: Uint8Array, outOffset: number, outLength: number): void
   sweepSegments(): number
   engineCreate(options: NativeEngineOptions): number
   engineStart(engine: number): string[]
