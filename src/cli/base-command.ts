@@ -12,7 +12,7 @@ import type {P2PEvent} from '../lib/p2p/types.js'
 import {colors} from './color.js'
 import {CommandDeadline} from './deadline.js'
 import {errorLine, toCliError} from './errors.js'
-import {GLOBAL_FLAGS} from './flags.js'
+import {GLOBAL_FLAGS, parseDurationFlag} from './flags.js'
 import {createLogger, type Logger} from './logger.js'
 import {createProgress, PROGRESS_THRESHOLD, type Progress} from './progress.js'
 import {jsonLine} from './render.js'
@@ -267,7 +267,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   ): Promise<P2PStore> {
     const {requireEtcd} = await import('../lib/p2p/cli-support.js')
     const {P2PStore} = await import('../lib/p2p/store.js')
-    const {parseDuration} = await import('../lib/units.js')
+    const leaseTtlMs = parseDurationFlag('lease-ttl', peer.leaseTtl)
     const etcd = requireEtcd(this.settings.etcd)
     this.deadline.waitingFor = `etcd ${etcd.join(',')}`
     try {
@@ -280,7 +280,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
           port: peer.port,
           token: this.clusterToken(),
           insecure: peer.insecure,
-          leaseTtlMs: parseDuration(peer.leaseTtl),
+          leaseTtlMs,
           ...(peer.concurrency === undefined ? {} : {concurrency: peer.concurrency}),
           onEvent: (event) => {
             onEvent(event)

@@ -1,6 +1,8 @@
 import {Flags, type Interfaces} from '@oclif/core'
 
 import {envName, GLOBAL_SETTINGS, type SettingKind, type SettingSpec} from '../lib/config/settings.js'
+import {MooncakeError} from '../lib/errors.js'
+import {parseDuration} from '../lib/units.js'
 
 const HELP_VALUE: Record<SettingKind, string | undefined> = {
   string: 'VALUE',
@@ -81,6 +83,19 @@ export const GLOBAL_FLAGS = {
   quiet: Flags.boolean({char: 'q', summary: 'no progress bars, no notices', helpGroup: 'GLOBAL'}),
 }
 
+/**
+ * Milliseconds of a command's own DURATION flag (not a setting row, which the config resolver
+ * parses). A bad value is INVALID_PARAMS (exit 2) naming the flag, so the user knows which of
+ * several durations to fix; commands call this before contacting anything.
+ */
+export function parseDurationFlag(flag: string, value: string): number {
+  try {
+    return parseDuration(value)
+  } catch (err) {
+    throw new MooncakeError('INVALID_PARAMS', `--${flag}: ${err instanceof Error ? err.message : String(err)}`, {cause: err})
+  }
+}
+
 /** For commands that read the master's HTTP port (top, doctor); resolved by httpAddressFor. */
 export const MASTER_HTTP_FLAGS = {
   http: Flags.string({
@@ -98,4 +113,13 @@ export const DATA_FLAGS = {
     env: 'MOONCAKE_TRANSPORT',
     summary: 'auto: shared memory on the same host, TCP otherwise; tcp: always TCP',
   })(),
+}
+
+/** For the P2P commands that run a peer (p2p register, p2p get); read by BaseCommand.openP2PStore. */
+export const P2P_PEER_FLAGS = {
+  peer: Flags.string({summary: 'peer name, unique among live peers [default: HOSTNAME-PID]', env: 'MOONCAKE_PEER'}),
+  host: Flags.string({summary: 'address the data server binds', default: '127.0.0.1', env: 'MOONCAKE_HOST', helpValue: 'HOST'}),
+  port: Flags.integer({summary: 'data server port; 0 picks a free one', default: 0, env: 'MOONCAKE_PORT', min: 0, max: 65535}),
+  'lease-ttl': Flags.string({summary: 'etcd lease TTL: a crashed peer disappears after this long', default: '10s', env: 'MOONCAKE_LEASE_TTL', helpValue: 'DURATION'}),
+  insecure: Flags.boolean({summary: 'allow a non-loopback --host without a cluster token'}),
 }

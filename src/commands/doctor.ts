@@ -1,11 +1,9 @@
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {MASTER_HTTP_FLAGS} from '../cli/flags.js'
+import {MASTER_HTTP_FLAGS, parseDurationFlag} from '../cli/flags.js'
 import {clientTls} from '../lib/config.js'
 import type {Check} from '../lib/doctor/checks.js'
-import {parseDuration} from '../lib/units.js'
-import {MooncakeError} from '../lib/errors.js'
 
 export default class Doctor extends BaseCommand<typeof Doctor> {
   static override summary = 'check the cluster and this machine, and say what to fix'
@@ -32,12 +30,7 @@ Exit codes: 0 when every check passed, 1 when any failed (the output says which)
 
   async run(): Promise<{checks: Check[]}> {
     const {formatCheck, runDoctor} = await import('../lib/doctor/checks.js')
-    let probeTimeoutMs: number
-    try {
-      probeTimeoutMs = parseDuration(this.flags['probe-timeout'])
-    } catch (err) {
-      throw new MooncakeError('INVALID_PARAMS', `--probe-timeout: ${(err as Error).message}`)
-    }
+    const probeTimeoutMs = parseDurationFlag('probe-timeout', this.flags['probe-timeout'])
     const checks = await runDoctor({
       master: this.settings.master,
       http: this.flags.http,

@@ -4,12 +4,11 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {Flags} from '@oclif/core'
 
 import {BaseCommand} from '../cli/base-command.js'
-import {MASTER_HTTP_FLAGS} from '../cli/flags.js'
+import {MASTER_HTTP_FLAGS, parseDurationFlag} from '../cli/flags.js'
 import {formatBytes, jsonLine, segmentTable} from '../cli/render.js'
 import {clientTls} from '../lib/config.js'
 import {isMooncakeError, MooncakeError} from '../lib/errors.js'
 import type {TopModel, TopSample, TopSnapshot} from '../lib/top/model.js'
-import {parseDuration} from '../lib/units.js'
 
 /** Leave the alternate screen and show the cursor again. */
 const RESTORE_SCREEN = '\x1b[?25h\x1b[?1049l'
@@ -40,12 +39,7 @@ Exit codes: 0 after q, --once or --count; 2 for a bad --interval or --http; 5 wh
   async run(): Promise<TopSnapshot | undefined> {
     const {fetchSample, httpAddressFor, leaderFromEtcd} = await import('../lib/top/source.js')
     const {TopModel} = await import('../lib/top/model.js')
-    let intervalMs: number
-    try {
-      intervalMs = parseDuration(this.flags.interval)
-    } catch (err) {
-      throw new MooncakeError('INVALID_PARAMS', `--interval: ${(err as Error).message}`)
-    }
+    const intervalMs = parseDurationFlag('interval', this.flags.interval)
     if (intervalMs < 100) throw new MooncakeError('INVALID_PARAMS', `--interval must be at least 100ms (got ${this.flags.interval})`)
     let master = this.settings.master
     if (this.settings.etcd !== undefined && this.settings.etcd.length > 0 && !this.flags.http) {

@@ -4,6 +4,7 @@ import * as assert from 'uvu/assert'
 import {colorAllowed} from '../../src/cli/color.js'
 import {CommandDeadline} from '../../src/cli/deadline.js'
 import {errorLine, toCliError} from '../../src/cli/errors.js'
+import {parseDurationFlag} from '../../src/cli/flags.js'
 import {createLogger} from '../../src/cli/logger.js'
 import {createProgress, PROGRESS_THRESHOLD} from '../../src/cli/progress.js'
 import {formatAgo, jsonLine, renderTable} from '../../src/cli/render.js'
@@ -33,6 +34,20 @@ test('formatAgo and jsonLine', () => {
   assert.is(formatAgo(250), '250ms ago')
   assert.is(formatAgo(-1), 'never')
   assert.is(jsonLine({a: [1, 2]}), '{"a":[1,2]}\n')
+})
+
+test('parseDurationFlag: milliseconds, or INVALID_PARAMS (exit 2) naming the flag', () => {
+  assert.is(parseDurationFlag('stall-timeout', '1.5s'), 1500)
+  assert.is(parseDurationFlag('lease-ttl', '250'), 250)
+  try {
+    parseDurationFlag('stall-timeout', 'bogus')
+    assert.unreachable('accepted a bad duration')
+  } catch (err) {
+    assert.instance(err, MooncakeError)
+    assert.is((err as MooncakeError).code, 'INVALID_PARAMS')
+    assert.match((err as MooncakeError).message, /^--stall-timeout: bad duration "bogus"/)
+    assert.is(toCliError(err).code, 'INVALID_PARAMS')
+  }
 })
 
 test('toCliError: oclif parse errors become one-line USAGE', () => {

@@ -15,7 +15,7 @@ import {
   snapshotCrc,
 } from '../../src/lib/master/ha/codec.js'
 import {notLeader, Waiters} from '../../src/lib/master/ha/durable.js'
-import {haKeys, parseEndpoints, prefixEnd} from '../../src/lib/master/ha/etcd.js'
+import {haKeys, prefixEnd} from '../../src/lib/master/ha/etcd.js'
 import {defaultMarginMs, LeaseDeadline, RoleMachine} from '../../src/lib/master/ha/role.js'
 import {MetadataImage} from '../../src/lib/master/restore.js'
 import {FakeClock} from './master/helpers.js'
@@ -89,8 +89,6 @@ test('log entry codec and key order', () => {
   assert.is(k.leader, 'mooncake/c1/master')
   assert.ok(k.log + padSeq(2) < k.log + padSeq(11))
   assert.is(prefixEnd('ab').toString(), 'ac')
-  assert.equal(parseEndpoints('127.0.0.1:2379, h2:2379'), ['http://127.0.0.1:2379', 'http://h2:2379'])
-  assert.throws(() => parseEndpoints(''), /no etcd endpoint/)
 })
 
 test('snapshot chunks: split below the etcd request limit and joined back', () => {

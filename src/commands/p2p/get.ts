@@ -1,7 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
-import {formatBytes, parseDuration} from '../../lib/units.js'
+import {P2P_PEER_FLAGS, parseDurationFlag} from '../../cli/flags.js'
+import {formatBytes} from '../../lib/units.js'
 
 export default class P2PGet extends BaseCommand<typeof P2PGet> {
   static override summary = 'download a P2P payload (and serve it to others while doing so)'
@@ -20,19 +21,23 @@ Needs --etcd (or MOONCAKE_ETCD).`
   }
   static override flags = {
     seed: Flags.boolean({summary: 'keep serving the replica after the download, until stopped'}),
-    peer: Flags.string({summary: 'peer name, unique among live peers [default: HOSTNAME-PID]', env: 'MOONCAKE_PEER'}),
-    host: Flags.string({summary: 'address the data server binds', default: '127.0.0.1', env: 'MOONCAKE_HOST', helpValue: 'HOST'}),
-    port: Flags.integer({summary: 'data server port; 0 picks a free one', default: 0, env: 'MOONCAKE_PORT', min: 0, max: 65535}),
+    // The peer flags one by one rather than spread: the usage line lists flags in this order,
+    // and concurrency and stall-timeout have always sat among them.
+    peer: P2P_PEER_FLAGS.peer,
+    host: P2P_PEER_FLAGS.host,
+    port: P2P_PEER_FLAGS.port,
     concurrency: Flags.integer({summary: 'shards downloaded at the same time', default: 4, env: 'MOONCAKE_CONCURRENCY', min: 1, max: 64}),
-    'lease-ttl': Flags.string({summary: 'etcd lease TTL: a crashed peer disappears after this long', default: '10s', env: 'MOONCAKE_LEASE_TTL', helpValue: 'DURATION'}),
+    'lease-ttl': P2P_PEER_FLAGS['lease-ttl'],
     'stall-timeout': Flags.string({summary: 'fail when no shard lands for this long', default: '30s', env: 'MOONCAKE_STALL_TIMEOUT', helpValue: 'DURATION'}),
-    insecure: Flags.boolean({summary: 'allow a non-loopback --host without a cluster token'}),
+    insecure: P2P_PEER_FLAGS.insecure,
   }
 
   async run(): Promise<{name: string; bytes: number; seconds: number} | undefined> {
     const {resolveDestinations} = await import('../../lib/p2p/cli-support.js')
     const {MooncakeError} = await import('../../lib/errors.js')
     const {name, dest} = this.args
+    // Before etcd is contacted: a typo must not cost a connection or a deadline.
+    const stallTimeoutMs = parseDurationFlag('stall-timeout', this.flags['stall-timeout'])
     let replicaGone: (() => void) | undefined
     const deleted = new Promise<string>((resolve) => (replicaGone = () => resolve('deleted')))
     const store = await this.openP2PStore({...this.flags, leaseTtl: this.flags['lease-ttl']}, (event) => {
@@ -48,7 +53,7 @@ Needs --etcd (or MOONCAKE_ETCD).`
       result = await this.deadline.race(
         store.getReplica(name, destinations, {
           timeoutMs: Number.isFinite(remaining) ? Math.max(1, remaining) : undefined,
-          stallTimeoutMs: parseDuration(this.flags['stall-timeout']),
+          stallTimeoutMs,
           signal: this.deadline.signal,
           onProgress: (done) => bar.update(done),
         }),

@@ -3,6 +3,7 @@ import path from 'node:path'
 import {Args, Flags} from '@oclif/core'
 
 import {BaseCommand} from '../../cli/base-command.js'
+import {P2P_PEER_FLAGS} from '../../cli/flags.js'
 import {formatBytes, parseSize} from '../../lib/units.js'
 
 export default class P2PRegister extends BaseCommand<typeof P2PRegister> {
@@ -22,11 +23,7 @@ Prints one ready line on stdout when it serves (a JSON object with --json). Need
   }
   static override flags = {
     'shard-size': Flags.string({summary: 'shard size: the unit of download and re-serving (4KiB to 64MiB)', default: '64MiB', env: 'MOONCAKE_SHARD_SIZE', helpValue: 'SIZE'}),
-    peer: Flags.string({summary: 'peer name, unique among live peers [default: HOSTNAME-PID]', env: 'MOONCAKE_PEER'}),
-    host: Flags.string({summary: 'address the data server binds', default: '127.0.0.1', env: 'MOONCAKE_HOST', helpValue: 'HOST'}),
-    port: Flags.integer({summary: 'data server port; 0 picks a free one', default: 0, env: 'MOONCAKE_PORT', min: 0, max: 65535}),
-    'lease-ttl': Flags.string({summary: 'etcd lease TTL: a crashed peer disappears after this long', default: '10s', env: 'MOONCAKE_LEASE_TTL', helpValue: 'DURATION'}),
-    insecure: Flags.boolean({summary: 'allow a non-loopback --host without a cluster token'}),
+    ...P2P_PEER_FLAGS,
   }
 
   async run(): Promise<void> {

@@ -237,7 +237,8 @@ async function httpChecks(http: string, tls: ProbeTls | undefined, timeoutMs: nu
 // --- etcd -----------------------------------------------------------------------------------------
 
 async function etcdChecks(endpoints: string[], clusterId: string, timeoutMs: number): Promise<{checks: Check[]; leader?: string}> {
-  const {haKeys, parseEndpoints, connectEtcd, getKey} = await import('../master/ha/etcd.js')
+  const {haKeys, connectEtcd, getKey} = await import('../master/ha/etcd.js')
+  const {parseEndpoints} = await import('../etcd-endpoints.js')
   const urls = parseEndpoints(endpoints)
   // The same TLS as the etcd client (--etcd-ca / --etcd-cert / --etcd-key): https:// endpoints,
   // or any endpoint once etcd TLS is configured (etcd3 then dials TLS whatever the scheme says).

@@ -7,7 +7,7 @@ import https from 'node:https'
 import type {AddressInfo} from 'node:net'
 import type {TLSSocket} from 'node:tls'
 
-import {MooncakeError} from '../errors.js'
+import {type ErrorCodeName, MooncakeError} from '../errors.js'
 
 export interface HttpResponse {
   status?: number
@@ -20,6 +20,11 @@ export type HttpRoute = (req: http.IncomingMessage) => HttpResponse | Promise<Ht
 
 export function json(value: unknown, status = 200): HttpResponse {
   return {status, contentType: 'application/json', body: JSON.stringify(value) + '\n'}
+}
+
+/** The body of an error answer; typed so that only ErrorCode names can be sent. */
+export function httpError(code: ErrorCodeName, message: string): {error: {code: ErrorCodeName; message: string}} {
+  return {error: {code, message}}
 }
 
 export interface RunningHttp {
@@ -52,23 +57,25 @@ export async function startHttpServer(
       // so that it gets this answer rather than a bare connection reset.
       const presented = Object.keys(socket.getPeerCertificate() ?? {}).length > 0
       const why = presented ? `its certificate did not verify: ${String(socket.authorizationError)}` : 'none presented'
-      send(json({error: {code: 'UNAUTHENTICATED', message: `this port requires a client certificate signed by the master's --tls-ca (${why}): pass --tls-cert / --tls-key`}}, 401))
+      send(json(httpError('UNAUTHENTICATED', `this port requires a client certificate signed by the master's --tls-ca (${why}): pass --tls-cert / --tls-key`), 401))
       return
     }
+    // Unknown paths and methods are NOT_SUPPORTED, as the gRPC port answers an unknown method
+    // (UNIMPLEMENTED); the HTTP status tells the two apart.
     if (!route) {
-      send(json({error: {code: 'NOT_FOUND', message: `no route ${req.method} ${path}`}}, 404))
+      send(json(httpError('NOT_SUPPORTED', `no route ${req.method} ${path}`), 404))
       return
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD')
-      send(json({error: {code: 'METHOD_NOT_ALLOWED', message: `${path} answers GET only`}}, 405))
+      send(json(httpError('NOT_SUPPORTED', `${path} answers GET only`), 405))
       return
     }
     Promise.resolve()
       .then(() => route(req))
       .then(send, (err: unknown) => {
         const message = err instanceof Error ? err.message : String(err)
-        send(json({error: {code: 'INTERNAL_ERROR', message}}, 500))
+        send(json(httpError('INTERNAL_ERROR', message), 500))
       })
   }
   const server =

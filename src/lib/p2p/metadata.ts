@@ -17,6 +17,7 @@ import type {Etcd3, IKeyValue, Lease, Watcher} from 'etcd3'
 
 type IOperationLike = ReturnType<Etcd3['put']>
 
+import {parseEndpoints} from '../etcd-endpoints.js'
 import {MooncakeError, toMooncakeError} from '../errors.js'
 import {etcdClientOptions, etcdTlsHint} from '../etcd-options.js'
 import type {HolderEntry, PayloadRecord, PeerRecord} from './types.js'
@@ -50,14 +51,6 @@ function unavailable(what: string, err: unknown): MooncakeError {
   if (err instanceof MooncakeError) return err
   const message = err instanceof Error ? err.message : String(err)
   return new MooncakeError('UNAVAILABLE', `etcd ${what} failed: ${message}${etcdTlsHint(err)}`, {cause: err})
-}
-
-export function parseEndpoints(etcd: string[] | string): string[] {
-  const list = (Array.isArray(etcd) ? etcd : etcd.split(','))
-    .map((e) => e.trim())
-    .filter((e) => e.length > 0)
-  if (list.length === 0) throw new MooncakeError('INVALID_PARAMS', 'no etcd endpoint given (--etcd or MOONCAKE_ETCD)')
-  return list.map((e) => (/^[a-z]+:\/\//i.test(e) ? e : `http://${e}`))
 }
 
 export class P2PMetadata {

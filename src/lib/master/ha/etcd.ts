@@ -13,6 +13,7 @@
  */
 import type {Etcd3, IKeyValue} from 'etcd3'
 
+import {parseEndpoints} from '../../etcd-endpoints.js'
 import {MooncakeError} from '../../errors.js'
 import {etcdClientOptions, etcdTlsHint} from '../../etcd-options.js'
 
@@ -35,15 +36,6 @@ export function haKeys(clusterId: string): HaKeys {
     snapshot: `${prefix}snapshot/`,
     snapshotMeta: `${prefix}snapshot-meta`,
   }
-}
-
-export function parseEndpoints(etcd: string[] | string): string[] {
-  const list = (Array.isArray(etcd) ? etcd : etcd.split(','))
-    .flatMap((e) => e.split(','))
-    .map((e) => e.trim())
-    .filter((e) => e.length > 0)
-  if (list.length === 0) throw new MooncakeError('INVALID_PARAMS', 'no etcd endpoint given (--etcd or MOONCAKE_ETCD)')
-  return list.map((e) => (/^https?:\/\//.test(e) ? e : `http://${e}`))
 }
 
 /** An etcd client: unary calls time out after `callTimeoutMs`; no retry or circuit breaker (callers retry). */

@@ -4,7 +4,8 @@
  * create revision, as the leader reports it) and etcd's own health.
  */
 import {MooncakeError} from '../../errors.js'
-import {connectEtcd, getRange, haKeys, parseEndpoints, prefixEnd} from './etcd.js'
+import {parseEndpoints} from '../../etcd-endpoints.js'
+import {connectEtcd, getRange, haKeys, prefixEnd} from './etcd.js'
 
 export interface EtcdHealth {
   endpoints: string[]
