@@ -5,13 +5,15 @@ import protobuf from 'protobufjs'
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 
-import type {ItemResult, PutEndRequest, PutStartRequest, PutStartResult, ReplicaDescriptor} from '../../src/lib/master/api.js'
+import type {GetReplicaListResult, ItemResult, PutEndRequest, PutStartRequest, PutStartResult, ReplicaDescriptor} from '../../src/lib/master/api.js'
 import {ErrorCode, type ErrorCodeName, MooncakeError} from '../../src/lib/errors.js'
 import {
   decodeBatchPutEndRequest,
   decodeBatchPutStartRequest,
+  decodeBatchGetReplicaListResults,
   decodeBatchPutStartResults,
   decodeBatchVoidResults,
+  decodeReplicaListResponse,
   DecodedBatch,
   encodeBatchPutEndRequest,
   encodeBatchPutStartRequest,
@@ -198,6 +200,36 @@ test('client: answers decode as the generic path (unknown enum values, empty ite
   assert.is((generic[0] as {code: string}).code, 'INTERNAL_ERROR')
 })
 
+function randomReplicaList(): GetReplicaListResult {
+  const r: GetReplicaListResult = {
+    replicas: Array.from({length: int(3)}, randomReplica),
+    size: pick(U64.filter((v) => v <= Number.MAX_SAFE_INTEGER)),
+    version: pick([0, 1, 2 ** 40]),
+    leaseTtlMs: pick([0, 5000, 2 ** 33]),
+    leaseExpiresAt: pick([0, Date.now(), Number.MAX_SAFE_INTEGER]),
+  }
+  if (maybe(0.7)) r.checksum = pick([0, 1, 0x80000000, 2 ** 32 - 1])
+  return r
+}
+
+test('client: replica lists (GetReplicaList, BatchGetReplicaList) decode as the generic path', () => {
+  for (let i = 0; i < 400; i++) {
+    const lists = Array.from({length: int(8)}, (): ItemResult<GetReplicaListResult> => (maybe(0.8) ? {ok: true, value: randomReplicaList()} : {ok: false, code: pick(CODES), message: str()}))
+    const buf = c('BatchGetReplicaListResponse').encode(codec.encodeItems(lists, codec.encodeReplicaList))
+    const generic = (c('BatchGetReplicaListResponse').decode(buf) as {items: unknown[]}).items.map((item) => codec.decodeItem(item as never, codec.decodeReplicaList))
+    assert.equal(decodeBatchGetReplicaListResults(buf), generic)
+    const one = randomReplicaList()
+    const single = c('GetReplicaListResponse').encode(codec.encodeReplicaList(one))
+    assert.equal(decodeReplicaListResponse(single), codec.decodeReplicaList(c('GetReplicaListResponse').decode(single) as never))
+  }
+  // Unknown fields, an empty item, an unknown code, a checksum of 0 that is present.
+  const odd = c('BatchGetReplicaListResponse').encode({items: [{}, {value: {replicas: [{id: 1, type: 9, status: 9}], checksum: 0}}, {error: {code: 'NOPE', message: 'm'}}]})
+  const generic = (c('BatchGetReplicaListResponse').decode(odd) as {items: unknown[]}).items.map((item) => codec.decodeItem(item as never, codec.decodeReplicaList))
+  assert.equal(decodeBatchGetReplicaListResults(odd), generic)
+  assert.is((generic[1] as {value: GetReplicaListResult}).value.checksum, 0)
+  assert.throws(() => decodeBatchGetReplicaListResults(odd.subarray(0, odd.length - 2)))
+})
+
 test('client: replicas on one segment share its decoded strings, never a later field of another message', () => {
   const varint = (n: number) => {
     const out: number[] = []
@@ -226,6 +258,40 @@ test('client: replicas on one segment share its decoded strings, never a later f
   const eps = decoded.map((d) => (d.ok ? d.value.replicas[0]!.memory!.endpoints : []))
   assert.equal(eps, [['a'], ['a', 'b'], ['a'], ['a'], ['a']])
   assert.is(eps[2], eps[0], 'the same segment: one array')
+})
+
+test('client: a segment prefix whose field 1, 2 or 3 is not length-delimited decodes as the generic path and is not remembered', () => {
+  const ld = (field: number, body: Buffer) => Buffer.concat([Buffer.from([(field << 3) | 2, body.length]), body])
+  // Fields 1-3 as the master writes them, except that field `n` (if any) gets wire type `wt`:
+  // both decoders still read it as length-delimited (by field number), hence the same values.
+  const prefix = (n = 0, wt = 2) =>
+    Buffer.concat(
+      [ld(1, Buffer.from('s')), ld(2, Buffer.from('a:1')), ld(3, Buffer.from('h'))].map((f, i) => (i + 1 === n ? Buffer.concat([Buffer.from([(n << 3) | wt]), f.subarray(1)]) : f)),
+    )
+  const answer = (memory: Buffer) => ld(1, ld(1, ld(1, Buffer.concat([Buffer.from([0x10, 1, 0x18, 1]), ld(4, Buffer.concat([memory, Buffer.from([0x20, 9])]))]))))
+  const decode = (buf: Buffer) => {
+    const generic = (c('BatchPutStartResponse').decode(buf) as {items: unknown[]}).items.map((item) => codec.decodeItem(item as never, codec.decodePutStartResult))
+    const ours = decodeBatchPutStartResults(buf)
+    assert.equal(ours, generic)
+    const r = ours[0]!
+    assert.ok(r.ok)
+    return r.value.replicas[0]!.memory!
+  }
+  // The master's form is remembered: the next replica on the segment shares its array.
+  const plain = answer(prefix())
+  const first = decode(plain)
+  assert.equal([first.segment, first.endpoints, first.hostId, first.offset], ['s', ['a:1'], 'h', 9])
+  assert.is(decode(plain).endpoints, first.endpoints)
+  for (const n of [1, 2, 3]) {
+    for (const wt of [0, 1, 5]) {
+      const odd = answer(prefix(n, wt))
+      const a = decode(odd)
+      assert.equal([a.segment, a.endpoints, a.hostId, a.offset], ['s', ['a:1'], 'h', 9], `field ${n} wire type ${wt}`)
+      assert.is.not(decode(odd).endpoints, a.endpoints, `field ${n} wire type ${wt}: remembered`)
+    }
+  }
+  // And it did not displace the remembered prefix of the master's form.
+  assert.is(decode(plain).endpoints, first.endpoints)
 })
 
 test.run()

@@ -39,8 +39,10 @@ import {MooncakeError} from '../errors.js'
 import {CallSigner} from '../master/grpc-auth.js'
 import * as codec from '../master/grpc-codec.js'
 import {
+  decodeBatchGetReplicaListResults,
   decodeBatchPutStartResults,
   decodeBatchVoidResults,
+  decodeReplicaListResponse,
   encodeBatchPutEndRequest,
   encodeBatchPutStartRequest,
   NotPlain,
@@ -241,9 +243,7 @@ class GrpcMasterClient implements MasterClient {
   #closed = false
   readonly #putStarts = new BatchCoalescer<PutStartRequest, ItemResult<PutStartResult>>((reqs, idempotent) => this.#batchPutStart(reqs, idempotent))
   readonly #putEnds = new BatchCoalescer<PutEndRequest, ItemResult<void>>((reqs) => this.#batchPutEnd(reqs))
-  readonly #replicaLists = new BatchCoalescer<string, ItemResult<GetReplicaListResult>>(async (keys) =>
-    itemsOf(await this.call('BatchGetReplicaList', {keys}, true), codec.decodeReplicaList),
-  )
+  readonly #replicaLists = new BatchCoalescer<string, ItemResult<GetReplicaListResult>>((keys) => this.#batchGetReplicaList(keys))
   readonly #exists = new BatchCoalescer<string, boolean>(async (keys) => (await this.call('BatchExistKey', {keys}, true)).exists)
 
   constructor(options: MasterClientOptions) {
@@ -450,12 +450,19 @@ class GrpcMasterClient implements MasterClient {
   // --- reads ---------------------------------------------------------------------------------------
 
   async getReplicaList(key: string): Promise<GetReplicaListResult> {
-    return codec.decodeReplicaList(await this.call('GetReplicaList', {key}, true))
+    if (!this.#fastBatches) return codec.decodeReplicaList(await this.call('GetReplicaList', {key}, true))
+    return this.#callWith('GetReplicaList', this.#def.GetReplicaList.requestSerialize, decodeReplicaListResponse, {key}, true, this.#timeoutMs)
   }
 
   async batchGetReplicaList(keys: string[]): Promise<ItemResult<GetReplicaListResult>[]> {
     if (this.#coalesce) return this.#replicaLists.add(keys, true)
-    return itemsOf(await this.call('BatchGetReplicaList', {keys}, true), codec.decodeReplicaList)
+    return this.#batchGetReplicaList(keys)
+  }
+
+  /** Answers decoded straight into ItemResults (grpc-batch-wire.ts), unless the reflection codec is asked for. */
+  async #batchGetReplicaList(keys: string[]): Promise<ItemResult<GetReplicaListResult>[]> {
+    if (!this.#fastBatches) return itemsOf(await this.call('BatchGetReplicaList', {keys}, true), codec.decodeReplicaList)
+    return this.#callWith('BatchGetReplicaList', this.#def.BatchGetReplicaList.requestSerialize, decodeBatchGetReplicaListResults, {keys}, true, this.#timeoutMs)
   }
 
   async getReplicaListByRegex(regex: string): Promise<Map<string, GetReplicaListResult>> {

@@ -1,5 +1,6 @@
 /**
- * The wire format of the hot batch rpcs (BatchPutStart, BatchPutEnd) read and written straight
+ * The wire format of the hot batch rpcs (BatchPutStart, BatchPutEnd; on the client also the
+ * answers of GetReplicaList and BatchGetReplicaList) read and written straight
  * from and into the api.ts types, on both sides: the master decodes (and validates, exactly as
  * grpc-codec.ts decodePutStartRequest / decodePutEndRequest would) into PutStartRequest[] and
  * encodes ItemResult[] without the proto-loader-shaped objects of the generic path, and the
@@ -11,6 +12,7 @@
  */
 import type {
   DiskLocation,
+  GetReplicaListResult,
   ItemResult,
   MemoryLocation,
   PutEndRequest,
@@ -36,6 +38,9 @@ export const WIRE = {
   BatchPutStartResponse: {items: 1},
   PutStartItem: {value: 1, error: 2},
   PutStartResponse: {replicas: 1, version: 2, requestedReplicas: 3},
+  GetReplicaListResponse: {replicas: 1, size: 2, version: 3, checksum: 4, leaseTtlMs: 5, leaseExpiresAt: 6},
+  GetReplicaListItem: {value: 1, error: 2},
+  BatchGetReplicaListResponse: {items: 1},
   ReplicaDescriptor: {id: 1, type: 2, status: 3, memory: 4, disk: 5},
   MemoryLocation: {segment: 1, endpoints: 2, hostId: 3, offset: 4, length: 5, grant: 6},
   DiskLocation: {path: 1, size: 2},
@@ -562,13 +567,16 @@ function readMemory(end: number): MemoryLocation {
 
 function rememberPrefix(start: number, end: number, segment: string, endpoints: string[], hostId: string): void {
   const at = wire.pos()
-  // Only a prefix made of fields 1-3 alone, each once (the master's order), can stand for them.
+  // Only a prefix made of fields 1-3 alone, each once and length-delimited (the master's order
+  // and form), can stand for them. Another wire type is read as length-delimited all the same
+  // (so does the generic decoder), but such a sender is not the master: nothing is remembered.
   wire.seek(start)
   let plain = true
   let last = 0
   while (wire.pos() < end && plain) {
-    const field = wire.r32() >>> 3
-    plain = field >= last && field >= 1 && field <= 3 && !(field === last && field !== F.MemoryLocation.endpoints)
+    const t = wire.r32()
+    const field = t >>> 3
+    plain = (t & 7) === 2 && field >= last && field >= 1 && field <= 3 && !(field === last && field !== F.MemoryLocation.endpoints)
     last = field
     if (plain) wire.skip(2)
   }
@@ -633,12 +641,45 @@ function readPutStartResult(end: number): PutStartResult {
   return {replicas, version, requestedReplicas}
 }
 
+function readReplicaList(end: number): GetReplicaListResult {
+  const replicas: ReplicaDescriptor[] = []
+  let size = 0
+  let version = 0
+  let checksum: number | undefined
+  let leaseTtlMs = 0
+  let leaseExpiresAt = 0
+  for (let f: number; (f = field(end, F.GetReplicaListResponse.leaseExpiresAt)) !== 0; ) {
+    switch (f) {
+      case F.GetReplicaListResponse.replicas:
+        replicas.push(readReplica(wire.rlen()))
+        break
+      case F.GetReplicaListResponse.size:
+        size = wire.r64()
+        break
+      case F.GetReplicaListResponse.version:
+        version = wire.r64()
+        break
+      case F.GetReplicaListResponse.checksum:
+        checksum = wire.r32() >>> 0
+        break
+      case F.GetReplicaListResponse.leaseTtlMs:
+        leaseTtlMs = wire.r64()
+        break
+      case F.GetReplicaListResponse.leaseExpiresAt:
+        leaseExpiresAt = wire.r64()
+    }
+  }
+  const out: GetReplicaListResult = {replicas, size, version, leaseTtlMs, leaseExpiresAt}
+  if (checksum !== undefined) out.checksum = checksum
+  return out
+}
+
 /** An Empty message: its (unknown) fields are skipped. */
 function readEmpty(end: number): void {
   field(end, 0)
 }
 
-// PutStartItem and VoidItem number alike: the value (or ok) 1, the error 2.
+// PutStartItem, GetReplicaListItem and VoidItem number alike: the value (or ok) 1, the error 2.
 const ITEM: {value: typeof F.PutStartItem.value & typeof F.VoidItem.ok; error: typeof F.PutStartItem.error & typeof F.VoidItem.error} = F.PutStartItem
 
 /** A PutStartItem or a VoidItem (as grpc-codec.ts decodeItem), its value read by `readValue`. */
@@ -662,4 +703,19 @@ export function decodeBatchPutStartResults(buf: Buffer): ItemResult<PutStartResu
 /** The client's BatchVoidResponse responseDeserialize: the items as grpc-codec.ts decodeVoidItems gives them. */
 export function decodeBatchVoidResults(buf: Buffer): ItemResult<void>[] {
   return readRepeated(buf, false, readItem<void>, readEmpty)
+}
+
+/** The client's BatchGetReplicaList responseDeserialize: the items as grpc-codec.ts decodeItem(decodeReplicaList) gives them (GetReplicaListItem numbers its value and error as PutStartItem does). */
+export function decodeBatchGetReplicaListResults(buf: Buffer): ItemResult<GetReplicaListResult>[] {
+  return readRepeated(buf, false, readItem, readReplicaList)
+}
+
+/** The client's GetReplicaList responseDeserialize: what grpc-codec.ts decodeReplicaList gives. */
+export function decodeReplicaListResponse(buf: Buffer): GetReplicaListResult {
+  wire.read(buf, false)
+  try {
+    return readReplicaList(buf.length)
+  } finally {
+    wire.done()
+  }
 }
