@@ -168,13 +168,17 @@ export class TransferEngine {
     if (list.length === 0) this.#registered.delete(buffer.buffer)
   }
 
-  #localCheck(r: TransferRequest): string | undefined {
+  /**
+   * Checks a request's local range: an error message, or the registration holding it (a buffer
+   * local) or null (a local segment of this engine).
+   */
+  #localCheck(r: TransferRequest): string | Registration | null {
     const localOffset = r.localOffset ?? 0
     if (!Number.isSafeInteger(localOffset) || localOffset < 0) return 'localOffset must be a non-negative integer'
     if (r.local instanceof Segment) {
       if (r.local.closed || this.#segments.get(r.local.name) !== r.local) return `local segment '${r.local.name}' is not open in this engine`
       if (localOffset + r.length > r.local.size) return `local range [${localOffset}, +${r.length}) is outside local segment '${r.local.name}'`
-      return undefined
+      return null
     }
     if (!(r.local instanceof Uint8Array)) return 'local must be a registered Buffer or a Segment'
     if (localOffset + r.length > r.local.length) return `local range [${localOffset}, +${r.length}) is outside the local buffer of ${r.local.length} bytes`
@@ -183,7 +187,7 @@ export class TransferEngine {
     const reg = regs?.find((g) => start >= g.start && start + r.length <= g.end)
     if (!reg) return 'local memory is not inside a registered buffer (registerLocalMemory)'
     if (reg.closing) return 'the registered buffer is being unregistered'
-    return undefined
+    return reg
   }
 
   /**
@@ -268,7 +272,7 @@ export class TransferEngine {
         peerByArray.set(r.peer, p)
       }
       const local = this.#localCheck(r)
-      if (local) {
+      if (typeof local === 'string') {
         results[i] = refused(local.includes('outside') ? 'BUFFER_OVERFLOW' : 'INVALID_PARAMS', local)
         continue
       }
@@ -299,19 +303,23 @@ export class TransferEngine {
           grantIndex.set(r.grant, g)
         }
       }
-      let l = localIndex.get(r.local)
+      // Buffer locals go as their registration plus an offset: the views of one registered
+      // buffer (a staging area, a caller's arena) share one entry, one lookup and one pin.
+      const holder = local === null ? (r.local as Segment) : local.buffer
+      let l = localIndex.get(holder)
       if (l === undefined) {
         l = locals.length
-        locals.push(r.local instanceof Segment ? r.local.nativeHandle() : r.local)
-        localIndex.set(r.local, l)
+        locals.push(local === null ? (r.local as Segment).nativeHandle() : local.buffer)
+        localIndex.set(holder, l)
       }
+      const localOffset = local === null ? (r.localOffset ?? 0) : (r.local as Uint8Array).byteOffset + (r.localOffset ?? 0) - local.start
       const o = count * ROW_WIDTH
       // Bit 2 of the op asks the engine for the CRC32C of the local bytes.
       rows[o] = (r.op === 'read' ? 1 : 2) | (r.crc === true ? 4 : 0)
       rows[o + 1] = p
       rows[o + 2] = seg
       rows[o + 3] = l
-      rows[o + 4] = r.localOffset ?? 0
+      rows[o + 4] = localOffset
       rows[o + 5] = r.offset
       rows[o + 6] = r.length
       rows[o + 7] = g
