@@ -909,30 +909,16 @@ export class MooncakeClient extends EventEmitter {
       total += r.value.size
     }
     if (take.length === 0) return
-    // Destinations: one staging lease per up-to-maxLease run of values, one result buffer.
-    const staging = this.staging(dp)
-    const dest = Buffer.allocUnsafe(total)
-    const views: Uint8Array[] = new Array(take.length)
-    const leases: StagingLease[] = []
-    for (let j = 0; j < take.length; ) {
-      let bytes = 0
-      let end = j
-      while (end < take.length) {
-        const size = (infos[take[end]] as {ok: true; value: GetReplicaListResult}).value.size
-        if (end > j && bytes + size > staging.maxLease) break
-        bytes += size
-        end++
-      }
-      const got = staging.acquire(bytes)
-      const lease = got instanceof Promise ? await got : got
-      leases.push(lease)
-      let at = 0
-      for (; j < end; j++) {
-        const size = (infos[take[j]] as {ok: true; value: GetReplicaListResult}).value.size
-        views[j] = lease.view.subarray(at, at + size)
-        at += size
-      }
+    // The chunk's values land straight in the result buffer, registered for the time of the
+    // transfer (its own memory: allocUnsafeSlow), so no staging lease and no copy per value.
+    const dest = Buffer.allocUnsafeSlow(total)
+    const views: Buffer[] = new Array(take.length)
+    for (let j = 0, at = 0; j < take.length; j++) {
+      const size = (infos[take[j]] as {ok: true; value: GetReplicaListResult}).value.size
+      views[j] = dest.subarray(at, at + size)
+      at += size
     }
+    dp.registerMemory(dest)
     try {
       const requests: TransferRequest[] = new Array(take.length)
       for (let j = 0; j < take.length; j++) {
@@ -941,7 +927,6 @@ export class MooncakeClient extends EventEmitter {
       }
       const results = await this.transfer(dp, requests, deadline)
       const now = Date.now()
-      let at = 0
       for (let j = 0; j < take.length; j++) {
         const k = take[j]
         const i = part[k]
@@ -965,14 +950,11 @@ export class MooncakeClient extends EventEmitter {
           slow.push(this.slowGet(keys[i], options, out, i))
           continue
         }
-        const value = dest.subarray(at, at + view.length)
-        value.set(view)
-        at += view.length
-        out[i] = {ok: true, value}
+        out[i] = {ok: true, value: view}
         this.opts.metrics?.recordValueSize('get', view.length)
       }
     } finally {
-      for (const lease of leases) staging.release(lease)
+      await dp.unregisterMemory(dest)
     }
   }
 
