@@ -115,7 +115,7 @@ Napi::Value HmacSha256IntoFn(const Napi::CallbackInfo& info) {
   if (keyLen == 0 || msgLen > msgCap || outLen > 32 || outAt > outCap || outLen > outCap - outAt)
     return Throw(info.Env(), kBufferOverflow, "hmacSha256Into: range outside the buffers");
   uint8_t mac[32];
-  HmacSha256(key, keyLen, msg, size_t(msgLen), mac);
+  HmacSha256Cached(key, keyLen, msg, size_t(msgLen), mac);
   memcpy(out + outAt, mac, size_t(outLen));
   return info.Env().Undefined();
 }

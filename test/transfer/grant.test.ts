@@ -34,6 +34,17 @@ test('the native HMAC used for minting equals node:crypto and checks its ranges'
     assert.is(out[3], 0xee, 'nothing written before the offset')
     assert.is(out[36], 0xee, 'nothing written after the length')
   }
+  // Keys reused (kept states), more keys than the per-thread cache holds (evictions), then the
+  // first keys again: every MAC equals node:crypto's.
+  const keys = Array.from({length: 40}, (_, i) => randomBytes(i % 3 === 0 ? 64 : 32))
+  for (let round = 0; round < 3; round++) {
+    for (const k of keys) {
+      const msg = randomBytes(1 + ((round * 37 + k[0]) % 200))
+      const out = Buffer.alloc(32)
+      native.hmacSha256Into(k, msg, msg.length, out, 0, 32)
+      assert.is(out.toString('hex'), createHmac('sha256', k).update(msg).digest('hex'))
+    }
+  }
   const key = randomBytes(32)
   assert.throws(() => native.hmacSha256Into(key, Buffer.alloc(10), 11, Buffer.alloc(16), 0, 16), /range/)
   assert.throws(() => native.hmacSha256Into(key, Buffer.alloc(10), 10, Buffer.alloc(16), 1, 16), /range/)
