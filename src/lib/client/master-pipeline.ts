@@ -136,8 +136,14 @@ export class MasterPipeline {
         this.#fail(stream, serviceError(grpc.status.UNIMPLEMENTED, PIPELINE_UNSUPPORTED))
         return
       }
-      // Whatever ended the stream (connection lost, master shutting down or cancelling it, a
-      // message over the size limit), for the calls it carried it is a transport failure: each
+      if (err.code === grpc.status.UNAUTHENTICATED || err.code === grpc.status.PERMISSION_DENIED) {
+        // The connection itself was refused (e.g. no client certificate for an mTLS master):
+        // every call on it gets that answer, as each unary call would.
+        this.#fail(stream, err)
+        return
+      }
+      // Whatever else ended the stream (connection lost, master shutting down or cancelling it,
+      // a message over the size limit), for the calls it carried it is a transport failure: each
       // may be retried where that is safe, as a unary call cut off the same way would be.
       this.#fail(stream, serviceError(grpc.status.UNAVAILABLE, `the call stream to the master failed: ${err.details ?? err.message}`))
     })
