@@ -152,7 +152,10 @@ struct ShiftOp {
   uint32_t m[32];
 };
 
-ShiftOp MakeShift(size_t zeros) {
+// zlib's crc32_combine core: `crc` (a raw register) pushed through `zeros` zero bytes, one
+// vector through O(log zeros) squarings of the one-zero-bit operator.
+uint32_t ShiftVector(uint32_t crc, uint64_t zeros) {
+  if (zeros == 0) return crc;
   uint32_t odd[32], even[32];
   odd[0] = 0x82F63B78u;
   uint32_t row = 1;
@@ -162,25 +165,25 @@ ShiftOp MakeShift(size_t zeros) {
   }
   Gf2Square(even, odd);  // 2 zero bits
   Gf2Square(odd, even);  // 4 zero bits
-  // Build the operator for `zeros` bytes as a matrix by applying to each basis vector.
-  ShiftOp result;
-  for (int bit = 0; bit < 32; bit++) {
-    uint32_t crc = 1u << bit;
-    uint32_t o[32], e[32];
-    memcpy(o, odd, sizeof o);
-    size_t len = zeros;
-    while (true) {
-      Gf2Square(e, o);
-      if (len & 1) crc = Gf2Times(e, crc);
-      len >>= 1;
-      if (!len) break;
-      Gf2Square(o, e);
-      if (len & 1) crc = Gf2Times(o, crc);
-      len >>= 1;
-      if (!len) break;
-    }
-    result.m[bit] = crc;
+  uint64_t len = zeros;
+  while (true) {
+    Gf2Square(even, odd);
+    if (len & 1) crc = Gf2Times(even, crc);
+    len >>= 1;
+    if (!len) break;
+    Gf2Square(odd, even);
+    if (len & 1) crc = Gf2Times(odd, crc);
+    len >>= 1;
+    if (!len) break;
   }
+  return crc;
+}
+
+// The operator for `zeros` bytes as a matrix (its columns: the basis vectors shifted), so that
+// the hot 8 KiB shift of Hardware() is one matrix-vector product.
+ShiftOp MakeShift(size_t zeros) {
+  ShiftOp result;
+  for (int bit = 0; bit < 32; bit++) result.m[bit] = ShiftVector(1u << bit, zeros);
   return result;
 }
 
@@ -188,11 +191,7 @@ ShiftOp MakeShift(size_t zeros) {
 
 uint32_t ShiftCrc(uint32_t crc, size_t zeros) {
   static const ShiftOp op = MakeShift(8 * 1024);
-  if (zeros != 8 * 1024) {
-    ShiftOp other = MakeShift(zeros);
-    return Gf2Times(other.m, crc);
-  }
-  return Gf2Times(op.m, crc);
+  return zeros == 8 * 1024 ? Gf2Times(op.m, crc) : ShiftVector(crc, zeros);
 }
 
 bool Crc32cHardware() {
@@ -205,31 +204,8 @@ bool Crc32cHardware() {
 }
 
 uint32_t Crc32cCombine(uint32_t crcA, uint32_t crcB, uint64_t lenB) {
-  // zlib's crc32_combine: crc(a) pushed through lenB zero bytes (one vector through O(log lenB)
-  // operator squarings, not a whole shift matrix), plus crc(b); the pre/post inversions cancel.
-  if (lenB == 0) return crcA;
-  uint32_t odd[32], even[32];
-  odd[0] = 0x82F63B78u;
-  uint32_t row = 1;
-  for (int n = 1; n < 32; n++) {
-    odd[n] = row;
-    row <<= 1;
-  }
-  Gf2Square(even, odd);  // 2 zero bits
-  Gf2Square(odd, even);  // 4 zero bits
-  uint32_t crc = crcA;
-  uint64_t len = lenB;
-  while (true) {
-    Gf2Square(even, odd);
-    if (len & 1) crc = Gf2Times(even, crc);
-    len >>= 1;
-    if (!len) break;
-    Gf2Square(odd, even);
-    if (len & 1) crc = Gf2Times(odd, crc);
-    len >>= 1;
-    if (!len) break;
-  }
-  return crc ^ crcB;
+  // crc(a) pushed through lenB zero bytes, plus crc(b): the pre/post inversions cancel out.
+  return ShiftVector(crcA, lenB) ^ crcB;
 }
 
 uint32_t CopyCrc32c(uint8_t* dst, const uint8_t* src, size_t len, bool cold) {
