@@ -82,7 +82,7 @@ export class EngineDataPath implements DataPath {
   transfer(requests: TransferRequest[], options: TransferOptions): Promise<TransferItemResult[]> {
     let bytes = 0
     for (const r of requests) bytes += r.local.length
-    // Large transfers leave alone: a native batch completes as a whole, so merged with other
+    // Large transfers go alone: a native batch completes as a whole, so merged with other
     // callers' copies each caller would wait for the slowest, and all would then resume together.
     const alone = bytes >= SEPARATE_BATCH_BYTES
     let group = alone ? undefined : this.pending.get(options.transport)
