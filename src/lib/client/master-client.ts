@@ -49,10 +49,10 @@ import {
 } from '../master/grpc-batch-wire.js'
 import {decodeDiskTask, encodeDiskResult} from '../master/disk-codec.js'
 import {fromServiceError, isTransportUnavailable} from '../master/grpc-errors.js'
+import {PIPELINE_MAX_BODY} from '../master/grpc-metadata.js'
 import type * as w from '../proto/generated/index.js'
 import type {MasterDefinition} from '../proto/generated/mooncake/v1/Master.js'
 import {loadMooncakeProto} from '../proto/loader.js'
-import {PIPELINE_MAX_BODY} from '../master/grpc-pipeline.js'
 import {isPipelineUnsupported, MasterPipeline} from './master-pipeline.js'
 
 export interface MasterClientOptions {

@@ -10,6 +10,7 @@ import {MooncakeError} from '../errors.js'
 import type * as w from '../proto/generated/index.js'
 import type {CallSignature, CallVerifier} from './grpc-auth.js'
 import {ERROR_CODE_METADATA, LEADER_METADATA, toServiceError} from './grpc-errors.js'
+import {PIPELINE_MAX_BODY} from './grpc-metadata.js'
 import {malformedReason} from './grpc-validate.js'
 
 /** What a unary handler reads of its call; a frame provides the same. */
@@ -34,12 +35,6 @@ interface UnaryMethod {
 
 const NO_METADATA = new grpc.Metadata()
 
-/**
- * Largest request or answer body a frame carries: the 64 MiB message limit of both ends, less
- * room for the frame's own fields. A larger request goes as a unary call (which grpc-js refuses
- * as the unary call always did); a larger answer fails only its own frame.
- */
-export const PIPELINE_MAX_BODY = 64 * 1024 * 1024 - 64 * 1024
 
 function failure(id: number, err: grpc.ServiceError): w.PipelineResponse {
   const code = err.metadata?.get(ERROR_CODE_METADATA)[0]
@@ -113,39 +108,35 @@ export function pipelineHandler(
         return
       }
       const bad = malformedReason(frame)
-      if (bad !== undefined || !Number.isInteger(frame.id) || typeof frame.method !== 'string') {
+      if (bad !== undefined) {
         // A frame that cannot be answered by id ends the stream (its other calls fail as a transport failure would).
         abandon()
-        stream.emit('error', toServiceError(new MooncakeError('INVALID_PARAMS', `malformed Pipeline frame: ${bad ?? 'no id or method'}`)))
+        stream.emit('error', toServiceError(new MooncakeError('INVALID_PARAMS', `malformed Pipeline frame: ${bad}`)))
         return
       }
       const method = byPath.get(frame.method)
       const signature = {ts: frame.authTs, nonce: frame.authNonce, sig: frame.authSig}
-      if (method === undefined) {
-        // Signed frames only learn that the method is unknown; the rest learn they must sign.
-        if (verifier !== undefined) {
-          try {
-            verifier.verifySignature(frame.method, signature, frame.body)
-          } catch (err) {
-            refuse(frame, err)
-            return
-          }
-        }
-        refuse(frame, new MooncakeError('NOT_SUPPORTED', `the master has no unary rpc ${JSON.stringify(frame.method)} to run over Pipeline (a newer client than this master?)`))
-        return
-      }
-      let request: unknown
-      try {
-        request = method.requestDeserialize(frame.body)
-      } catch (err) {
-        // As the unary handlers do: authentication before anything about the request.
+      // Refused before any handler runs: as the unary handlers do, an unsigned or wrongly signed
+      // frame learns only that it must sign, not what else is wrong with it.
+      const refuseSigned = (err: MooncakeError) => {
         try {
           verifier?.verifySignature(frame.method, signature, frame.body)
         } catch (authErr) {
           refuse(frame, authErr)
           return
         }
-        refuse(frame, new MooncakeError('INVALID_PARAMS', `malformed ${method.name} request: ${err instanceof Error ? err.message : String(err)}`))
+        refuse(frame, err)
+      }
+      if (method === undefined) {
+        refuseSigned(new MooncakeError('NOT_SUPPORTED', `the master has no unary rpc ${JSON.stringify(frame.method)} to run over Pipeline (a newer client than this master?)`))
+        return
+      }
+      let request: unknown
+      try {
+        request = method.requestDeserialize(frame.body)
+      } catch (err) {
+        // The strict decoders mark a bad body rather than throw; a throw must not end the stream.
+        refuseSigned(new MooncakeError('INVALID_PARAMS', `malformed ${method.name} request: ${err instanceof Error ? err.message : String(err)}`))
         return
       }
       const deadline = frame.deadlineMs > 0 ? frame.deadlineMs : Infinity
