@@ -7,7 +7,6 @@ import {toMooncakeError} from '../errors.js'
 import type {ItemResult} from '../master/api.js'
 import {crc32c as nativeCrc32c} from '../transfer/crc32c.js'
 import {TransferEngine} from '../transfer/engine.js'
-import {grantWireProblem} from '../transfer/grant.js'
 import type {TransferRequest as EngineRequest, TransferResult} from '../transfer/types.js'
 import type {DataPath, LocalSegment, ServedStats, TransferItemResult, TransferOptions, TransferRequest} from './data-path.js'
 import type {TransportMode} from './options.js'
@@ -26,11 +25,9 @@ export {grantMinter} from '../master/grant-minter.js'
 
 /** One transfer() call waiting for the tick's batch: where its requests sit in the batch. */
 interface Call {
-  /** Index of its first request in the batch. */
+  /** Index of its first request in the batch (its requests follow in order). */
   first: number
-  /** Result slots (in `out`) of its requests, in batch order. */
-  slots: number[]
-  out: TransferItemResult[]
+  count: number
   resolve: (r: TransferItemResult[]) => void
 }
 
@@ -91,18 +88,9 @@ export class EngineDataPath implements DataPath {
       if (!alone) this.pending.set(options.transport, group)
     }
     group.timeoutMs = Math.max(group.timeoutMs, Math.ceil(options.timeoutMs))
-    const out: TransferItemResult[] = new Array(requests.length)
-    const call: Call = {first: group.requests.length, slots: [], out, resolve: () => {}}
-    for (let i = 0; i < requests.length; i++) {
-      const r = requests[i]
-      const grant = r.remote.grant
-      if (grant !== undefined) {
-        const problem = grantWireProblem(grant)
-        if (problem !== undefined) {
-          out[i] = {ok: false, code: 'INVALID_PARAMS', message: `bad grant from the master: ${problem}`}
-          continue
-        }
-      }
+    if (requests.length === 0) return Promise.resolve([])
+    const call: Call = {first: group.requests.length, count: requests.length, resolve: () => {}}
+    for (const r of requests) {
       group.requests.push({
         op: r.op,
         local: r.local,
@@ -110,13 +98,11 @@ export class EngineDataPath implements DataPath {
         segment: r.remote.segment,
         offset: r.remote.offset,
         length: r.local.length,
-        // The master's wire bytes go to the engine as they are.
-        grantWire: grant,
+        // The master's wire bytes go to the engine as they are (it refuses a malformed one per request).
+        grantWire: r.remote.grant,
         crc: r.crc,
       })
-      call.slots.push(i)
     }
-    if (call.slots.length === 0) return Promise.resolve(out)
     const done = new Promise<TransferItemResult[]>((resolve) => (call.resolve = resolve))
     group.calls.push(call)
     if (alone) void this.submit(options.transport, group)
@@ -146,10 +132,9 @@ export class EngineDataPath implements DataPath {
       failure = {ok: false, code: e.code, message: e.message}
     }
     for (const call of group.calls) {
-      for (let k = 0; k < call.slots.length; k++) {
-        call.out[call.slots[k]] = failure ?? itemResult(results?.[call.first + k])
-      }
-      call.resolve(call.out)
+      const out: TransferItemResult[] = new Array(call.count)
+      for (let k = 0; k < call.count; k++) out[k] = failure ?? itemResult(results?.[call.first + k])
+      call.resolve(out)
     }
   }
 
