@@ -503,7 +503,7 @@ void Client::RunTcpGroup(Peer* p, std::vector<const SliceTask*>& todo) {
       h.segment = rq.segment;
       h.grant = rq.grant;
       wires[i].data = rq.local + t.off;
-      wires[i].wantCrc = rq.wantCrc && rq.op != kOpcodeGrantCheck;
+      wires[i].wantCrc = rq.wantCrc;
     }
     Outcome o = Pipeline(fd, wires.data(), wires.size(), b.deadline);
     left.clear();

@@ -140,7 +140,7 @@ export function mintGrantWire(grantKey: Uint8Array, segment: string, offset: num
 
 let hmac: NativeBinding | null | undefined
 
-/** The addon's HMAC (~1.2 µs a grant against ~2.5 µs for createHmac), or null without a native build. */
+/** The addon's HMAC (kept key states: ~0.4 µs a MAC against ~2.2 µs for createHmac), or null without a native build. */
 function nativeHmac(): NativeBinding | null {
   if (hmac === undefined) {
     try {
