@@ -120,7 +120,7 @@ async function engine(token?: string): Promise<TransferEngine> {
 
 test('gRPC: every method refuses unsigned and wrongly signed calls (through the proxy)', async () => {
   const rpcs = Object.keys(def).filter((rpc) => rpc !== 'Pipeline')
-  assert.is(rpcs.length, 30)
+  assert.is(rpcs.length, 33)
   const wrong = new CallSigner('not-the-token')
   for (const rpc of rpcs) {
     for (const signer of [undefined, wrong]) {

@@ -17,7 +17,7 @@ test('every method, hostile requests: clean errors, no stall, the master keeps s
   const {violations, ...summary} = report
   console.log(JSON.stringify(summary))
   assert.equal(violations, [], violations.join('\n'))
-  assert.is(report.methods, 31)
+  assert.is(report.methods, 34)
   // Every unary method's cases go out twice: as calls and as Pipeline frames.
   assert.ok(report.calls >= 2 * 29 * 70, `only ${report.calls} calls`)
   assert.ok((report.byOutcome.INVALID_PARAMS ?? 0) > 500, 'hostile requests are refused with INVALID_PARAMS')

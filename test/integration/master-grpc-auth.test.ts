@@ -50,7 +50,7 @@ function assertUnauthenticated(rpc: string, err: grpc.ServiceError | null) {
 }
 
 test(`no signature: UNAUTHENTICATED on every rpc`, async () => {
-  assert.is(rpcs.length, 30)
+  assert.is(rpcs.length, 33)
   for (const rpc of rpcs) assertUnauthenticated(rpc, await callWith(rpc, new grpc.Metadata()))
 })
 
@@ -64,7 +64,7 @@ test('wrong token: UNAUTHENTICATED on every rpc', async () => {
 })
 
 test('Pipeline: every unary rpc as a frame refuses a missing or wrong signature; a signed frame works once', async () => {
-  assert.is(unaryRpcs.length, 29)
+  assert.is(unaryRpcs.length, 32)
   const wrong = new CallSigner('not the token')
   for (const rpc of unaryRpcs) {
     const path = def[rpc]!.path

@@ -48,7 +48,7 @@ test('every rpc of mooncake.v1.Master has a handler', () => {
   assert.equal(handlers, rpcs)
   assert.ok(rpcs.includes('GetAllKeys') && loadMooncakeProto().master.GetAllKeys.responseStream)
   assert.ok(rpcs.includes('Pipeline') && loadMooncakeProto().master.Pipeline.requestStream && loadMooncakeProto().master.Pipeline.responseStream)
-  assert.is(rpcs.length, 31)
+  assert.is(rpcs.length, 34)
 })
 
 test.run()

@@ -5,8 +5,11 @@ import type {
   ListKeysRequest,
   MasterCalls,
   ObjectInfo,
+  PutCommitRequest,
   PutStartRequest,
   PutStartResult,
+  ReserveSpaceRequest,
+  ReserveSpaceResult,
   SegmentInfo,
 } from '../../src/lib/master/api.js'
 import {MooncakeError} from '../../src/lib/errors.js'
@@ -67,6 +70,22 @@ export class FakeMaster implements MasterCalls {
   }
   batchPutRevoke(reqs: {clientId: string; key: string}[]) {
     return reqs.map((r) => item(() => this.putRevoke(r)))
+  }
+  reserveSpace(req: ReserveSpaceRequest): ReserveSpaceResult {
+    this.calls.push('reserveSpace')
+    if (req.size <= 0) throw new MooncakeError('INVALID_PARAMS', 'size must be positive')
+    return {reservationId: 7, memory: {segment: 's', endpoints: ['127.0.0.1:1'], hostId: 'h', offset: 64, length: req.size, grant: new Uint8Array([4, 5])}, alignment: 8, expiresAt: 1234}
+  }
+  batchPutCommit(reqs: PutCommitRequest[]) {
+    return reqs.map((r) =>
+      item(() => {
+        if (this.objects.has(r.key)) throw new MooncakeError('OBJECT_ALREADY_EXISTS', `${r.key} exists`)
+        this.objects.set(r.key, {size: r.size, complete: true, owner: r.clientId, checksum: r.checksum})
+      }),
+    )
+  }
+  releaseSpace(req: {clientId: string; reservationId: number}): void {
+    this.calls.push(`releaseSpace ${req.reservationId}`)
   }
   upsertStart(req: PutStartRequest) {
     this.objects.delete(req.key)

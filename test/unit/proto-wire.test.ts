@@ -38,6 +38,20 @@ test.after(() => {
   server.close()
 })
 
+test('reservations round-trip through the codec: ReserveSpace, BatchPutCommit, ReleaseSpace', async () => {
+  const r = await client.reserveSpace({clientId: 'c1', size: 4096, minSize: 100, hostId: 'h1', preferAllocInSameNode: true})
+  assert.equal(r, {reservationId: 7, memory: {segment: 's', endpoints: ['127.0.0.1:1'], hostId: 'h', offset: 64, length: 4096, grant: Buffer.from([4, 5])}, alignment: 8, expiresAt: 1234})
+  await rejects(client.reserveSpace({clientId: 'c1', size: 0}), 'INVALID_PARAMS')
+  const res = await client.batchPutCommit([
+    {clientId: 'c1', reservationId: 7, key: 'rk1', offset: 64, size: 10, checksum: 0xfffffffe},
+    {clientId: 'c1', reservationId: 7, key: 'rk1', offset: 80, size: 10},
+  ])
+  assert.equal(res.map((x) => (x.ok ? 'ok' : x.code)), ['ok', 'OBJECT_ALREADY_EXISTS'])
+  assert.is(fake.objects.get('rk1')!.checksum, 0xfffffffe)
+  await client.releaseSpace({clientId: 'c1', reservationId: 7})
+  assert.is(fake.calls.at(-1), 'releaseSpace 7')
+})
+
 test('put lifecycle and reads round-trip through the codec', async () => {
   const started = await client.putStart({clientId: 'c1', requestId: 'r1', key: 'k1', size: 42, config: {replicaNum: 2}})
   assert.is(started.requestedReplicas, 2)

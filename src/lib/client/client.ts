@@ -20,6 +20,7 @@ import type {
   MasterApi,
   MemoryLocation,
   ObjectInfo,
+  PutCommitRequest,
   PutStartRequest,
   PutStartResult,
   RemoveManyResult,
@@ -53,6 +54,7 @@ import {
   type RemoveOptions,
   type TransportMode,
 } from './options.js'
+import {ReservationPool, type ReservedPlacement} from './reservations.js'
 import {StagingPool, type StagingLease} from './staging.js'
 import type {ClientMetrics, ClientOp, TransferPath} from '../metrics/client.js'
 import {DISK_READ_SLICE, diskReplicas, directSink, readDiskReplica} from '../disk/reader.js'
@@ -97,6 +99,8 @@ interface Resolved {
   coalesce: boolean
   maxBatchesInFlight: number
   maxBatchSize: number
+  reserveBytes: number
+  reserveMaxValue: number
   defaultReplicateConfig: ReplicateConfig
   spoolDir: string
   token?: string
@@ -164,6 +168,7 @@ export class MooncakeClient extends EventEmitter {
   private dataPathPromise: Promise<DataPath> | undefined
   private dataPathValue: DataPath | undefined
   private stagingPool: StagingPool | undefined
+  private reservations: ReservationPool | undefined
   private readonly ownsDataPath: boolean
   private readonly injectedDataPath: boolean
   private readonly owners = new Map<string, SegmentOwner>()
@@ -213,11 +218,16 @@ export class MooncakeClient extends EventEmitter {
       coalesce: options.coalesce ?? DEFAULT_CLIENT_OPTIONS.coalesce,
       maxBatchesInFlight: Math.max(1, options.maxBatchesInFlight ?? DEFAULT_CLIENT_OPTIONS.maxBatchesInFlight),
       maxBatchSize: Math.max(1, options.maxBatchSize ?? DEFAULT_CLIENT_OPTIONS.maxBatchSize),
+      reserveBytes: options.reserveBytes ?? DEFAULT_CLIENT_OPTIONS.reserveBytes,
+      reserveMaxValue: options.reserveMaxValue ?? DEFAULT_CLIENT_OPTIONS.reserveMaxValue,
       defaultReplicateConfig: options.defaultReplicateConfig ?? {replicaNum: 1},
       spoolDir: options.spoolDir ?? tmpdir(),
       token: options.token ?? process.env.MOONCAKE_TOKEN,
       leaseRenewal: (options as {leaseRenewal?: boolean}).leaseRenewal ?? true,
       metrics: options.metrics,
+    }
+    for (const name of ['reserveBytes', 'reserveMaxValue'] as const) {
+      if (!Number.isSafeInteger(opts[name]) || opts[name] < 0) throw new MooncakeError('INVALID_PARAMS', `${name} must be a non-negative integer (got ${opts[name]})`)
     }
     if (opts.transport !== 'auto' && opts.transport !== 'tcp') throw new MooncakeError('INVALID_PARAMS', `transport must be 'auto' or 'tcp' (got ${String(opts.transport)})`)
     let master = options.master
@@ -332,6 +342,19 @@ export class MooncakeClient extends EventEmitter {
     checkKey(key)
     checkValue(value)
     const dp = await this.dataPath()
+    if (options.upsert !== true && value.length <= this.opts.reserveMaxValue && value.length <= this.opts.sliceSize) {
+      const config = this.replicateConfig(options)
+      const pool = this.reservationPool(config)
+      if (pool !== undefined) {
+        const out: ItemResult<PutResult>[] = []
+        const rest = await this.putReserved(pool, [{key, value}], [0], config, options, dp, out)
+        if (rest.length === 0) {
+          const r = out[0]!
+          if (r.ok) return r.value
+          throw new MooncakeError(r.code, r.message)
+        }
+      }
+    }
     const source = new BufferSource(value, this.staging(dp), dp)
     return this.putSource(key, source, options, dp)
   }
@@ -455,8 +478,13 @@ export class MooncakeClient extends EventEmitter {
   }
 
   private async putChunk(items: ReadonlyArray<{key: string; value: Uint8Array}>, part: number[], options: PutOptions, dp: DataPath, out: ItemResult<PutResult>[]): Promise<void> {
-    const deadline = this.deadline(options.timeoutMs)
     const config = this.replicateConfig(options)
+    const pool = this.reservationPool(config)
+    if (pool !== undefined) {
+      part = await this.putReserved(pool, items, part, config, options, dp, out)
+      if (part.length === 0) return
+    }
+    const deadline = this.deadline(options.timeoutMs)
     const {clientId, hostId} = this.opts
     const m = part.length
     const reqs: PutStartRequest[] = new Array(m)
@@ -582,6 +610,123 @@ export class MooncakeClient extends EventEmitter {
       }
     }
     if (revoking) await revoking
+  }
+
+  /** The reservations puts of `config` may take space from (only the default placement, one replica). */
+  private reservationPool(config: ReplicateConfig): ReservationPool | undefined {
+    if (this.opts.reserveBytes === 0 || config.replicaNum !== 1 || config.withSoftPin === true) return undefined
+    if ((config.preferredSegments?.length ?? 0) > 0 || (config.preferredSegment ?? '') !== '') return undefined
+    if (this.reservations === undefined) {
+      this.reservations = new ReservationPool({
+        reserve: (req) => this.rpc(this.master.reserveSpace(req), this.deadline(), 'ReserveSpace'),
+        release: (reservationId) => this.rpc(this.master.releaseSpace({clientId: this.opts.clientId, reservationId}), this.deadline(), 'ReleaseSpace'),
+        clientId: this.opts.clientId,
+        hostId: this.opts.hostId,
+        reserveBytes: this.opts.reserveBytes,
+      })
+    }
+    return this.reservations
+  }
+
+  /**
+   * Puts the items of a chunk into reserved space: every value written in one transfer, then one
+   * BatchPutCommit. Returns the items it found no reserved space for, or whose reservation the
+   * master no longer has (they take PutStart).
+   */
+  private async putReserved(
+    pool: ReservationPool,
+    items: ReadonlyArray<{key: string; value: Uint8Array}>,
+    part: number[],
+    config: ReplicateConfig,
+    options: PutOptions,
+    dp: DataPath,
+    out: ItemResult<PutResult>[],
+  ): Promise<number[]> {
+    const deadline = this.deadline(options.timeoutMs)
+    const sameNode = config.preferAllocInSameNode === true
+    const limit = this.opts.reserveMaxValue
+    const rest: number[] = []
+    const mine: number[] = []
+    const places: ReservedPlacement[] = []
+    for (const i of part) {
+      const size = items[i].value.length
+      const p = size > limit ? undefined : (pool.tryPlace(size) ?? (await pool.place(size, sameNode)))
+      if (p === undefined) rest.push(i)
+      else {
+        mine.push(i)
+        places.push(p)
+      }
+    }
+    const m = mine.length
+    if (m === 0) return rest
+    const requests: TransferRequest[] = new Array(m)
+    const leases: StagingLease[] = []
+    for (let k = 0; k < m; k++) {
+      let view = items[mine[k]].value
+      if (!dp.isRegistered(view)) {
+        const got = this.staging(dp).acquire(view.length)
+        const lease = got instanceof Promise ? await got : got
+        lease.view.set(view)
+        leases.push(lease)
+        view = lease.view
+      }
+      const loc = places[k].location
+      requests[k] = {op: 'write', local: view, remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset, grant: loc.grant}, crc: true}
+    }
+    const {clientId} = this.opts
+    const commits: PutCommitRequest[] = []
+    const committing: number[] = []
+    try {
+      let results: TransferItemResult[]
+      try {
+        results = await this.transfer(dp, requests, deadline)
+      } finally {
+        for (const lease of leases) this.stagingPool?.release(lease)
+      }
+      for (let k = 0; k < m; k++) {
+        const r = results[k]
+        const item = items[mine[k]]
+        if (!r.ok) {
+          out[mine[k]] = {ok: false, code: 'TRANSFER_FAIL', message: `writing to segment ${places[k].location.segment} failed: ${r.code}: ${r.message}`}
+          continue
+        }
+        const checksum = r.crc ?? dp.crc32c(requests[k].local)
+        commits.push({clientId, reservationId: places[k].reservationId, key: item.key, offset: places[k].location.offset, size: item.value.length, checksum})
+        committing.push(k)
+      }
+      if (commits.length > 0) {
+        const res = await this.rpc(this.calls.putCommitMany(commits), deadline, 'BatchPutCommit')
+        // Committing again is safe (an object committed already is recognised): one retry after a transport failure.
+        const again = retryable(res, ['UNAVAILABLE', 'RPC_FAIL'])
+        if (again.length > 0) {
+          this.opts.metrics?.recordRetry('put', (res[again[0]] as {code: string}).code)
+          const second = await this.rpc(this.calls.putCommitMany(again.map((j) => commits[j])), deadline, 'BatchPutCommit')
+          for (let x = 0; x < again.length; x++) res[again[x]] = second[x]
+        }
+        for (let j = 0; j < committing.length; j++) {
+          const k = committing[j]
+          const r = res[j]
+          const c = commits[j]
+          if (!r) out[mine[k]] = {ok: false, code: 'INTERNAL_ERROR', message: 'the master answered a batch with too few results'}
+          else if (!r.ok) {
+            if (r.code === 'OBJECT_NOT_FOUND' || r.code === 'SEGMENT_NOT_FOUND') {
+              // The reservation is gone (a new leader, an unmounted segment, expiry): stop placing
+              // there, and put this value again the usual way.
+              pool.forget(c.reservationId)
+              rest.push(mine[k])
+            } else out[mine[k]] = r
+          } else {
+            out[mine[k]] = {ok: true, value: {key: c.key, size: c.size, replicas: 1, requestedReplicas: 1, checksum: c.checksum!}}
+            this.opts.metrics?.recordValueSize('put', c.size)
+          }
+        }
+      }
+    } catch (err) {
+      for (let k = 0; k < m; k++) if (out[mine[k]] === undefined && !rest.includes(mine[k])) out[mine[k]] = errorResult(err)
+    } finally {
+      for (const p of places) pool.settle(p)
+    }
+    return rest
   }
 
   private replicateConfig(options: PutOptions): ReplicateConfig {
@@ -1248,6 +1393,7 @@ export class MooncakeClient extends EventEmitter {
     }
     for (const owner of [...this.owners.values()]) await owner.close().catch(() => {})
     this.owners.clear()
+    await this.reservations?.close()
     await this.stagingPool?.close()
     if (this.ownsDataPath && this.dataPathValue) await this.dataPathValue.close().catch(() => {})
     if (this.ownedMaster) await Promise.resolve(this.ownedMaster.close()).catch(() => {})

@@ -9,6 +9,7 @@ import type {
   MasterApi,
   MasterCalls,
   ObjectInfo,
+  PutCommitRequest,
   PutEndRequest,
   PutRevokeRequest,
   PutStartRequest,
@@ -76,8 +77,9 @@ export interface CoalescingStats {
 
 /** The single-key calls of the hot path, merged into batch RPCs when issued concurrently. */
 export class CoalescedMaster {
-  readonly stats: Record<'putStart' | 'putEnd' | 'putRevoke' | 'getReplicaList' | 'existKey' | 'query', CoalescingStats> = {
+  readonly stats: Record<'putStart' | 'putEnd' | 'putRevoke' | 'putCommit' | 'getReplicaList' | 'existKey' | 'query', CoalescingStats> = {
     putStart: {rpcs: 0, calls: 0},
+    putCommit: {rpcs: 0, calls: 0},
     putEnd: {rpcs: 0, calls: 0},
     putRevoke: {rpcs: 0, calls: 0},
     getReplicaList: {rpcs: 0, calls: 0},
@@ -88,6 +90,7 @@ export class CoalescedMaster {
   private readonly putStartC: Coalescer<PutStartRequest, PutStartResult>
   private readonly putEndC: Coalescer<PutEndRequest, void>
   private readonly putRevokeC: Coalescer<PutRevokeRequest, void>
+  private readonly putCommitC: Coalescer<PutCommitRequest, void>
   private readonly getC: Coalescer<string, GetReplicaListResult>
   private readonly existC: Coalescer<string, boolean>
   private readonly queryC: Coalescer<string, ObjectInfo>
@@ -100,6 +103,7 @@ export class CoalescedMaster {
     this.putStartC = this.make('putStart', (r) => m.batchPutStart(r), (r) => m.putStart(r))
     this.putEndC = this.make('putEnd', (r) => m.batchPutEnd(r), (r) => m.putEnd(r))
     this.putRevokeC = this.make('putRevoke', (r) => m.batchPutRevoke(r), (r) => m.putRevoke(r))
+    this.putCommitC = this.make('putCommit', (r) => m.batchPutCommit(r))
     this.getC = this.make('getReplicaList', (k) => m.batchGetReplicaList(k), (k) => m.getReplicaList(k))
     this.existC = this.make(
       'existKey',
@@ -112,7 +116,7 @@ export class CoalescedMaster {
   private make<I, R>(
     name: keyof CoalescedMaster['stats'],
     batch: (items: I[]) => Promise<ItemResult<R>[]>,
-    single: (item: I) => Promise<R>,
+    single?: (item: I) => Promise<R>,
   ): Coalescer<I, R> {
     const stats = this.stats[name]
     return new Coalescer<I, R>({
@@ -154,6 +158,10 @@ export class CoalescedMaster {
 
   putRevokeMany(reqs: PutRevokeRequest[]): Promise<ItemResult<void>[]> {
     return this.putRevokeC.callMany(reqs)
+  }
+
+  putCommitMany(reqs: PutCommitRequest[]): Promise<ItemResult<void>[]> {
+    return this.putCommitC.callMany(reqs)
   }
 
   getReplicaListMany(keys: string[]): Promise<ItemResult<GetReplicaListResult>[]> {

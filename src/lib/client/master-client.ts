@@ -21,7 +21,11 @@ import {
   type PingResult,
   PROTOCOL_VERSION,
   type PutEndRequest,
+  type PutCommitRequest,
   type PutRevokeRequest,
+  type ReleaseSpaceRequest,
+  type ReserveSpaceRequest,
+  type ReserveSpaceResult,
   type PutStartRequest,
   type PutStartResult,
   type ReMountSegmentRequest,
@@ -433,6 +437,19 @@ class GrpcMasterClient implements MasterClient {
 
   async batchPutRevoke(reqs: PutRevokeRequest[]): Promise<ItemResult<void>[]> {
     return codec.decodeVoidItems(await this.call('BatchPutRevoke', {items: reqs.map(codec.encodePutRevokeRequest)}, false))
+  }
+
+  async reserveSpace(req: ReserveSpaceRequest): Promise<ReserveSpaceResult> {
+    // Not repeated after an unknown outcome: a second reservation would only hold space until it expires.
+    return codec.decodeReserveSpaceResult(await this.call('ReserveSpace', codec.encodeReserveSpaceRequest(req), false))
+  }
+
+  async batchPutCommit(reqs: PutCommitRequest[]): Promise<ItemResult<void>[]> {
+    return codec.decodeVoidItems(await this.call('BatchPutCommit', {items: reqs.map(codec.encodePutCommitRequest)}, true))
+  }
+
+  async releaseSpace(req: ReleaseSpaceRequest): Promise<void> {
+    await this.call('ReleaseSpace', {clientId: req.clientId, reservationId: req.reservationId}, true)
   }
 
   async upsertStart(req: PutStartRequest): Promise<PutStartResult> {

@@ -59,6 +59,15 @@ export interface MooncakeClientOptions {
   maxBatchesInFlight?: number
   /** Largest number of keys in one coalesced batch RPC. @default 1024 */
   maxBatchSize?: number
+  /**
+   * Puts with the default placement (one replica, no preferred segment, no soft pin) of values of
+   * at most `reserveMaxValue` bytes take their space from ranges the master reserves for this
+   * client, this many bytes at a time, and need one commit instead of PutStart + PutEnd each.
+   * 0 turns this off. Reserved bytes not used within about 10 s go back to the master. @default 16 MiB
+   */
+  reserveBytes?: number
+  /** Largest value placed in a reservation (see reserveBytes). @default 1 MiB */
+  reserveMaxValue?: number
   /** Replication used when a put gives none. @default {replicaNum: 1} */
   defaultReplicateConfig?: ReplicateConfig
   /** Directory for spooling streams of unknown length before a put. @default os.tmpdir() */
@@ -90,6 +99,8 @@ export const DEFAULT_CLIENT_OPTIONS = Object.freeze({
   coalesce: true,
   maxBatchesInFlight: 4,
   maxBatchSize: 1024,
+  reserveBytes: 16 * 2 ** 20,
+  reserveMaxValue: 2 ** 20,
 })
 
 /** Options of one put. */

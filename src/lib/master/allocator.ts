@@ -176,6 +176,28 @@ export class RangeAllocator {
     return handle >= 0 && handle < this.fresh && this.state[handle] === ST_USED
   }
 
+  /**
+   * Cuts a live allocation in two at `at` bytes from its start (a multiple of the alignment,
+   * strictly inside it): `handle` keeps the head, the returned handle holds the tail. Both stay
+   * allocated and are released on their own (a reservation hands out its pieces this way).
+   */
+  split(handle: number, at: number): number {
+    if (!this.isAllocated(handle)) throw new RangeError(`allocator: handle ${handle} is not allocated`)
+    if (!(at > 0 && at < this.sz[handle]) || at % this.alignment !== 0) {
+      throw new RangeError(`allocator: cannot split ${this.sz[handle]} bytes at ${at}`)
+    }
+    const tail = this.newNode(this.off[handle] + at, this.sz[handle] - at)
+    const after = this.nextP[handle]
+    this.prevP[tail] = handle
+    this.nextP[tail] = after
+    if (after >= 0) this.prevP[after] = tail
+    this.nextP[handle] = tail
+    this.sz[handle] = at
+    this.state[tail] = ST_USED
+    this.allocations += 1
+    return tail
+  }
+
   /** Frees an allocation and merges it with free neighbours. Throws on a handle that is not live. */
   release(handle: number): void {
     if (!this.isAllocated(handle)) throw new RangeError(`allocator: handle ${handle} is not allocated`)

@@ -276,6 +276,47 @@ export interface MasterStats {
 }
 
 /**
+ * A range of one segment held for one client, who places new objects in it itself and commits
+ * them (BatchPutCommit) instead of asking PutStart for each [ours]. Default placement, one replica.
+ */
+export interface ReserveSpaceRequest {
+  clientId: string
+  /** Bytes wanted; the master may give less, down to minSize, so as not to crowd small segments. */
+  size: number
+  /** Fewest bytes that are of use (the value about to be written). @default size */
+  minSize?: number
+  /** The writer's host, for preferAllocInSameNode. */
+  hostId?: string
+  preferAllocInSameNode?: boolean
+}
+
+export interface ReserveSpaceResult {
+  reservationId: number
+  /** The whole range, with a write grant for all of it (if the segment uses grants). */
+  memory: MemoryLocation
+  /** Objects start at multiples of this from the segment's start, and take their size rounded up to it. */
+  alignment: number
+  /** Unix ms: commit before this; the grant ends then and the master frees what is left later. */
+  expiresAt: number
+}
+
+export interface PutCommitRequest {
+  clientId: string
+  reservationId: number
+  key: string
+  /** Offset in the segment (inside the reservation, aligned). */
+  offset: number
+  size: number
+  /** CRC32C of the whole value. */
+  checksum?: number
+}
+
+export interface ReleaseSpaceRequest {
+  clientId: string
+  reservationId: number
+}
+
+/**
  * Every master call. MasterService implements these synchronously (single-key calls throw
  * MooncakeError); the gRPC client implements `Async<MasterCalls>`.
  */
@@ -286,6 +327,10 @@ export interface MasterCalls {
   batchPutStart(reqs: PutStartRequest[]): ItemResult<PutStartResult>[]
   batchPutEnd(reqs: PutEndRequest[]): ItemResult<void>[]
   batchPutRevoke(reqs: PutRevokeRequest[]): ItemResult<void>[]
+
+  reserveSpace(req: ReserveSpaceRequest): ReserveSpaceResult
+  batchPutCommit(reqs: PutCommitRequest[]): ItemResult<void>[]
+  releaseSpace(req: ReleaseSpaceRequest): void
 
   upsertStart(req: PutStartRequest): PutStartResult
   upsertEnd(req: PutEndRequest): void

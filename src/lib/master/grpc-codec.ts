@@ -12,17 +12,21 @@ import type {
   MemoryLocation,
   MountSegmentRequest,
   ObjectInfo,
+  PutCommitRequest,
   PutEndRequest,
   PutRevokeRequest,
   PutStartRequest,
   PutStartResult,
   ReMountSegmentRequest,
+  ReleaseSpaceRequest,
   ReplicaDescriptor,
   ReplicaInfo,
   ReplicaStatus,
   ReplicaTarget,
   ReplicaType,
   ReplicateConfig,
+  ReserveSpaceRequest,
+  ReserveSpaceResult,
   SegmentDescriptor,
   SegmentInfo,
   SegmentStatus,
@@ -253,6 +257,47 @@ export function decodePutEndRequest(r: w.PutEndRequest__Output, single = true): 
   const target = targetRequest(r.target, 'target')
   if (target) out.target = target
   return out
+}
+
+export function encodeReserveSpaceRequest(r: ReserveSpaceRequest): w.ReserveSpaceRequest {
+  return {clientId: r.clientId, size: r.size, hostId: r.hostId ?? '', preferAllocInSameNode: r.preferAllocInSameNode === true, minSize: r.minSize ?? 0}
+}
+
+export function decodeReserveSpaceRequest(r: w.ReserveSpaceRequest__Output): ReserveSpaceRequest {
+  const out: ReserveSpaceRequest = {clientId: text(r.clientId, 'clientId'), size: u64(r.size, 'size')}
+  if (r.hostId !== '') out.hostId = text(r.hostId, 'hostId')
+  if (r.preferAllocInSameNode) out.preferAllocInSameNode = true
+  const min = u64(r.minSize, 'minSize')
+  if (min > 0) out.minSize = min
+  return out
+}
+
+export function encodeReserveSpaceResult(r: ReserveSpaceResult): w.ReserveSpaceResponse {
+  return {reservationId: r.reservationId, memory: encodeMemory(r.memory), alignment: r.alignment, expiresAt: r.expiresAt}
+}
+
+export function decodeReserveSpaceResult(r: w.ReserveSpaceResponse__Output): ReserveSpaceResult {
+  return {reservationId: r.reservationId, memory: decodeMemory(required(r.memory, 'memory')), alignment: r.alignment, expiresAt: r.expiresAt}
+}
+
+export function encodePutCommitRequest(r: PutCommitRequest): w.PutCommitRequest {
+  return {clientId: r.clientId, reservationId: r.reservationId, key: r.key, offset: r.offset, size: r.size, checksum: r.checksum}
+}
+
+export function decodePutCommitRequest(r: w.PutCommitRequest__Output): PutCommitRequest {
+  const out: PutCommitRequest = {
+    clientId: text(r.clientId, 'clientId'),
+    reservationId: u64(r.reservationId, 'reservationId'),
+    key: text(r.key, 'key', Infinity),
+    offset: u64(r.offset, 'offset'),
+    size: u64(r.size, 'size'),
+  }
+  if (r.checksum !== undefined && r.checksum !== null) out.checksum = r.checksum
+  return out
+}
+
+export function decodeReleaseSpaceRequest(r: w.ReleaseSpaceRequest__Output): ReleaseSpaceRequest {
+  return {clientId: text(r.clientId, 'clientId'), reservationId: u64(r.reservationId, 'reservationId')}
 }
 
 export function encodePutRevokeRequest(r: PutRevokeRequest): w.PutRevokeRequest {

@@ -248,6 +248,15 @@ export function masterHandlers(ctx: HandlerContext, definition: grpc.ServiceDefi
       return codec.encodeVoidItems(s.batchPutRevoke(items))
     }),
 
+    ReserveSpace: unary(ctx, 'ReserveSpace', (req: w.ReserveSpaceRequest__Output) =>
+      codec.encodeReserveSpaceResult(s.reserveSpace(codec.decodeReserveSpaceRequest(req))),
+    ),
+    BatchPutCommit: unary(ctx, 'BatchPutCommit', (req: w.BatchPutCommitRequest__Output) => {
+      const items = batch<w.PutCommitRequest__Output>(req.items, 'items').map(codec.decodePutCommitRequest)
+      return codec.encodeVoidItems(s.batchPutCommit(items))
+    }),
+    ReleaseSpace: unary(ctx, 'ReleaseSpace', (req: w.ReleaseSpaceRequest__Output) => (s.releaseSpace(codec.decodeReleaseSpaceRequest(req)), EMPTY)),
+
     UpsertStart: unary(ctx, 'UpsertStart', (req: w.PutStartRequest__Output) =>
       codec.encodePutStartResult(s.upsertStart(codec.decodePutStartRequest(req))),
     ),

@@ -9,7 +9,7 @@
  * methods (insertObject, eraseObject, commit, mountInternal, unmountNow) which report a Mutation to
  * `onMutation`, so a journal or replication log can follow the state.
  */
-import {createHash} from 'node:crypto'
+import {createHash, randomInt} from 'node:crypto'
 import {performance} from 'node:perf_hooks'
 
 import {MooncakeError, isMooncakeError, type ErrorCodeName} from '../errors.js'
@@ -33,11 +33,13 @@ import {
   type DiskTaskResult,
   type PingRequest,
   type PingResult,
+  type PutCommitRequest,
   type PutEndRequest,
   type PutRevokeRequest,
   type PutStartRequest,
   type PutStartResult,
   type ReMountSegmentRequest,
+  type ReleaseSpaceRequest,
   type RemoveByRegexRequest,
   type RemoveAllRequest,
   type RemoveManyResult,
@@ -45,6 +47,8 @@ import {
   type ReplicaDescriptor,
   type ReplicaInfo,
   type ReplicaTarget,
+  type ReserveSpaceRequest,
+  type ReserveSpaceResult,
   type SegmentDescriptor,
   type SegmentInfo,
   type SegmentUsage,
@@ -52,6 +56,7 @@ import {
   type UnmountSegmentRequest,
 } from './api.js'
 import {MasterDiskTier} from './disk-tier.js'
+import type {RangeAllocator} from './allocator.js'
 import {DiscardHeap, LeaseHeap, PinQueue, type Budget} from './eviction.js'
 import type {CommittedReplica, Mutation} from './mutations.js'
 import {
@@ -142,6 +147,22 @@ const TOMBSTONE_TTL_MS = 3_600_000
 const MAX_TOMBSTONES = 10_000
 
 type Reason = 'owner' | 'operator' | 'expired'
+
+/** A reservation holds at most 1/RESERVATION_SHARE of the largest segment (unless more is needed). */
+const RESERVATION_SHARE = 16
+
+/** Open reservations at once (each holds an allocation until committed, released or expired). */
+const MAX_RESERVATIONS = 65_536
+
+/** A range held for one client (reserveSpace): its uncommitted pieces, allocations in offset order. */
+interface Reservation {
+  id: number
+  clientId: string
+  seg: Segment
+  pieces: number[]
+  /** Relative ms (like Obj times) at which tick() frees what is left. */
+  releaseAt: number
+}
 
 function fail(code: ErrorCodeName, message: string): never {
   throw new MooncakeError(code, message)
@@ -258,6 +279,10 @@ export class MasterService implements MasterCalls {
    */
   private readonly processing = new Map<string, Obj>()
 
+  /** Open reservations by id, oldest first (all live equally long, so expiry walks from the front). */
+  private readonly reservations = new Map<number, Reservation>()
+  /** Starts at random so that ids from a previous master (restart, failover) are not mistaken for new ones. */
+  private nextReservationId = randomInt(1, 2 ** 47)
   private nextVersion = 1
   private nextReplicaId = 1
   private needEviction = false
@@ -444,6 +469,143 @@ export class MasterService implements MasterCalls {
     return reqs.map((r) => itemOf(() => this.revoke(r)))
   }
 
+  // --- writes through a reservation [ours] ------------------------------------------------------
+
+  /**
+   * Holds one range of a segment for `clientId`, who places new objects in it itself and commits
+   * them: one allocation and one grant for many small puts instead of a PutStart each.
+   */
+  reserveSpace(req: ReserveSpaceRequest): ReserveSpaceResult {
+    if (req === null || typeof req !== 'object') fail('INVALID_PARAMS', 'request missing')
+    if (!isNonEmptyString(req.clientId)) fail('INVALID_PARAMS', 'clientId must be non-empty')
+    if (!Number.isSafeInteger(req.size) || req.size < 1) fail('INVALID_PARAMS', `size must be a positive integer, not ${req.size}`)
+    const least = req.minSize ?? req.size
+    if (!Number.isSafeInteger(least) || least < 1 || least > req.size) fail('INVALID_PARAMS', `minSize must be from 1 to size, not ${least}`)
+    if (this.reservations.size >= MAX_RESERVATIONS) fail('NO_AVAILABLE_HANDLE', `${MAX_RESERVATIONS} reservations are open; commit or release some first`)
+    const now = this.clock.now()
+    const sameNode = req.preferAllocInSameNode === true && isNonEmptyString(req.hostId) ? req.hostId : undefined
+    // At most 1/16 of the largest segment (but what the caller needs): a reservation holds space
+    // nobody else can use until it is committed or released.
+    let largest = 0
+    for (const seg of this.okSegs) largest = Math.max(largest, seg.capacity)
+    const size = Math.max(least, Math.min(req.size, Math.floor(largest / RESERVATION_SHARE)))
+    const [placed] = this.place(size, 1, [], sameNode, now)
+    const seg = placed!.seg
+    const id = this.nextReservationId++
+    const expiresAt = now + this.options.putStartDiscardTimeoutMs
+    const r: Reservation = {id, clientId: req.clientId, seg, pieces: [placed!.handle], releaseAt: now - this.epoch + this.options.putStartReleaseTimeoutMs}
+    this.reservations.set(id, r)
+    const a = seg.allocator!
+    return {reservationId: id, memory: this.memLocation(seg, placed!.handle, a.sizeOf(placed!.handle), 'w', expiresAt), alignment: a.alignment, expiresAt}
+  }
+
+  /**
+   * Makes objects written inside reservations readable, each as PutStart + PutEnd would have: a
+   * key that exists fails alone (OBJECT_ALREADY_EXISTS) and its range stays reserved. A repeated
+   * commit of the same object by its writer (a lost reply) succeeds again.
+   */
+  batchPutCommit(reqs: PutCommitRequest[]): ItemResult<void>[] {
+    const out: ItemResult<void>[] = new Array(reqs.length)
+    for (let i = 0; i < reqs.length; i++) {
+      try {
+        this.commitReserved(reqs[i]!)
+        out[i] = {ok: true, value: undefined}
+      } catch (err) {
+        out[i] = itemFailure(err)
+      }
+    }
+    return out
+  }
+
+  /** Frees what is left of a reservation (what was committed stays). */
+  releaseSpace(req: ReleaseSpaceRequest): void {
+    if (req === null || typeof req !== 'object') fail('INVALID_PARAMS', 'request missing')
+    const r = this.reservations.get(req.reservationId)
+    if (r === undefined) fail('OBJECT_NOT_FOUND', `no reservation ${req.reservationId} (released, expired or never made)`)
+    if (r.clientId !== req.clientId) fail('ILLEGAL_CLIENT', 'not the holder of this reservation')
+    this.dropReservation(r)
+  }
+
+  private commitReserved(req: PutCommitRequest): void {
+    if (req === null || typeof req !== 'object') fail('INVALID_PARAMS', 'request missing')
+    if (!isNonEmptyString(req.clientId)) fail('INVALID_PARAMS', 'clientId must be non-empty')
+    validateKey(req.key)
+    if (!Number.isSafeInteger(req.size) || req.size < 1) fail('INVALID_PARAMS', `size must be a positive integer, not ${req.size}`)
+    if (!Number.isSafeInteger(req.offset) || req.offset < 0) fail('INVALID_PARAMS', `offset must be a non-negative integer, not ${req.offset}`)
+    if (req.checksum !== undefined && !(Number.isInteger(req.checksum) && req.checksum >= 0 && req.checksum <= 0xffffffff)) {
+      fail('INVALID_PARAMS', `checksum must be an unsigned 32-bit integer, not ${req.checksum}`)
+    }
+    const r = this.reservations.get(req.reservationId)
+    const now = this.clock.now()
+    let existing = this.lookup(req.key)
+    if (existing !== undefined) {
+      if (r !== undefined && this.isCommitted(existing, r, req)) return
+      if (this.hasComplete(existing)) fail('OBJECT_ALREADY_EXISTS', `key ${JSON.stringify(req.key)} exists`)
+      if (existing.start + this.options.putStartDiscardTimeoutMs >= now - this.epoch) {
+        fail('OBJECT_ALREADY_EXISTS', `key ${JSON.stringify(req.key)} is being written`)
+      }
+    }
+    if (r === undefined) fail('OBJECT_NOT_FOUND', `no reservation ${req.reservationId} (released, expired or never made)`)
+    if (r.clientId !== req.clientId) fail('ILLEGAL_CLIENT', 'not the holder of this reservation')
+    const a = r.seg.allocator
+    if (a === null || this.segs[r.seg.idx] !== r.seg) {
+      this.reservations.delete(r.id)
+      fail('SEGMENT_NOT_FOUND', `the segment of reservation ${r.id} was unmounted`)
+    }
+    const handle = this.carve(r, a, req.offset, a.alignedSize(req.size))
+    if (existing !== undefined) this.preempt(existing)
+    const o = this.newObject({clientId: req.clientId, requestId: '', key: req.key, size: req.size}, [{seg: r.seg, handle}], false, now)
+    // No request id: a repeated commit is recognised by its placement (isCommitted), not by one.
+    o.req = 0
+    this.completeMemory(o, req.checksum, now)
+    // A disk replica still to be written keeps it in progress, as after a PutEnd.
+    if (o.processing) this.trackProcessing(o)
+    if (r.pieces.length === 0) this.reservations.delete(r.id)
+  }
+
+  /** Whether `o` is what this commit would create (a repeated commit by the same writer). */
+  private isCommitted(o: Obj, r: Reservation, req: PutCommitRequest): boolean {
+    return (
+      o.memState === TIER_COMPLETE && o.seg === r.seg.idx && o.more === null && o.size === req.size &&
+      r.seg.allocator !== null && r.seg.allocator.offsetOf(o.h) === req.offset && this.mayEndFinished(o, req.clientId)
+    )
+  }
+
+  /** Takes [offset, offset + size) out of the reservation's pieces as an allocation of its own. */
+  private carve(r: Reservation, a: RangeAllocator, offset: number, size: number): number {
+    const pieces = r.pieces
+    // Pieces are kept in offset order: the last one starting at or before `offset`.
+    let lo = 0
+    let hi = pieces.length - 1
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1
+      if (a.offsetOf(pieces[mid]!) <= offset) lo = mid
+      else hi = mid - 1
+    }
+    const h = pieces[lo]
+    const start = h === undefined ? 0 : a.offsetOf(h)
+    if (h === undefined || start > offset || offset + size > start + a.sizeOf(h) || (offset - start) % a.alignment !== 0) {
+      fail('INVALID_PARAMS', `[${offset}, ${offset + size}) is not a free, aligned range of reservation ${r.id}`)
+    }
+    const replace: number[] = []
+    let piece = h
+    if (offset > start) {
+      replace.push(h)
+      piece = a.split(h, offset - start)
+    }
+    if (size < a.sizeOf(piece)) replace.push(a.split(piece, size))
+    pieces.splice(lo, 1, ...replace)
+    return piece
+  }
+
+  private dropReservation(r: Reservation): void {
+    this.reservations.delete(r.id)
+    const a = r.seg.allocator
+    if (a === null || this.segs[r.seg.idx] !== r.seg) return
+    for (const h of r.pieces) if (a.isAllocated(h)) a.release(h)
+    r.pieces = []
+  }
+
   private start(req: PutStartRequest, upsert: boolean): PutStartResult {
     if (req === null || typeof req !== 'object') fail('INVALID_PARAMS', 'request missing')
     if (!isNonEmptyString(req.clientId)) fail('INVALID_PARAMS', 'clientId must be non-empty')
@@ -523,6 +685,13 @@ export class MasterService implements MasterCalls {
   }
 
   private create(req: PutStartRequest, placed: Placement[], softPin: boolean, replicaNum: number, now: number): PutStartResult {
+    const o = this.newObject(req, placed, softPin, now)
+    this.trackProcessing(o)
+    return this.putResult(o, replicaNum, now)
+  }
+
+  /** A new object in the table, its replicas placed and being written (PROCESSING). */
+  private newObject(req: PutStartRequest, placed: Placement[], softPin: boolean, now: number): Obj {
     const o = new Obj(req.key, req.size, this.nextVersion++, req.clientId, req.requestId, now - this.epoch)
     this.attach(o, placed)
     o.memState = TIER_PROCESSING
@@ -532,8 +701,7 @@ export class MasterService implements MasterCalls {
     }
     if (softPin) o.flags |= F_WANT_PIN
     this.insertObject(o)
-    this.trackProcessing(o)
-    return this.putResult(o, replicaNum, now)
+    return o
   }
 
   private isSameRequest(o: Obj, clientId: string, requestId: string): boolean {
@@ -643,8 +811,13 @@ export class MasterService implements MasterCalls {
     }
     if (o.memState !== TIER_PROCESSING) fail('INVALID_WRITE', `key ${JSON.stringify(req.key)} has no memory replica being written`)
     if (o.cid !== req.clientId) fail('ILLEGAL_CLIENT', 'not the writer of this object')
+    this.completeMemory(o, req.checksum, now)
+  }
+
+  /** The memory replicas of `o` are written: readable from now on (and queued for disk if it has a disk tier). */
+  private completeMemory(o: Obj, checksum: number | undefined, now: number): void {
     o.memState = TIER_COMPLETE
-    this.setChecksum(o, req.checksum)
+    this.setChecksum(o, checksum)
     const rnow = now - this.epoch
     if (o.lease < rnow) o.lease = rnow
     if ((o.flags & F_WANT_PIN) !== 0 && this.options.softPinTtlMs > 0) {
@@ -1138,7 +1311,7 @@ export class MasterService implements MasterCalls {
   /** Whether background work is pending (an adapter may tick sooner). */
   needsTick(): boolean {
     if (this.round !== null || this.needEviction || this.m.sweepPending || this.draining.size > 0) return true
-    if (this.processing.size > 0 || this.discarded.size > 0 || this.pinQueue.length > 0 || this.clients.size > 0) return true
+    if (this.processing.size > 0 || this.discarded.size > 0 || this.reservations.size > 0 || this.pinQueue.length > 0 || this.clients.size > 0) return true
     return this.usedRatio() > this.options.evictionHighWatermarkRatio
   }
 
@@ -1172,6 +1345,10 @@ export class MasterService implements MasterCalls {
     const budget = {ops: TICK_MAX_OPS, until: t0 + TICK_BUDGET_MS}
     this.releaseZombies(rnow, budget)
     this.discarded.drain(rnow, 4096, (seg, h) => this.releaseDiscarded(seg, h))
+    for (const r of this.reservations.values()) {
+      if (r.releaseAt > rnow) break
+      this.dropReservation(r)
+    }
     this.expirePins(rnow, 4096)
     if (this.m.sweepPending) this.sweep(SWEEP_PER_TICK)
     this.evictStep(rnow, budget)

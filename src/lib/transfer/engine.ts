@@ -218,7 +218,7 @@ export class TransferEngine {
     const segmentIndex = new Map<string, number>()
     const locals: Array<Uint8Array | number> = []
     const localIndex = new Map<Uint8Array | Segment, number>()
-    const grantIndex = new Map<Grant, number>()
+    const grantIndex = new Map<Grant | Uint8Array, number>()
     const grantBytes: Uint8Array[] = []
     const rows = new Float64Array(n * ROW_WIDTH)
     const rowOf = new Int32Array(n)
@@ -278,13 +278,19 @@ export class TransferEngine {
       }
       let g = -1
       if (r.grantWire !== undefined) {
-        const reason = grantWireProblem(r.grantWire)
-        if (reason !== undefined) {
-          results[i] = refused('INVALID_PARAMS', reason)
-          continue
+        // Requests placed in one reservation share its grant: sent (and checked) once.
+        const known = grantIndex.get(r.grantWire)
+        if (known !== undefined) g = known
+        else {
+          const reason = grantWireProblem(r.grantWire)
+          if (reason !== undefined) {
+            results[i] = refused('INVALID_PARAMS', reason)
+            continue
+          }
+          grantBytes.push(r.grantWire)
+          g = grantBytes.length - 1
+          grantIndex.set(r.grantWire, g)
         }
-        grantBytes.push(r.grantWire)
-        g = grantBytes.length - 1
       } else if (r.grant !== undefined) {
         if (r.grant.segment !== r.segment) {
           results[i] = refused('INVALID_PARAMS', `the grant is for segment '${r.grant.segment}', not '${r.segment}'`)

@@ -153,4 +153,27 @@ test('release of a handle that is not allocated throws', () => {
   assert.throws(() => a.release(999))
 })
 
+test('split: both halves stay allocated, are released on their own and coalesce back', () => {
+  const a = new RangeAllocator(1024)
+  const h = a.alloc(512)
+  const tail = a.split(h, 128)
+  assert.equal([a.offsetOf(h), a.sizeOf(h), a.offsetOf(tail), a.sizeOf(tail)], [0, 128, 128, 384])
+  assert.is(a.used, 512)
+  assert.is(a.allocations, 2)
+  const mid = a.split(tail, 64)
+  a.release(tail) // [128, 192) freed between two live pieces
+  assert.is(a.used, 448)
+  assert.is(a.largestFree(), 512)
+  a.release(h)
+  a.release(mid)
+  assert.is(a.used, 0)
+  assert.is(a.allocations, 0)
+  assert.equal(a.freeRanges(), [[0, 1024]])
+  const x = a.alloc(64)
+  assert.throws(() => a.split(x, 0))
+  assert.throws(() => a.split(x, 64))
+  assert.throws(() => a.split(x, 12), /split/)
+  assert.throws(() => a.split(999, 8))
+})
+
 test.run()

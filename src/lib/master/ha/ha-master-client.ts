@@ -22,6 +22,10 @@ const IDEMPOTENT: Record<Method, boolean | ((args: unknown[]) => boolean)> = {
   batchPutStart: (a) => (a[0] as PutStartRequest[]).every((r) => r.requestId !== ''),
   batchPutEnd: true,
   batchPutRevoke: false,
+  // A repeated reservation only holds space until it expires; the caller falls back to PutStart instead.
+  reserveSpace: false,
+  batchPutCommit: true,
+  releaseSpace: true,
   upsertStart: false,
   upsertEnd: false,
   upsertRevoke: false,

@@ -4,6 +4,7 @@ import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-load
 
 import type { BatchExistKeyResponse as _mooncake_v1_BatchExistKeyResponse, BatchExistKeyResponse__Output as _mooncake_v1_BatchExistKeyResponse__Output } from './mooncake/v1/BatchExistKeyResponse.js';
 import type { BatchGetReplicaListResponse as _mooncake_v1_BatchGetReplicaListResponse, BatchGetReplicaListResponse__Output as _mooncake_v1_BatchGetReplicaListResponse__Output } from './mooncake/v1/BatchGetReplicaListResponse.js';
+import type { BatchPutCommitRequest as _mooncake_v1_BatchPutCommitRequest, BatchPutCommitRequest__Output as _mooncake_v1_BatchPutCommitRequest__Output } from './mooncake/v1/BatchPutCommitRequest.js';
 import type { BatchPutEndRequest as _mooncake_v1_BatchPutEndRequest, BatchPutEndRequest__Output as _mooncake_v1_BatchPutEndRequest__Output } from './mooncake/v1/BatchPutEndRequest.js';
 import type { BatchPutRevokeRequest as _mooncake_v1_BatchPutRevokeRequest, BatchPutRevokeRequest__Output as _mooncake_v1_BatchPutRevokeRequest__Output } from './mooncake/v1/BatchPutRevokeRequest.js';
 import type { BatchPutStartRequest as _mooncake_v1_BatchPutStartRequest, BatchPutStartRequest__Output as _mooncake_v1_BatchPutStartRequest__Output } from './mooncake/v1/BatchPutStartRequest.js';
@@ -36,6 +37,7 @@ import type { PingRequest as _mooncake_v1_PingRequest, PingRequest__Output as _m
 import type { PingResponse as _mooncake_v1_PingResponse, PingResponse__Output as _mooncake_v1_PingResponse__Output } from './mooncake/v1/PingResponse.js';
 import type { PipelineRequest as _mooncake_v1_PipelineRequest, PipelineRequest__Output as _mooncake_v1_PipelineRequest__Output } from './mooncake/v1/PipelineRequest.js';
 import type { PipelineResponse as _mooncake_v1_PipelineResponse, PipelineResponse__Output as _mooncake_v1_PipelineResponse__Output } from './mooncake/v1/PipelineResponse.js';
+import type { PutCommitRequest as _mooncake_v1_PutCommitRequest, PutCommitRequest__Output as _mooncake_v1_PutCommitRequest__Output } from './mooncake/v1/PutCommitRequest.js';
 import type { PutEndRequest as _mooncake_v1_PutEndRequest, PutEndRequest__Output as _mooncake_v1_PutEndRequest__Output } from './mooncake/v1/PutEndRequest.js';
 import type { PutRevokeRequest as _mooncake_v1_PutRevokeRequest, PutRevokeRequest__Output as _mooncake_v1_PutRevokeRequest__Output } from './mooncake/v1/PutRevokeRequest.js';
 import type { PutStartItem as _mooncake_v1_PutStartItem, PutStartItem__Output as _mooncake_v1_PutStartItem__Output } from './mooncake/v1/PutStartItem.js';
@@ -45,6 +47,7 @@ import type { QueryByRegexResponse as _mooncake_v1_QueryByRegexResponse, QueryBy
 import type { QuerySegmentsRequest as _mooncake_v1_QuerySegmentsRequest, QuerySegmentsRequest__Output as _mooncake_v1_QuerySegmentsRequest__Output } from './mooncake/v1/QuerySegmentsRequest.js';
 import type { ReMountSegmentRequest as _mooncake_v1_ReMountSegmentRequest, ReMountSegmentRequest__Output as _mooncake_v1_ReMountSegmentRequest__Output } from './mooncake/v1/ReMountSegmentRequest.js';
 import type { RegexRequest as _mooncake_v1_RegexRequest, RegexRequest__Output as _mooncake_v1_RegexRequest__Output } from './mooncake/v1/RegexRequest.js';
+import type { ReleaseSpaceRequest as _mooncake_v1_ReleaseSpaceRequest, ReleaseSpaceRequest__Output as _mooncake_v1_ReleaseSpaceRequest__Output } from './mooncake/v1/ReleaseSpaceRequest.js';
 import type { RemoveAllRequest as _mooncake_v1_RemoveAllRequest, RemoveAllRequest__Output as _mooncake_v1_RemoveAllRequest__Output } from './mooncake/v1/RemoveAllRequest.js';
 import type { RemoveByRegexRequest as _mooncake_v1_RemoveByRegexRequest, RemoveByRegexRequest__Output as _mooncake_v1_RemoveByRegexRequest__Output } from './mooncake/v1/RemoveByRegexRequest.js';
 import type { RemoveManyResponse as _mooncake_v1_RemoveManyResponse, RemoveManyResponse__Output as _mooncake_v1_RemoveManyResponse__Output } from './mooncake/v1/RemoveManyResponse.js';
@@ -52,6 +55,8 @@ import type { RemoveRequest as _mooncake_v1_RemoveRequest, RemoveRequest__Output
 import type { ReplicaDescriptor as _mooncake_v1_ReplicaDescriptor, ReplicaDescriptor__Output as _mooncake_v1_ReplicaDescriptor__Output } from './mooncake/v1/ReplicaDescriptor.js';
 import type { ReplicaInfo as _mooncake_v1_ReplicaInfo, ReplicaInfo__Output as _mooncake_v1_ReplicaInfo__Output } from './mooncake/v1/ReplicaInfo.js';
 import type { ReplicateConfig as _mooncake_v1_ReplicateConfig, ReplicateConfig__Output as _mooncake_v1_ReplicateConfig__Output } from './mooncake/v1/ReplicateConfig.js';
+import type { ReserveSpaceRequest as _mooncake_v1_ReserveSpaceRequest, ReserveSpaceRequest__Output as _mooncake_v1_ReserveSpaceRequest__Output } from './mooncake/v1/ReserveSpaceRequest.js';
+import type { ReserveSpaceResponse as _mooncake_v1_ReserveSpaceResponse, ReserveSpaceResponse__Output as _mooncake_v1_ReserveSpaceResponse__Output } from './mooncake/v1/ReserveSpaceResponse.js';
 import type { SegmentDescriptor as _mooncake_v1_SegmentDescriptor, SegmentDescriptor__Output as _mooncake_v1_SegmentDescriptor__Output } from './mooncake/v1/SegmentDescriptor.js';
 import type { SegmentInfo as _mooncake_v1_SegmentInfo, SegmentInfo__Output as _mooncake_v1_SegmentInfo__Output } from './mooncake/v1/SegmentInfo.js';
 import type { SegmentUsage as _mooncake_v1_SegmentUsage, SegmentUsage__Output as _mooncake_v1_SegmentUsage__Output } from './mooncake/v1/SegmentUsage.js';
@@ -69,6 +74,7 @@ export interface ProtoGrpcType {
     v1: {
       BatchExistKeyResponse: MessageTypeDefinition<_mooncake_v1_BatchExistKeyResponse, _mooncake_v1_BatchExistKeyResponse__Output>
       BatchGetReplicaListResponse: MessageTypeDefinition<_mooncake_v1_BatchGetReplicaListResponse, _mooncake_v1_BatchGetReplicaListResponse__Output>
+      BatchPutCommitRequest: MessageTypeDefinition<_mooncake_v1_BatchPutCommitRequest, _mooncake_v1_BatchPutCommitRequest__Output>
       BatchPutEndRequest: MessageTypeDefinition<_mooncake_v1_BatchPutEndRequest, _mooncake_v1_BatchPutEndRequest__Output>
       BatchPutRevokeRequest: MessageTypeDefinition<_mooncake_v1_BatchPutRevokeRequest, _mooncake_v1_BatchPutRevokeRequest__Output>
       BatchPutStartRequest: MessageTypeDefinition<_mooncake_v1_BatchPutStartRequest, _mooncake_v1_BatchPutStartRequest__Output>
@@ -102,6 +108,7 @@ export interface ProtoGrpcType {
       PingResponse: MessageTypeDefinition<_mooncake_v1_PingResponse, _mooncake_v1_PingResponse__Output>
       PipelineRequest: MessageTypeDefinition<_mooncake_v1_PipelineRequest, _mooncake_v1_PipelineRequest__Output>
       PipelineResponse: MessageTypeDefinition<_mooncake_v1_PipelineResponse, _mooncake_v1_PipelineResponse__Output>
+      PutCommitRequest: MessageTypeDefinition<_mooncake_v1_PutCommitRequest, _mooncake_v1_PutCommitRequest__Output>
       PutEndRequest: MessageTypeDefinition<_mooncake_v1_PutEndRequest, _mooncake_v1_PutEndRequest__Output>
       PutRevokeRequest: MessageTypeDefinition<_mooncake_v1_PutRevokeRequest, _mooncake_v1_PutRevokeRequest__Output>
       PutStartItem: MessageTypeDefinition<_mooncake_v1_PutStartItem, _mooncake_v1_PutStartItem__Output>
@@ -111,6 +118,7 @@ export interface ProtoGrpcType {
       QuerySegmentsRequest: MessageTypeDefinition<_mooncake_v1_QuerySegmentsRequest, _mooncake_v1_QuerySegmentsRequest__Output>
       ReMountSegmentRequest: MessageTypeDefinition<_mooncake_v1_ReMountSegmentRequest, _mooncake_v1_ReMountSegmentRequest__Output>
       RegexRequest: MessageTypeDefinition<_mooncake_v1_RegexRequest, _mooncake_v1_RegexRequest__Output>
+      ReleaseSpaceRequest: MessageTypeDefinition<_mooncake_v1_ReleaseSpaceRequest, _mooncake_v1_ReleaseSpaceRequest__Output>
       RemoveAllRequest: MessageTypeDefinition<_mooncake_v1_RemoveAllRequest, _mooncake_v1_RemoveAllRequest__Output>
       RemoveByRegexRequest: MessageTypeDefinition<_mooncake_v1_RemoveByRegexRequest, _mooncake_v1_RemoveByRegexRequest__Output>
       RemoveManyResponse: MessageTypeDefinition<_mooncake_v1_RemoveManyResponse, _mooncake_v1_RemoveManyResponse__Output>
@@ -121,6 +129,8 @@ export interface ProtoGrpcType {
       ReplicaTarget: EnumTypeDefinition
       ReplicaType: EnumTypeDefinition
       ReplicateConfig: MessageTypeDefinition<_mooncake_v1_ReplicateConfig, _mooncake_v1_ReplicateConfig__Output>
+      ReserveSpaceRequest: MessageTypeDefinition<_mooncake_v1_ReserveSpaceRequest, _mooncake_v1_ReserveSpaceRequest__Output>
+      ReserveSpaceResponse: MessageTypeDefinition<_mooncake_v1_ReserveSpaceResponse, _mooncake_v1_ReserveSpaceResponse__Output>
       SegmentDescriptor: MessageTypeDefinition<_mooncake_v1_SegmentDescriptor, _mooncake_v1_SegmentDescriptor__Output>
       SegmentInfo: MessageTypeDefinition<_mooncake_v1_SegmentInfo, _mooncake_v1_SegmentInfo__Output>
       SegmentStatus: EnumTypeDefinition

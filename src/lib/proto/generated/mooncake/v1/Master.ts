@@ -4,6 +4,7 @@ import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
 import type { BatchExistKeyResponse as _mooncake_v1_BatchExistKeyResponse, BatchExistKeyResponse__Output as _mooncake_v1_BatchExistKeyResponse__Output } from '../../mooncake/v1/BatchExistKeyResponse.js';
 import type { BatchGetReplicaListResponse as _mooncake_v1_BatchGetReplicaListResponse, BatchGetReplicaListResponse__Output as _mooncake_v1_BatchGetReplicaListResponse__Output } from '../../mooncake/v1/BatchGetReplicaListResponse.js';
+import type { BatchPutCommitRequest as _mooncake_v1_BatchPutCommitRequest, BatchPutCommitRequest__Output as _mooncake_v1_BatchPutCommitRequest__Output } from '../../mooncake/v1/BatchPutCommitRequest.js';
 import type { BatchPutEndRequest as _mooncake_v1_BatchPutEndRequest, BatchPutEndRequest__Output as _mooncake_v1_BatchPutEndRequest__Output } from '../../mooncake/v1/BatchPutEndRequest.js';
 import type { BatchPutRevokeRequest as _mooncake_v1_BatchPutRevokeRequest, BatchPutRevokeRequest__Output as _mooncake_v1_BatchPutRevokeRequest__Output } from '../../mooncake/v1/BatchPutRevokeRequest.js';
 import type { BatchPutStartRequest as _mooncake_v1_BatchPutStartRequest, BatchPutStartRequest__Output as _mooncake_v1_BatchPutStartRequest__Output } from '../../mooncake/v1/BatchPutStartRequest.js';
@@ -35,10 +36,13 @@ import type { QueryByRegexResponse as _mooncake_v1_QueryByRegexResponse, QueryBy
 import type { QuerySegmentsRequest as _mooncake_v1_QuerySegmentsRequest, QuerySegmentsRequest__Output as _mooncake_v1_QuerySegmentsRequest__Output } from '../../mooncake/v1/QuerySegmentsRequest.js';
 import type { ReMountSegmentRequest as _mooncake_v1_ReMountSegmentRequest, ReMountSegmentRequest__Output as _mooncake_v1_ReMountSegmentRequest__Output } from '../../mooncake/v1/ReMountSegmentRequest.js';
 import type { RegexRequest as _mooncake_v1_RegexRequest, RegexRequest__Output as _mooncake_v1_RegexRequest__Output } from '../../mooncake/v1/RegexRequest.js';
+import type { ReleaseSpaceRequest as _mooncake_v1_ReleaseSpaceRequest, ReleaseSpaceRequest__Output as _mooncake_v1_ReleaseSpaceRequest__Output } from '../../mooncake/v1/ReleaseSpaceRequest.js';
 import type { RemoveAllRequest as _mooncake_v1_RemoveAllRequest, RemoveAllRequest__Output as _mooncake_v1_RemoveAllRequest__Output } from '../../mooncake/v1/RemoveAllRequest.js';
 import type { RemoveByRegexRequest as _mooncake_v1_RemoveByRegexRequest, RemoveByRegexRequest__Output as _mooncake_v1_RemoveByRegexRequest__Output } from '../../mooncake/v1/RemoveByRegexRequest.js';
 import type { RemoveManyResponse as _mooncake_v1_RemoveManyResponse, RemoveManyResponse__Output as _mooncake_v1_RemoveManyResponse__Output } from '../../mooncake/v1/RemoveManyResponse.js';
 import type { RemoveRequest as _mooncake_v1_RemoveRequest, RemoveRequest__Output as _mooncake_v1_RemoveRequest__Output } from '../../mooncake/v1/RemoveRequest.js';
+import type { ReserveSpaceRequest as _mooncake_v1_ReserveSpaceRequest, ReserveSpaceRequest__Output as _mooncake_v1_ReserveSpaceRequest__Output } from '../../mooncake/v1/ReserveSpaceRequest.js';
+import type { ReserveSpaceResponse as _mooncake_v1_ReserveSpaceResponse, ReserveSpaceResponse__Output as _mooncake_v1_ReserveSpaceResponse__Output } from '../../mooncake/v1/ReserveSpaceResponse.js';
 import type { SegmentUsage as _mooncake_v1_SegmentUsage, SegmentUsage__Output as _mooncake_v1_SegmentUsage__Output } from '../../mooncake/v1/SegmentUsage.js';
 import type { ServiceReadyResponse as _mooncake_v1_ServiceReadyResponse, ServiceReadyResponse__Output as _mooncake_v1_ServiceReadyResponse__Output } from '../../mooncake/v1/ServiceReadyResponse.js';
 import type { StatsResponse as _mooncake_v1_StatsResponse, StatsResponse__Output as _mooncake_v1_StatsResponse__Output } from '../../mooncake/v1/StatsResponse.js';
@@ -62,6 +66,27 @@ export interface MasterClient extends grpc.Client {
   batchGetReplicaList(argument: _mooncake_v1_KeysRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_mooncake_v1_BatchGetReplicaListResponse__Output>): grpc.ClientUnaryCall;
   batchGetReplicaList(argument: _mooncake_v1_KeysRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_mooncake_v1_BatchGetReplicaListResponse__Output>): grpc.ClientUnaryCall;
   batchGetReplicaList(argument: _mooncake_v1_KeysRequest, callback: grpc.requestCallback<_mooncake_v1_BatchGetReplicaListResponse__Output>): grpc.ClientUnaryCall;
+  
+  /**
+   * Each item as PutStart + PutEnd: OBJECT_ALREADY_EXISTS for a key that exists (its range stays
+   * reserved), INVALID_PARAMS for a range that is not free in the reservation, OBJECT_NOT_FOUND for
+   * a reservation released or expired, ILLEGAL_CLIENT for another client's. Repeating a commit
+   * that succeeded succeeds (a retry after a lost reply is safe).
+   */
+  BatchPutCommit(argument: _mooncake_v1_BatchPutCommitRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_mooncake_v1_BatchVoidResponse__Output>): grpc.ClientUnaryCall;
+  BatchPutCommit(argument: _mooncake_v1_BatchPutCommitRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_mooncake_v1_BatchVoidResponse__Output>): grpc.ClientUnaryCall;
+  BatchPutCommit(argument: _mooncake_v1_BatchPutCommitRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_mooncake_v1_BatchVoidResponse__Output>): grpc.ClientUnaryCall;
+  BatchPutCommit(argument: _mooncake_v1_BatchPutCommitRequest, callback: grpc.requestCallback<_mooncake_v1_BatchVoidResponse__Output>): grpc.ClientUnaryCall;
+  /**
+   * Each item as PutStart + PutEnd: OBJECT_ALREADY_EXISTS for a key that exists (its range stays
+   * reserved), INVALID_PARAMS for a range that is not free in the reservation, OBJECT_NOT_FOUND for
+   * a reservation released or expired, ILLEGAL_CLIENT for another client's. Repeating a commit
+   * that succeeded succeeds (a retry after a lost reply is safe).
+   */
+  batchPutCommit(argument: _mooncake_v1_BatchPutCommitRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_mooncake_v1_BatchVoidResponse__Output>): grpc.ClientUnaryCall;
+  batchPutCommit(argument: _mooncake_v1_BatchPutCommitRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_mooncake_v1_BatchVoidResponse__Output>): grpc.ClientUnaryCall;
+  batchPutCommit(argument: _mooncake_v1_BatchPutCommitRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_mooncake_v1_BatchVoidResponse__Output>): grpc.ClientUnaryCall;
+  batchPutCommit(argument: _mooncake_v1_BatchPutCommitRequest, callback: grpc.requestCallback<_mooncake_v1_BatchVoidResponse__Output>): grpc.ClientUnaryCall;
   
   BatchPutEnd(argument: _mooncake_v1_BatchPutEndRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_mooncake_v1_BatchVoidResponse__Output>): grpc.ClientUnaryCall;
   BatchPutEnd(argument: _mooncake_v1_BatchPutEndRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_mooncake_v1_BatchVoidResponse__Output>): grpc.ClientUnaryCall;
@@ -338,6 +363,23 @@ export interface MasterClient extends grpc.Client {
   reMountSegment(argument: _mooncake_v1_ReMountSegmentRequest, callback: grpc.requestCallback<_mooncake_v1_Empty__Output>): grpc.ClientUnaryCall;
   
   /**
+   * Frees what is left of a reservation; otherwise the master frees it put_start_release_timeout
+   * after ReserveSpace.
+   */
+  ReleaseSpace(argument: _mooncake_v1_ReleaseSpaceRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_mooncake_v1_Empty__Output>): grpc.ClientUnaryCall;
+  ReleaseSpace(argument: _mooncake_v1_ReleaseSpaceRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_mooncake_v1_Empty__Output>): grpc.ClientUnaryCall;
+  ReleaseSpace(argument: _mooncake_v1_ReleaseSpaceRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_mooncake_v1_Empty__Output>): grpc.ClientUnaryCall;
+  ReleaseSpace(argument: _mooncake_v1_ReleaseSpaceRequest, callback: grpc.requestCallback<_mooncake_v1_Empty__Output>): grpc.ClientUnaryCall;
+  /**
+   * Frees what is left of a reservation; otherwise the master frees it put_start_release_timeout
+   * after ReserveSpace.
+   */
+  releaseSpace(argument: _mooncake_v1_ReleaseSpaceRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_mooncake_v1_Empty__Output>): grpc.ClientUnaryCall;
+  releaseSpace(argument: _mooncake_v1_ReleaseSpaceRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_mooncake_v1_Empty__Output>): grpc.ClientUnaryCall;
+  releaseSpace(argument: _mooncake_v1_ReleaseSpaceRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_mooncake_v1_Empty__Output>): grpc.ClientUnaryCall;
+  releaseSpace(argument: _mooncake_v1_ReleaseSpaceRequest, callback: grpc.requestCallback<_mooncake_v1_Empty__Output>): grpc.ClientUnaryCall;
+  
+  /**
    * OBJECT_NOT_FOUND; OBJECT_HAS_LEASE under an unexpired lease unless force; an object being
    * written is never removed (REPLICA_IS_NOT_READY).
    */
@@ -379,6 +421,29 @@ export interface MasterClient extends grpc.Client {
   removeByRegex(argument: _mooncake_v1_RemoveByRegexRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_mooncake_v1_RemoveManyResponse__Output>): grpc.ClientUnaryCall;
   removeByRegex(argument: _mooncake_v1_RemoveByRegexRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_mooncake_v1_RemoveManyResponse__Output>): grpc.ClientUnaryCall;
   removeByRegex(argument: _mooncake_v1_RemoveByRegexRequest, callback: grpc.requestCallback<_mooncake_v1_RemoveManyResponse__Output>): grpc.ClientUnaryCall;
+  
+  /**
+   * Writes without a PutStart per object [ours]: ReserveSpace holds one range of a segment (default
+   * placement, one replica) for the caller, who places new objects in it at offsets it picks
+   * (multiples of `alignment`, each taking its size rounded up to it), writes them with the
+   * range's grant, and makes them readable with BatchPutCommit. Like PutStart, it evicts when
+   * no segment has room. Errors: INVALID_PARAMS, NO_AVAILABLE_HANDLE.
+   */
+  ReserveSpace(argument: _mooncake_v1_ReserveSpaceRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_mooncake_v1_ReserveSpaceResponse__Output>): grpc.ClientUnaryCall;
+  ReserveSpace(argument: _mooncake_v1_ReserveSpaceRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_mooncake_v1_ReserveSpaceResponse__Output>): grpc.ClientUnaryCall;
+  ReserveSpace(argument: _mooncake_v1_ReserveSpaceRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_mooncake_v1_ReserveSpaceResponse__Output>): grpc.ClientUnaryCall;
+  ReserveSpace(argument: _mooncake_v1_ReserveSpaceRequest, callback: grpc.requestCallback<_mooncake_v1_ReserveSpaceResponse__Output>): grpc.ClientUnaryCall;
+  /**
+   * Writes without a PutStart per object [ours]: ReserveSpace holds one range of a segment (default
+   * placement, one replica) for the caller, who places new objects in it at offsets it picks
+   * (multiples of `alignment`, each taking its size rounded up to it), writes them with the
+   * range's grant, and makes them readable with BatchPutCommit. Like PutStart, it evicts when
+   * no segment has room. Errors: INVALID_PARAMS, NO_AVAILABLE_HANDLE.
+   */
+  reserveSpace(argument: _mooncake_v1_ReserveSpaceRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_mooncake_v1_ReserveSpaceResponse__Output>): grpc.ClientUnaryCall;
+  reserveSpace(argument: _mooncake_v1_ReserveSpaceRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_mooncake_v1_ReserveSpaceResponse__Output>): grpc.ClientUnaryCall;
+  reserveSpace(argument: _mooncake_v1_ReserveSpaceRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_mooncake_v1_ReserveSpaceResponse__Output>): grpc.ClientUnaryCall;
+  reserveSpace(argument: _mooncake_v1_ReserveSpaceRequest, callback: grpc.requestCallback<_mooncake_v1_ReserveSpaceResponse__Output>): grpc.ClientUnaryCall;
   
   /**
    * Connect check: answers as soon as the master serves.
@@ -466,6 +531,14 @@ export interface MasterHandlers extends grpc.UntypedServiceImplementation {
   BatchExistKey: grpc.handleUnaryCall<_mooncake_v1_KeysRequest__Output, _mooncake_v1_BatchExistKeyResponse>;
   
   BatchGetReplicaList: grpc.handleUnaryCall<_mooncake_v1_KeysRequest__Output, _mooncake_v1_BatchGetReplicaListResponse>;
+  
+  /**
+   * Each item as PutStart + PutEnd: OBJECT_ALREADY_EXISTS for a key that exists (its range stays
+   * reserved), INVALID_PARAMS for a range that is not free in the reservation, OBJECT_NOT_FOUND for
+   * a reservation released or expired, ILLEGAL_CLIENT for another client's. Repeating a commit
+   * that succeeded succeeds (a retry after a lost reply is safe).
+   */
+  BatchPutCommit: grpc.handleUnaryCall<_mooncake_v1_BatchPutCommitRequest__Output, _mooncake_v1_BatchVoidResponse>;
   
   BatchPutEnd: grpc.handleUnaryCall<_mooncake_v1_BatchPutEndRequest__Output, _mooncake_v1_BatchVoidResponse>;
   
@@ -559,6 +632,12 @@ export interface MasterHandlers extends grpc.UntypedServiceImplementation {
   ReMountSegment: grpc.handleUnaryCall<_mooncake_v1_ReMountSegmentRequest__Output, _mooncake_v1_Empty>;
   
   /**
+   * Frees what is left of a reservation; otherwise the master frees it put_start_release_timeout
+   * after ReserveSpace.
+   */
+  ReleaseSpace: grpc.handleUnaryCall<_mooncake_v1_ReleaseSpaceRequest__Output, _mooncake_v1_Empty>;
+  
+  /**
    * OBJECT_NOT_FOUND; OBJECT_HAS_LEASE under an unexpired lease unless force; an object being
    * written is never removed (REPLICA_IS_NOT_READY).
    */
@@ -571,6 +650,15 @@ export interface MasterHandlers extends grpc.UntypedServiceImplementation {
    * always skipped. dry_run reports what would go without removing anything.
    */
   RemoveByRegex: grpc.handleUnaryCall<_mooncake_v1_RemoveByRegexRequest__Output, _mooncake_v1_RemoveManyResponse>;
+  
+  /**
+   * Writes without a PutStart per object [ours]: ReserveSpace holds one range of a segment (default
+   * placement, one replica) for the caller, who places new objects in it at offsets it picks
+   * (multiples of `alignment`, each taking its size rounded up to it), writes them with the
+   * range's grant, and makes them readable with BatchPutCommit. Like PutStart, it evicts when
+   * no segment has room. Errors: INVALID_PARAMS, NO_AVAILABLE_HANDLE.
+   */
+  ReserveSpace: grpc.handleUnaryCall<_mooncake_v1_ReserveSpaceRequest__Output, _mooncake_v1_ReserveSpaceResponse>;
   
   /**
    * Connect check: answers as soon as the master serves.
@@ -602,6 +690,7 @@ export interface MasterHandlers extends grpc.UntypedServiceImplementation {
 export interface MasterDefinition extends grpc.ServiceDefinition {
   BatchExistKey: MethodDefinition<_mooncake_v1_KeysRequest, _mooncake_v1_BatchExistKeyResponse, _mooncake_v1_KeysRequest__Output, _mooncake_v1_BatchExistKeyResponse__Output>
   BatchGetReplicaList: MethodDefinition<_mooncake_v1_KeysRequest, _mooncake_v1_BatchGetReplicaListResponse, _mooncake_v1_KeysRequest__Output, _mooncake_v1_BatchGetReplicaListResponse__Output>
+  BatchPutCommit: MethodDefinition<_mooncake_v1_BatchPutCommitRequest, _mooncake_v1_BatchVoidResponse, _mooncake_v1_BatchPutCommitRequest__Output, _mooncake_v1_BatchVoidResponse__Output>
   BatchPutEnd: MethodDefinition<_mooncake_v1_BatchPutEndRequest, _mooncake_v1_BatchVoidResponse, _mooncake_v1_BatchPutEndRequest__Output, _mooncake_v1_BatchVoidResponse__Output>
   BatchPutRevoke: MethodDefinition<_mooncake_v1_BatchPutRevokeRequest, _mooncake_v1_BatchVoidResponse, _mooncake_v1_BatchPutRevokeRequest__Output, _mooncake_v1_BatchVoidResponse__Output>
   BatchPutStart: MethodDefinition<_mooncake_v1_BatchPutStartRequest, _mooncake_v1_BatchPutStartResponse, _mooncake_v1_BatchPutStartRequest__Output, _mooncake_v1_BatchPutStartResponse__Output>
@@ -622,9 +711,11 @@ export interface MasterDefinition extends grpc.ServiceDefinition {
   QueryByRegex: MethodDefinition<_mooncake_v1_RegexRequest, _mooncake_v1_QueryByRegexResponse, _mooncake_v1_RegexRequest__Output, _mooncake_v1_QueryByRegexResponse__Output>
   QuerySegments: MethodDefinition<_mooncake_v1_QuerySegmentsRequest, _mooncake_v1_SegmentUsage, _mooncake_v1_QuerySegmentsRequest__Output, _mooncake_v1_SegmentUsage__Output>
   ReMountSegment: MethodDefinition<_mooncake_v1_ReMountSegmentRequest, _mooncake_v1_Empty, _mooncake_v1_ReMountSegmentRequest__Output, _mooncake_v1_Empty__Output>
+  ReleaseSpace: MethodDefinition<_mooncake_v1_ReleaseSpaceRequest, _mooncake_v1_Empty, _mooncake_v1_ReleaseSpaceRequest__Output, _mooncake_v1_Empty__Output>
   Remove: MethodDefinition<_mooncake_v1_RemoveRequest, _mooncake_v1_Empty, _mooncake_v1_RemoveRequest__Output, _mooncake_v1_Empty__Output>
   RemoveAll: MethodDefinition<_mooncake_v1_RemoveAllRequest, _mooncake_v1_RemoveManyResponse, _mooncake_v1_RemoveAllRequest__Output, _mooncake_v1_RemoveManyResponse__Output>
   RemoveByRegex: MethodDefinition<_mooncake_v1_RemoveByRegexRequest, _mooncake_v1_RemoveManyResponse, _mooncake_v1_RemoveByRegexRequest__Output, _mooncake_v1_RemoveManyResponse__Output>
+  ReserveSpace: MethodDefinition<_mooncake_v1_ReserveSpaceRequest, _mooncake_v1_ReserveSpaceResponse, _mooncake_v1_ReserveSpaceRequest__Output, _mooncake_v1_ReserveSpaceResponse__Output>
   ServiceReady: MethodDefinition<_mooncake_v1_Empty, _mooncake_v1_ServiceReadyResponse, _mooncake_v1_Empty__Output, _mooncake_v1_ServiceReadyResponse__Output>
   Stats: MethodDefinition<_mooncake_v1_Empty, _mooncake_v1_StatsResponse, _mooncake_v1_Empty__Output, _mooncake_v1_StatsResponse__Output>
   UnmountSegment: MethodDefinition<_mooncake_v1_UnmountSegmentRequest, _mooncake_v1_Empty, _mooncake_v1_UnmountSegmentRequest__Output, _mooncake_v1_Empty__Output>
