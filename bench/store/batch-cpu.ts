@@ -6,7 +6,7 @@
  *
  *   node --import tsx bench/store/batch-cpu.ts [--transport tcp|auto] [--seconds 3] [--callers 8] [--batch 256]
  *
- * Keep seconds x keys/s x 4 KiB under the 1 GiB segment (about 4 s at 60 k keys/s), or the gets
+ * Keep seconds x keys/s x 4 KiB under the 3 GiB segment (about 6 s at 120 k keys/s), or the gets
  * meet evicted keys. `--profile-master DIR` writes a V8 CPU profile of the master there.
  */
 import {readFileSync} from 'node:fs'
@@ -42,7 +42,7 @@ const profile = values['profile-master']
 const master = await startFixture<{address: string}>('test/integration/fixtures/client-master.ts', [JSON.stringify({})], {
   nodeArgs: profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : [],
 })
-const owner = await startFixture('test/integration/fixtures/segment-owner.ts', [JSON.stringify({masterAddress: master.ready.address, size: 1024 * MiB})], {timeoutMs: 120_000})
+const owner = await startFixture('test/integration/fixtures/segment-owner.ts', [JSON.stringify({masterAddress: master.ready.address, size: 3 * 1024 * MiB})], {timeoutMs: 120_000})
 const client = await MooncakeClient.connect({masterAddress: master.ready.address, transport, timeoutMs: 60_000})
 try {
   const source = Buffer.alloc(64 * MiB, 7)

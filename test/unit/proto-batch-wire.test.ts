@@ -5,9 +5,10 @@ import protobuf from 'protobufjs'
 import {test} from 'uvu'
 import * as assert from 'uvu/assert'
 
-import type {GetReplicaListResult, ItemResult, PutEndRequest, PutStartRequest, PutStartResult, ReplicaDescriptor} from '../../src/lib/master/api.js'
+import type {GetReplicaListResult, ItemResult, PutCommitRequest, PutEndRequest, PutStartRequest, PutStartResult, ReplicaDescriptor} from '../../src/lib/master/api.js'
 import {ErrorCode, type ErrorCodeName, MooncakeError} from '../../src/lib/errors.js'
 import {
+  decodeBatchPutCommitRequest,
   decodeBatchPutEndRequest,
   decodeBatchPutStartRequest,
   decodeBatchGetReplicaListResults,
@@ -15,6 +16,7 @@ import {
   decodeBatchVoidResults,
   decodeReplicaListResponse,
   DecodedBatch,
+  encodeBatchPutCommitRequest,
   encodeBatchPutEndRequest,
   encodeBatchPutStartRequest,
   encodeBatchPutStartResults,
@@ -87,6 +89,38 @@ function randomWirePutEnd(): Record<string, unknown> {
   if (maybe()) m['target'] = pick([0, 1, 2, 3, 4, 17, -1, 'REPLICA_TARGET_DISK'])
   return m
 }
+
+function randomWirePutCommit(): Record<string, unknown> {
+  const m: Record<string, unknown> = {clientId: str(), reservationId: pick(U64), key: str(), offset: pick(U64), size: pick(U64)}
+  if (maybe()) m['checksum'] = pick([0, 1, 2 ** 32 - 1, 12345])
+  return m
+}
+
+test('master: BatchPutCommit requests decode and validate as the generic path (truncated ones too)', () => {
+  for (let i = 0; i < 400; i++) {
+    const commits = {items: Array.from({length: int(6)}, randomWirePutCommit)}
+    const buf = Buffer.from(c('BatchPutCommitRequest').encode(commits))
+    assert.equal(fastMaster(decodeBatchPutCommitRequest(buf)), genericMaster('BatchPutCommitRequest', buf, codec.decodePutCommitRequest), JSON.stringify(commits))
+    if (buf.length > 1) {
+      const cut = buf.subarray(0, int(buf.length))
+      assert.equal(fastMaster(decodeBatchPutCommitRequest(cut)), genericMaster('BatchPutCommitRequest', cut, codec.decodePutCommitRequest))
+    }
+  }
+})
+
+test('client: BatchPutCommit requests are the bytes the generic encoder writes; odd values are left to it', () => {
+  for (let i = 0; i < 400; i++) {
+    const commits = Array.from({length: int(6)}, (): PutCommitRequest => {
+      const r: PutCommitRequest = {clientId: str(), reservationId: pick(U64.filter((v) => v <= Number.MAX_SAFE_INTEGER)), key: str(), offset: pick([0, 8, 4096, 2 ** 40]), size: pick([1, 100, 2 ** 20])}
+      if (maybe()) r.checksum = pick([0, 1, 2 ** 32 - 1])
+      return r
+    })
+    assert.equal(encodeBatchPutCommitRequest(commits), c('BatchPutCommitRequest').encode({items: commits.map(codec.encodePutCommitRequest)}), JSON.stringify(commits))
+  }
+  for (const offset of [-1, 1.5, '12', 2 ** 60]) {
+    assert.throws(() => encodeBatchPutCommitRequest([{clientId: 'c', reservationId: 1, key: 'k', offset: offset as number, size: 1}]), (e: unknown) => e instanceof NotPlain)
+  }
+})
 
 test('master: BatchPutStart / BatchPutEnd requests decode and validate as the generic path', () => {
   for (let i = 0; i < 400; i++) {

@@ -47,6 +47,7 @@ import {
   decodeBatchPutStartResults,
   decodeBatchVoidResults,
   decodeReplicaListResponse,
+  encodeBatchPutCommitRequest,
   encodeBatchPutEndRequest,
   encodeBatchPutStartRequest,
   NotPlain,
@@ -155,6 +156,7 @@ function itemsOf<T, V>(res: {items: unknown[]}, decode: (v: V) => T): ItemResult
 
 const PUT_START_WIRE = {encode: encodeBatchPutStartRequest, decode: decodeBatchPutStartResults}
 const PUT_END_WIRE = {encode: encodeBatchPutEndRequest, decode: decodeBatchVoidResults}
+const PUT_COMMIT_WIRE = {encode: encodeBatchPutCommitRequest, decode: decodeBatchVoidResults}
 
 /** Most items one merged batch rpc carries (the master accepts up to 100 000). */
 export const MAX_COALESCED_ITEMS = 4096
@@ -322,7 +324,7 @@ class GrpcMasterClient implements MasterClient {
    * take (NotPlain) goes the generic way, with the same bytes on the wire.
    */
   #batchCall<In, Out>(
-    rpc: 'BatchPutStart' | 'BatchPutEnd',
+    rpc: 'BatchPutStart' | 'BatchPutEnd' | 'BatchPutCommit',
     reqs: In[],
     fast: {encode(reqs: In[]): Buffer; decode(buf: Buffer): ItemResult<Out>[]},
     generic: () => Promise<ItemResult<Out>[]>,
@@ -445,7 +447,8 @@ class GrpcMasterClient implements MasterClient {
   }
 
   async batchPutCommit(reqs: PutCommitRequest[]): Promise<ItemResult<void>[]> {
-    return codec.decodeVoidItems(await this.call('BatchPutCommit', {items: reqs.map(codec.encodePutCommitRequest)}, true))
+    const generic = async () => codec.decodeVoidItems(await this.call('BatchPutCommit', {items: reqs.map(codec.encodePutCommitRequest)}, true))
+    return this.#batchCall('BatchPutCommit', reqs, PUT_COMMIT_WIRE, generic, true)
   }
 
   async releaseSpace(req: ReleaseSpaceRequest): Promise<void> {

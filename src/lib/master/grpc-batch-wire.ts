@@ -1,5 +1,5 @@
 /**
- * The wire format of the hot batch rpcs (BatchPutStart, BatchPutEnd; on the client also the
+ * The wire format of the hot batch rpcs (BatchPutStart, BatchPutEnd, BatchPutCommit; on the client also the
  * answers of GetReplicaList and BatchGetReplicaList) read and written straight
  * from and into the api.ts types, on both sides: the master decodes (and validates, exactly as
  * grpc-codec.ts decodePutStartRequest / decodePutEndRequest would) into PutStartRequest[] and
@@ -15,6 +15,7 @@ import type {
   GetReplicaListResult,
   ItemResult,
   MemoryLocation,
+  PutCommitRequest,
   PutEndRequest,
   PutStartRequest,
   PutStartResult,
@@ -33,8 +34,10 @@ export const WIRE = {
   PutStartRequest: {clientId: 1, requestId: 2, key: 3, size: 4, config: 5, hostId: 6},
   ReplicateConfig: {replicaNum: 1, withSoftPin: 2, preferredSegments: 3, preferredSegment: 4, preferAllocInSameNode: 5},
   PutEndRequest: {clientId: 1, key: 2, checksum: 3, target: 4},
+  PutCommitRequest: {clientId: 1, reservationId: 2, key: 3, offset: 4, size: 5, checksum: 6},
   BatchPutStartRequest: {items: 1},
   BatchPutEndRequest: {items: 1},
+  BatchPutCommitRequest: {items: 1},
   BatchPutStartResponse: {items: 1},
   PutStartItem: {value: 1, error: 2},
   PutStartResponse: {replicas: 1, version: 2, requestedReplicas: 3},
@@ -293,6 +296,47 @@ function checkPutEnd(out: PutEndRequest, target: number): void {
   }
 }
 
+function readPutCommit(end: number): PutCommitRequest {
+  let clientId = ''
+  let reservationId = 0
+  let key = ''
+  let offset = 0
+  let size = 0
+  let checksum: number | undefined
+  for (let f: number; (f = field(end, F.PutCommitRequest.checksum)) !== 0; ) {
+    switch (f) {
+      case F.PutCommitRequest.clientId:
+        clientId = wire.rstrRepeated()
+        break
+      case F.PutCommitRequest.reservationId:
+        reservationId = wire.r64()
+        break
+      case F.PutCommitRequest.key:
+        key = wire.rstr()
+        break
+      case F.PutCommitRequest.offset:
+        offset = wire.r64()
+        break
+      case F.PutCommitRequest.size:
+        size = wire.r64()
+        break
+      case F.PutCommitRequest.checksum:
+        checksum = wire.r32()
+    }
+  }
+  const out: PutCommitRequest = {clientId, reservationId, key, offset, size}
+  if (checksum !== undefined) out.checksum = checksum
+  return validated(out, checkPutCommit, undefined, undefined)
+}
+
+/** grpc-codec.ts decodePutCommitRequest: keys are left to the service. */
+function checkPutCommit(out: PutCommitRequest): void {
+  text(out.clientId, 'clientId')
+  u64(out.reservationId, 'reservationId')
+  u64(out.offset, 'offset')
+  u64(out.size, 'size')
+}
+
 function decodeBatch<T>(buf: Buffer, readItem: (end: number) => T): DecodedBatch<T> | Malformed {
   let items: T[]
   firstInvalid = undefined
@@ -317,6 +361,11 @@ export function decodeBatchPutStartRequest(buf: Buffer): DecodedBatch<PutStartRe
 /** The master's BatchPutEnd requestDeserialize: validated PutEndRequests, or why not. */
 export function decodeBatchPutEndRequest(buf: Buffer): DecodedBatch<PutEndRequest> | Malformed {
   return decodeBatch(buf, readPutEnd)
+}
+
+/** The master's BatchPutCommit requestDeserialize: validated PutCommitRequests, or why not. */
+export function decodeBatchPutCommitRequest(buf: Buffer): DecodedBatch<PutCommitRequest> | Malformed {
+  return decodeBatch(buf, readPutCommit)
 }
 
 // --- master: answers -------------------------------------------------------------------------------
@@ -478,6 +527,23 @@ function writePutEnd(r: PutEndRequest): void {
   }
 }
 
+function writePutCommit(r: PutCommitRequest): void {
+  if (r === null || typeof r !== 'object') throw new NotPlain()
+  const {reservationId, offset, size} = r as unknown as Record<string, unknown>
+  if (!isPlainU64(reservationId) || !isPlainU64(offset) || !isPlainU64(size)) throw new NotPlain()
+  optStr(LD(F.PutCommitRequest.clientId), r.clientId)
+  optU64(VI(F.PutCommitRequest.reservationId), reservationId)
+  optStr(LD(F.PutCommitRequest.key), r.key)
+  optU64(VI(F.PutCommitRequest.offset), offset)
+  optU64(VI(F.PutCommitRequest.size), size)
+  const checksum = r.checksum as unknown
+  if (checksum !== undefined && checksum !== null) {
+    if (typeof checksum !== 'number') throw new NotPlain()
+    wire.u32(VI(F.PutCommitRequest.checksum))
+    wire.u32(checksum >>> 0)
+  }
+}
+
 /** The client's BatchPutStartRequest bytes (as encodePutStartRequest + the compiled codec); NotPlain for odd values. */
 export function encodeBatchPutStartRequest(reqs: readonly PutStartRequest[]): Buffer {
   return writeRepeated(LD(F.BatchPutStartRequest.items), reqs, writePutStart)
@@ -486,6 +552,11 @@ export function encodeBatchPutStartRequest(reqs: readonly PutStartRequest[]): Bu
 /** The client's BatchPutEndRequest bytes (as encodePutEndRequest + the compiled codec); NotPlain for odd values. */
 export function encodeBatchPutEndRequest(reqs: readonly PutEndRequest[]): Buffer {
   return writeRepeated(LD(F.BatchPutEndRequest.items), reqs, writePutEnd)
+}
+
+/** The client's BatchPutCommitRequest bytes (as encodePutCommitRequest + the compiled codec); NotPlain for odd values. */
+export function encodeBatchPutCommitRequest(reqs: readonly PutCommitRequest[]): Buffer {
+  return writeRepeated(LD(F.BatchPutCommitRequest.items), reqs, writePutCommit)
 }
 
 // --- client: answers -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import {setImmediate as yieldToLoop, setTimeout as sleep} from 'node:timers/prom
 
 import * as grpc from '@grpc/grpc-js'
 
-import type {ItemResult, MasterCalls, PutEndRequest, PutStartRequest} from './api.js'
+import type {ItemResult, MasterCalls, PutCommitRequest, PutEndRequest, PutStartRequest} from './api.js'
 import {MooncakeError} from '../errors.js'
 import type * as w from '../proto/generated/index.js'
 import type {MasterDefinition, MasterHandlers} from '../proto/generated/mooncake/v1/Master.js'
@@ -20,6 +20,7 @@ import {toServiceError} from './grpc-errors.js'
 import {type FrameCall, pipelineHandler} from './grpc-pipeline.js'
 import {
   BatchResults,
+  decodeBatchPutCommitRequest,
   decodeBatchPutEndRequest,
   decodeBatchPutStartRequest,
   DecodedBatch,
@@ -82,6 +83,7 @@ interface BatchWire {
 const BATCH_WIRE: Record<string, BatchWire | undefined> = {
   BatchPutStart: {decode: decodeBatchPutStartRequest, encode: encodeBatchPutStartResults},
   BatchPutEnd: {decode: decodeBatchPutEndRequest, encode: encodeBatchVoidResults},
+  BatchPutCommit: {decode: decodeBatchPutCommitRequest, encode: encodeBatchVoidResults},
 }
 
 function requestBytes(request: unknown): Uint8Array | undefined {
@@ -251,7 +253,8 @@ export function masterHandlers(ctx: HandlerContext, definition: grpc.ServiceDefi
     ReserveSpace: unary(ctx, 'ReserveSpace', (req: w.ReserveSpaceRequest__Output) =>
       codec.encodeReserveSpaceResult(s.reserveSpace(codec.decodeReserveSpaceRequest(req))),
     ),
-    BatchPutCommit: unary(ctx, 'BatchPutCommit', (req: w.BatchPutCommitRequest__Output) => {
+    BatchPutCommit: unary(ctx, 'BatchPutCommit', (req: w.BatchPutCommitRequest__Output | DecodedBatch<PutCommitRequest>) => {
+      if (req instanceof DecodedBatch) return new BatchResults(s.batchPutCommit(req.items)) as unknown as w.BatchVoidResponse
       const items = batch<w.PutCommitRequest__Output>(req.items, 'items').map(codec.decodePutCommitRequest)
       return codec.encodeVoidItems(s.batchPutCommit(items))
     }),
