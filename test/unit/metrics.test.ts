@@ -78,6 +78,15 @@ test('per-RPC counters, batch counters, value sizes and latency after a known se
   assert.equal(started.map((r) => r.ok), [true, false])
   const ended = calls.batchPutEnd([{clientId: 'writer', key: 'k3'}])
   assert.equal(ended.map((r) => r.ok), [true])
+  // Reserved space: a committed object counts as a put of its size; a refused one does not.
+  const reserved = calls.reserveSpace({clientId: 'writer', size: 64 * KiB})
+  const at = reserved.memory.offset
+  const committed = calls.batchPutCommit([
+    {clientId: 'writer', reservationId: reserved.reservationId, key: 'r1', offset: at, size: 2000},
+    {clientId: 'writer', reservationId: reserved.reservationId, key: 'k1', offset: at + 4 * KiB, size: 10},
+  ])
+  assert.equal(committed.map((r) => r.ok), [true, false])
+  calls.releaseSpace({clientId: 'writer', reservationId: reserved.reservationId})
   calls.batchGetReplicaList(['nope1', 'nope2'])
   assert.equal(calls.batchExistKey(['k1', 'nope']), [true, false])
   calls.ping({clientId: 'owner-a'})
@@ -122,17 +131,22 @@ test('per-RPC counters, batch counters, value sizes and latency after a known se
   assert.is(v('master_rpc_duration_seconds_bucket', {method: 'ping', le: '+Inf'}), 2)
   assert.ok(histogramQuantile(m, 'master_rpc_duration_seconds', 0.99, {method: 'put_start'})! < 0.5)
 
-  // Value sizes: 5000, 100 KiB and 1000 (batch) were accepted.
-  assert.is(v('master_value_size_bytes_count'), 3)
-  assert.is(v('master_value_size_bytes_bucket', {le: '4096'}), 1)
-  assert.is(v('master_value_size_bytes_bucket', {le: '65536'}), 2)
-  assert.is(v('master_value_size_bytes_bucket', {le: '262144'}), 3)
-  assert.is(v('master_value_size_bytes_sum'), 5000 + 100 * KiB + 1000)
+  assert.is(v('master_batch_put_commit_items_total'), 2)
+  assert.is(v('master_batch_put_commit_failed_items_total'), 1)
+  assert.is(v('master_reserve_space_requests_total'), 1)
+  assert.is(v('master_release_space_requests_total'), 1)
+
+  // Value sizes: 5000, 100 KiB, 1000 (batch) and 2000 (committed) were accepted.
+  assert.is(v('master_value_size_bytes_count'), 4)
+  assert.is(v('master_value_size_bytes_bucket', {le: '4096'}), 2)
+  assert.is(v('master_value_size_bytes_bucket', {le: '65536'}), 3)
+  assert.is(v('master_value_size_bytes_bucket', {le: '262144'}), 4)
+  assert.is(v('master_value_size_bytes_sum'), 5000 + 100 * KiB + 1000 + 2000)
 
   // Point-in-time gauges equal the service's own view.
   const stats = svc.stats()
   assert.is(v('master_key_count'), stats.keys)
-  assert.is(v('master_key_count'), 2)
+  assert.is(v('master_key_count'), 3)
   assert.is(v('master_allocated_bytes'), stats.used)
   assert.is(v('master_total_capacity_bytes'), 3 * MiB)
   assert.is(v('master_active_clients'), stats.clients)

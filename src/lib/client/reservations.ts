@@ -12,7 +12,10 @@ export interface ReservationPoolOptions {
   release(reservationId: number): Promise<void>
   clientId: string
   hostId: string
-  /** Bytes asked for per reservation (a larger value gets a reservation of its own size). */
+  /**
+   * Most bytes asked for per reservation: the first asks for FIRST_RESERVATION, each one used up
+   * asks for twice as much as the one before, up to this (a larger value gets its own size).
+   */
   reserveBytes: number
   /** After a failed ReserveSpace, placements are refused (callers use PutStart) for this long. */
   retryAfterMs?: number
@@ -37,6 +40,9 @@ interface Reservation {
   retired: boolean
 }
 
+/** What a client asks for first: a one-off put should not hold (or make the master evict) much. */
+const FIRST_RESERVATION = 256 * 1024
+
 /** Longest a reservation takes new placements: well inside the master's grant lifetime. */
 const MAX_USE_MS = 10_000
 
@@ -46,11 +52,13 @@ export class ReservationPool {
   #current: Reservation | undefined
   #reserving: Promise<void> | undefined
   #refusedUntil = 0
+  #nextBytes: number
   readonly #byId = new Map<number, Reservation>()
 
   constructor(options: ReservationPoolOptions) {
     this.#o = options
     this.#now = options.now ?? Date.now
+    this.#nextBytes = Math.min(FIRST_RESERVATION, options.reserveBytes)
   }
 
   /**
@@ -65,6 +73,8 @@ export class ReservationPool {
       if (r !== undefined && !r.retired) {
         const taken = this.#take(r, size)
         if (taken !== undefined) return taken
+        // Used up while in use: the next one may be larger.
+        if (this.#now() <= r.useUntil) this.#nextBytes = Math.min(this.#o.reserveBytes, this.#nextBytes * 2)
         this.#retire(r)
       }
       if (this.#reserving === undefined) this.#reserving = this.#reserve(size, preferSameNode).finally(() => (this.#reserving = undefined))
@@ -120,7 +130,7 @@ export class ReservationPool {
     try {
       result = await this.#o.reserve({
         clientId: this.#o.clientId,
-        size: Math.max(size, this.#o.reserveBytes),
+        size: Math.max(size, this.#nextBytes),
         minSize: size,
         hostId: this.#o.hostId,
         preferAllocInSameNode: preferSameNode,
@@ -135,8 +145,13 @@ export class ReservationPool {
     this.#byId.set(result.reservationId, r)
     if (this.#current !== undefined) this.#retire(this.#current)
     this.#current = r
-    // An idle client gives its space back when the reservation stops taking placements.
-    setTimeout(() => this.#retire(r), Math.max(0, life)).unref()
+    // An idle client gives its space back when the reservation stops taking placements, and
+    // starts small again.
+    setTimeout(() => {
+      if (r.retired) return
+      this.#retire(r)
+      this.#nextBytes = Math.min(FIRST_RESERVATION, this.#o.reserveBytes)
+    }, Math.max(0, life)).unref()
   }
 
   #retire(r: Reservation): void {

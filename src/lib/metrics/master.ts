@@ -13,7 +13,7 @@ import {performance} from 'node:perf_hooks'
 import {collectDefaultMetrics, Counter, Gauge, Histogram, Registry} from 'prom-client'
 
 import {isMooncakeError, MooncakeError} from '../errors.js'
-import type {ItemResult, MasterCalls, MasterStats, PutStartRequest, PutStartResult, SegmentInfo} from '../master/api.js'
+import type {ItemResult, MasterCalls, MasterStats, PutCommitRequest, PutStartRequest, PutStartResult, SegmentInfo} from '../master/api.js'
 import type {RegexScanChunk, RegexScanOptions} from '../master/regex-scan.js'
 import type {MasterService, MasterServiceMetrics} from '../master/service.js'
 
@@ -344,6 +344,15 @@ export function instrumentService(service: MasterService, metrics: MasterMetrics
     results.forEach((r, i) => {
       if (r.ok) observePut(metrics, reqs[i]!, r.value)
       else if (r.code === 'NO_AVAILABLE_HANDLE') metrics.putStartAllocFailures.inc()
+    })
+    return results
+  }
+  // Objects committed into reserved space are puts too: their sizes count the same.
+  const batchCommit = out.batchPutCommit as MasterCalls['batchPutCommit']
+  out.batchPutCommit = (reqs: PutCommitRequest[]) => {
+    const results = batchCommit(reqs)
+    results.forEach((r, i) => {
+      if (r.ok) metrics.valueSize.observe(reqs[i]!.size)
     })
     return results
   }
