@@ -2,8 +2,10 @@
  * Store benchmark: put/get throughput and latency through MooncakeClient, against Redis
  * measured in the same run on the same machine.
  *
- *   node --import tsx bench/store/run.ts [--transport tcp|auto|both] [--quick] [--no-redis] [--batch-only] [--json]
+ *   node --import tsx bench/store/run.ts [--transport tcp|auto|both] [--quick] [--no-redis] [--batch-only] [--no-reserve] [--json]
  *
+ * --no-reserve makes every put take PutStart + PutEnd (the client's reserveBytes: 0), for an A/B
+ * of reserved space.
  * --batch-only runs just the 4 KiB batchPut/batchGet phases (and Redis at 4 KiB); BENCH_SIZES
  * (comma-separated bytes) narrows the single-key sizes.
  *
@@ -35,6 +37,7 @@ const JSON_OUT = flag('json')
 const QUICK = flag('quick')
 const transports: TransportMode[] = opt('transport', 'both') === 'both' ? ['tcp', 'auto'] : [opt('transport', 'both') as TransportMode]
 const BATCH_ONLY = flag('batch-only')
+const NO_RESERVE = flag('no-reserve')
 const SIZES = BATCH_ONLY ? [] : (process.env.BENCH_SIZES ?? '4096,65536,1048576,16777216').split(',').map(Number)
 const CONCURRENCY = [1, 8, 64]
 const PHASE_MS = QUICK ? 300 : 700
@@ -70,7 +73,7 @@ function row(system: Row['system'], op: string, size: number, concurrency: numbe
 }
 
 async function benchMooncake(address: string, transport: TransportMode, source: Buffer, dests: Buffer[]): Promise<Row[]> {
-  const client = await MooncakeClient.connect({masterAddress: address, transport, timeoutMs: 60_000})
+  const client = await MooncakeClient.connect({masterAddress: address, transport, timeoutMs: 60_000, ...(NO_RESERVE ? {reserveBytes: 0} : {})})
   const rows: Row[] = []
   try {
     await client.registerLocalMemory(source)
