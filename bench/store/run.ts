@@ -12,7 +12,7 @@
  * A master and a segment owner run as separate node processes; the client (this process)
  * runs 1, 8 or 64 concurrent callers. Values are pre-generated in registered memory and gets
  * land in registered buffers (zero copy, as an inference engine would use it). 4 KiB values are
- * also measured through batchPut/batchGet. Redis: Debian redis-server on loopback with
+ * also measured through batchPut/batchGet/batchGetInto. Redis: Debian redis-server on loopback with
  * persistence off, driven by redis-benchmark at the same value sizes.
  */
 import {execFileSync, spawn} from 'node:child_process'
@@ -168,9 +168,33 @@ async function benchMooncake(address: string, transport: TransportMode, source: 
       }),
     )
     rows.push(row('mooncake', 'batchGet', size, callers, got, (performance.now() - g0) / 1000, bgLat, {transport, pipeline: batch}))
+    // The same reads into the callers' registered buffers (batchGetInto: nothing allocated per value).
+    const arena = Buffer.alloc(callers * batch * size)
+    client.registerLocalMemory(arena)
+    let into = 0
+    const biLat: number[] = []
+    const i0 = performance.now()
+    const iDeadline = i0 + PHASE_MS * 2
+    await Promise.all(
+      Array.from({length: callers}, async (_, c) => {
+        let i = c * batch
+        const dests = Array.from({length: batch}, (_, j) => arena.subarray((c * batch + j) * size, (c * batch + j + 1) * size))
+        while (performance.now() < iDeadline) {
+          const items = dests.map((dest, j) => ({key: `bb/${transport}/${(i + j) % stored}`, dest}))
+          const s = performance.now()
+          const res = await client.batchGetInto(items)
+          biLat.push(performance.now() - s)
+          if (!res.every((r) => r.ok)) throw new Error('batchGetInto failed')
+          into += batch
+          i += callers * batch
+        }
+      }),
+    )
+    rows.push(row('mooncake', 'batchGetInto', size, callers, into, (performance.now() - i0) / 1000, biLat, {transport, pipeline: batch}))
+    await client.unregisterLocalMemory(arena)
     await client.removeAll({force: true})
-    const last = rows.slice(-2)
-    log(`mooncake ${transport} 4KiB batch x${batch} c=${callers}: batchPut ${fmtOps(last[0].opsPerSec)}, batchGet ${fmtOps(last[1].opsPerSec)}`)
+    const last = rows.slice(-3)
+    log(`mooncake ${transport} 4KiB batch x${batch} c=${callers}: batchPut ${fmtOps(last[0].opsPerSec)}, batchGet ${fmtOps(last[1].opsPerSec)}, batchGetInto ${fmtOps(last[2].opsPerSec)}`)
   } finally {
     await client.close()
   }
@@ -262,7 +286,7 @@ function targets(rows: Row[]): Target[] {
     }
   }
   // The 4 KiB target names no transport: both are reported, 'auto' (same host) being the default.
-  for (const [ours, theirs] of [['batchPut', 'put'], ['batchGet', 'get']]) {
+  for (const [ours, theirs] of [['batchPut', 'put'], ['batchGet', 'get'], ['batchGetInto', 'get']]) {
     for (const transport of ['tcp', 'auto'] as const) {
       const label = transport === 'tcp' ? 'tcp' : 'same-host, the default'
       add(`4KiB ${ours} (${label}) vs Redis c=50 P=1`, best(rows, 'mooncake', ours, 4 * KiB, (r) => r.transport === transport), best(rows, 'redis', theirs, 4 * KiB, (r) => r.pipeline === 1), 1)

@@ -150,6 +150,35 @@ t('batch calls report a result per key; regex and listing', async (ctx) => {
   assert.is(byRe.removed, 49)
 })
 
+t('batchGetInto: values land in the callers\' buffers (registered or not); too small, missing and large ones fail or go alone', async (ctx) => {
+  const values = Array.from({length: 40}, (_, i) => randomFillSync(Buffer.alloc(1 + i * 997)))
+  const big = randomFillSync(Buffer.alloc(6 * MiB)) // larger than a slice: the single-key path
+  const put = await ctx.tcp.batchPut([...values.map((value, i) => ({key: `into/${i}`, value})), {key: 'into/big', value: big}])
+  assert.equal(put.filter((r) => !r.ok), [])
+  for (const [name, client] of [['tcp', ctx.tcp], ['auto', ctx.auto]] as const) {
+    const arena = Buffer.alloc(40 * 64 * 1024)
+    client.registerLocalMemory(arena)
+    const loose = Buffer.alloc(64 * 1024) // not registered: read through staging
+    const bigDest = Buffer.alloc(8 * MiB)
+    const items = values.map((_, i) => ({key: `into/${i}`, dest: i === 5 ? loose : arena.subarray(i * 65536, (i + 1) * 65536)}))
+    items.push({key: 'into/big', dest: bigDest}, {key: 'into/missing', dest: Buffer.alloc(8)}, {key: 'into/39', dest: Buffer.alloc(10)}, {key: '', dest: Buffer.alloc(8)})
+    const got = await client.batchGetInto(items)
+    for (let i = 0; i < values.length; i++) {
+      const r = got[i]!
+      assert.ok(r.ok, `${name} into/${i}: ${r.ok ? '' : r.message}`)
+      assert.is(r.value, values[i]!.length)
+      assert.is(sha(items[i]!.dest.subarray(0, values[i]!.length)), sha(values[i]!), `${name} into/${i}`)
+    }
+    assert.equal(got[40], {ok: true, value: 6 * MiB})
+    assert.is(sha(bigDest.subarray(0, 6 * MiB)), sha(big))
+    assert.equal(
+      got.slice(41).map((r) => (r.ok ? 'ok' : r.code)),
+      ['OBJECT_NOT_FOUND', 'BUFFER_OVERFLOW', 'INVALID_PARAMS'],
+    )
+    await client.unregisterLocalMemory(arena)
+  }
+})
+
 t('coalescing: 1000 concurrent gets need far fewer than 1000 GetReplicaList RPCs', async (ctx) => {
   const remote = await connectMaster({address: ctx.master.ready.address})
   const counts: Record<string, number> = {}

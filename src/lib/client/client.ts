@@ -1023,84 +1023,200 @@ export class MooncakeClient extends EventEmitter {
     )
   }
 
-  private async getChunk(keys: readonly string[], part: number[], options: GetOptions, dp: DataPath, out: ItemResult<Buffer>[], slow: Promise<void>[]): Promise<void> {
-    const deadline = this.deadline(options.timeoutMs)
+  /**
+   * The first half of a batch read chunk: one BatchGetReplicaList, and the best replica of each
+   * value the fast path can read (small, a memory replica). Keys it settles (not found, ...) get
+   * their result in `out`; keys it cannot read itself go to `slowRead`.
+   */
+  private async chunkSources(
+    keys: readonly string[],
+    part: number[],
+    deadline: number,
+    out: ItemResult<unknown>[],
+    slowRead: (i: number) => void,
+  ): Promise<{take: number[]; sources: MemoryLocation[]; infos: GetReplicaListResult[]; sentAt: number}> {
     const names = part.map((i) => keys[i])
     const sentAt = Date.now()
-    let infos: ItemResult<GetReplicaListResult>[]
-    try {
-      infos = await this.rpc(this.calls.getReplicaListMany(names), deadline, 'BatchGetReplicaList')
-    } catch {
-      for (const i of part) slow.push(this.slowGet(keys[i], options, out, i))
-      return
-    }
-    const limit = this.opts.sliceSize
     const take: number[] = []
     const sources: MemoryLocation[] = []
-    let total = 0
+    const infos: GetReplicaListResult[] = []
+    let lists: ItemResult<GetReplicaListResult>[]
+    try {
+      lists = await this.rpc(this.calls.getReplicaListMany(names), deadline, 'BatchGetReplicaList')
+    } catch {
+      for (const i of part) slowRead(i)
+      return {take, sources, infos, sentAt}
+    }
+    const limit = this.opts.sliceSize
     for (let k = 0; k < part.length; k++) {
-      const r = infos[k]
+      const r = lists[k]
       if (r && !r.ok && r.code !== 'UNAVAILABLE' && r.code !== 'RPC_FAIL') {
         out[part[k]] = r
         continue
       }
       const first = r?.ok ? firstMemoryReplica(r.value, this.opts.hostId, this.opts.transport) : undefined
       if (!r?.ok || !first || r.value.size > limit) {
-        slow.push(this.slowGet(keys[part[k]], options, out, part[k]))
+        slowRead(part[k])
         continue
       }
-      take.push(k)
+      take.push(part[k])
       sources.push(first)
-      total += r.value.size
+      infos.push(r.value)
     }
-    if (take.length === 0) return
+    return {take, sources, infos, sentAt}
+  }
+
+  /**
+   * The second half: every value read into its view in one transfer, checksums verified. Returns
+   * the positions (in `take`) read correctly; the others went to `slowRead`, which tries the
+   * other replicas.
+   */
+  private async chunkRead(
+    dp: DataPath,
+    deadline: number,
+    chunk: {take: number[]; sources: MemoryLocation[]; infos: GetReplicaListResult[]; sentAt: number},
+    views: Uint8Array[],
+    slowRead: (i: number) => void,
+  ): Promise<number[]> {
+    const {take, sources, infos, sentAt} = chunk
+    const requests: TransferRequest[] = new Array(take.length)
+    for (let j = 0; j < take.length; j++) {
+      const loc = sources[j]
+      requests[j] = {op: 'read', local: views[j], remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset, grant: loc.grant}, crc: true}
+    }
+    const results = await this.transfer(dp, requests, deadline)
+    const now = Date.now()
+    const good: number[] = []
+    for (let j = 0; j < take.length; j++) {
+      const info = infos[j]
+      const res = results[j]
+      if (!res.ok) {
+        this.counters.replicaFailovers++
+        this.opts.metrics?.recordReplicaFallback(res.code)
+        slowRead(take[j])
+        continue
+      }
+      if (info.checksum !== undefined && info.checksum !== null && (res.crc ?? dp.crc32c(views[j])) !== info.checksum >>> 0) {
+        this.counters.checksumMismatches++
+        this.opts.metrics?.recordReplicaFallback('CHECKSUM_MISMATCH')
+        slowRead(take[j])
+        continue
+      }
+      // Bytes read after the lease ran out cannot be trusted: read again.
+      if (now > sentAt + info.leaseTtlMs) {
+        slowRead(take[j])
+        continue
+      }
+      this.opts.metrics?.recordValueSize('get', views[j].length)
+      good.push(j)
+    }
+    return good
+  }
+
+  private async getChunk(keys: readonly string[], part: number[], options: GetOptions, dp: DataPath, out: ItemResult<Buffer>[], slow: Promise<void>[]): Promise<void> {
+    const deadline = this.deadline(options.timeoutMs)
+    const slowRead = (i: number) => void slow.push(this.slowGet(keys[i], options, out, i))
+    const chunk = await this.chunkSources(keys, part, deadline, out, slowRead)
+    if (chunk.take.length === 0) return
     // The chunk's values land straight in the result buffer, registered for the time of the
     // transfer (its own memory: allocUnsafeSlow), so no staging lease and no copy per value.
+    let total = 0
+    for (const info of chunk.infos) total += info.size
     const dest = Buffer.allocUnsafeSlow(total)
-    const views: Buffer[] = new Array(take.length)
-    for (let j = 0, at = 0; j < take.length; j++) {
-      const size = (infos[take[j]] as {ok: true; value: GetReplicaListResult}).value.size
-      views[j] = dest.subarray(at, at + size)
-      at += size
+    const views: Buffer[] = new Array(chunk.take.length)
+    for (let j = 0, at = 0; j < views.length; j++) {
+      views[j] = dest.subarray(at, (at += chunk.infos[j].size))
     }
     dp.registerMemory(dest)
     try {
-      const requests: TransferRequest[] = new Array(take.length)
-      for (let j = 0; j < take.length; j++) {
-        const loc = sources[j]
-        requests[j] = {op: 'read', local: views[j], remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset, grant: loc.grant}, crc: true}
-      }
-      const results = await this.transfer(dp, requests, deadline)
-      const now = Date.now()
-      for (let j = 0; j < take.length; j++) {
-        const k = take[j]
-        const i = part[k]
-        const info = (infos[k] as {ok: true; value: GetReplicaListResult}).value
-        const view = views[j]
-        const res = results[j]
-        if (!res.ok) {
-          this.counters.replicaFailovers++
-          this.opts.metrics?.recordReplicaFallback(res.code)
-          slow.push(this.slowGet(keys[i], options, out, i))
-          continue
-        }
-        if (info.checksum !== undefined && info.checksum !== null && (res.crc ?? dp.crc32c(view)) !== info.checksum >>> 0) {
-          this.counters.checksumMismatches++
-          this.opts.metrics?.recordReplicaFallback('CHECKSUM_MISMATCH')
-          slow.push(this.slowGet(keys[i], options, out, i))
-          continue
-        }
-        // Bytes read after the lease ran out cannot be trusted: read again.
-        if (now > sentAt + info.leaseTtlMs) {
-          slow.push(this.slowGet(keys[i], options, out, i))
-          continue
-        }
-        out[i] = {ok: true, value: view}
-        this.opts.metrics?.recordValueSize('get', view.length)
-      }
+      for (const j of await this.chunkRead(dp, deadline, chunk, views, slowRead)) out[chunk.take[j]] = {ok: true, value: views[j]}
     } finally {
       await dp.unregisterMemory(dest)
     }
+  }
+
+  /**
+   * Gets many values into the caller's buffers (each value at the start of its `dest`); one
+   * result per item: the value's size, or BUFFER_OVERFLOW when `dest` is too small. Values land in
+   * registered `dest`s directly (zero copy, as getInto) and nothing is allocated per value, which
+   * keeps the garbage collector out of the read path.
+   */
+  batchGetInto(items: ReadonlyArray<{key: string; dest: Uint8Array}>, options: GetOptions = {}): Promise<ItemResult<number>[]> {
+    if (this._state !== 'ready') return settleAll(items.map((x) => this.getInto(x.key, x.dest, options)))
+    return this.run('batchGet', async () => {
+      const n = items.length
+      const out: ItemResult<number>[] = new Array(n)
+      const keys: string[] = new Array(n)
+      const fast: number[] = []
+      for (let i = 0; i < n; i++) {
+        const item = items[i]
+        keys[i] = item?.key
+        try {
+          checkKey(item?.key)
+          if (!(item.dest instanceof Uint8Array)) throw new MooncakeError('INVALID_PARAMS', `dest of ${item.key} must be a Uint8Array`)
+          fast.push(i)
+        } catch (err) {
+          out[i] = errorResult(err)
+        }
+      }
+      const slow: Promise<void>[] = []
+      if (fast.length > 0) {
+        const dp = await this.dataPath()
+        await this.pipelineChunks(fast, (part) => this.getChunkInto(items, keys, part, options, dp, out, slow))
+      }
+      await Promise.all(slow)
+      return out
+    })
+  }
+
+  private async getChunkInto(
+    items: ReadonlyArray<{key: string; dest: Uint8Array}>,
+    keys: readonly string[],
+    part: number[],
+    options: GetOptions,
+    dp: DataPath,
+    out: ItemResult<number>[],
+    slow: Promise<void>[],
+  ): Promise<void> {
+    const deadline = this.deadline(options.timeoutMs)
+    // An item of the batch operation (already counted), not an operation of its own.
+    const slowRead = (i: number) =>
+      void slow.push(
+        this.run('batchGet item', () =>
+          this.readValue(keys[i], dp, options, (size) => {
+            const dest = items[i].dest
+            if (size > dest.length) throw new MooncakeError('BUFFER_OVERFLOW', `the value of ${keys[i]} holds ${size} bytes; the buffer only ${dest.length}`)
+            return new BufferSink(dest.subarray(0, size), this.staging(dp), dp)
+          }),
+        ).then(
+          (size) => void (out[i] = {ok: true, value: size}),
+          (err) => void (out[i] = errorResult(err)),
+        ),
+      )
+    const found = await this.chunkSources(keys, part, deadline, out, slowRead)
+    // Registered destinations are read into in place; the others (and too small ones) go one by one.
+    const chunk = {take: [] as number[], sources: [] as MemoryLocation[], infos: [] as GetReplicaListResult[], sentAt: found.sentAt}
+    const views: Uint8Array[] = []
+    for (let j = 0; j < found.take.length; j++) {
+      const i = found.take[j]
+      const size = found.infos[j].size
+      const dest = items[i].dest
+      if (size > dest.length) {
+        out[i] = {ok: false, code: 'BUFFER_OVERFLOW', message: `the value of ${keys[i]} holds ${size} bytes; the buffer only ${dest.length}`}
+        continue
+      }
+      const view = dest.subarray(0, size)
+      if (!dp.isRegistered(view)) {
+        slowRead(i)
+        continue
+      }
+      chunk.take.push(i)
+      chunk.sources.push(found.sources[j])
+      chunk.infos.push(found.infos[j])
+      views.push(view)
+    }
+    if (chunk.take.length === 0) return
+    for (const j of await this.chunkRead(dp, deadline, chunk, views, slowRead)) out[chunk.take[j]] = {ok: true, value: views[j].length}
   }
 
   /**
