@@ -21,7 +21,8 @@ export function chaosSuite(title: string, name: string): {t: Test; dir: string} 
   const dir = path.join(os.tmpdir(), `mooncake-${name}-test-${process.pid}`)
   t.after(async () => {
     await killAll()
-    rmSync(dir, {recursive: true, force: true})
+    // MOONCAKE_KEEP_CHAOS=1 keeps the ledgers and master logs for a look after a failure.
+    if (!process.env.MOONCAKE_KEEP_CHAOS) rmSync(dir, {recursive: true, force: true})
   })
   return {t, dir}
 }

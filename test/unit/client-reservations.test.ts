@@ -5,6 +5,12 @@ import * as assert from 'uvu/assert'
 import {ReservationPool} from '../../src/lib/client/reservations.js'
 import type {ReserveSpaceRequest, ReserveSpaceResult} from '../../src/lib/master/api.js'
 import {MooncakeError} from '../../src/lib/errors.js'
+import {MooncakeClient} from '../../src/lib/client/client.js'
+import {asyncMaster} from '../../src/lib/client/master-calls.js'
+import {SegmentOwner} from '../../src/lib/client/segment-owner.js'
+import type {ItemResult, MasterApi, PutCommitRequest} from '../../src/lib/master/api.js'
+import {MasterService} from '../../src/lib/master/service.js'
+import {FakeDataPath, FakeNetwork} from '../helpers/fake-data-path.js'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -85,6 +91,55 @@ test('an idle reservation is released when it stops taking placements; close() r
   await other.close()
   assert.equal(otherReleased, [r.reservationId])
   assert.is(await other.place(10, false), undefined, 'closed')
+})
+
+/** A client and an owner on an in-process MasterService whose BatchPutCommit answers `commit` decides. */
+async function withCommitFault(commit: (real: () => Promise<ItemResult<void>[]>, reqs: PutCommitRequest[], attempt: number) => Promise<ItemResult<void>[]>) {
+  const svc = new MasterService()
+  const base = asyncMaster(svc)
+  let attempt = 0
+  const master = new Proxy(base, {
+    get(target, prop, receiver) {
+      if (prop === 'batchPutCommit') return (reqs: PutCommitRequest[]) => commit(() => target.batchPutCommit(reqs), reqs, attempt++)
+      return Reflect.get(target, prop, receiver)
+    },
+  }) as MasterApi
+  const net = new FakeNetwork()
+  const owner = await SegmentOwner.start({master, size: 16 * MiB, dataPath: new FakeDataPath(net), hostId: 'host-a', pingIntervalMs: 20})
+  const client = await MooncakeClient.connect({master, dataPath: new FakeDataPath(net), hostId: 'client-host', timeoutMs: 5_000})
+  return {svc, client, close: async () => (await client.close(), await owner.close())}
+}
+
+const notFound = (reqs: PutCommitRequest[]): ItemResult<void>[] => reqs.map(() => ({ok: false, code: 'OBJECT_NOT_FOUND', message: 'no reservation (a new leader)'}))
+
+test('a commit whose answer was lost and that a master then does not know fails (it may have landed): never "already exists" for our own write', async () => {
+  const {svc, client, close} = await withCommitFault(async (real, reqs, attempt) => {
+    if (attempt === 0) {
+      await real() // it lands...
+      throw new MooncakeError('UNAVAILABLE', 'the answer was lost') // ...and the answer is lost
+    }
+    return notFound(reqs) // a new leader without the object yet
+  })
+  try {
+    const [r] = await client.batchPut([{key: 'k', value: Buffer.from('mine')}])
+    assert.equal(r!.ok ? 'ok' : r!.code, 'OBJECT_NOT_FOUND')
+    assert.is(client.coalescingStats.putStart!.calls, 0, 'not sent down the PutStart path')
+    assert.is(svc.existKey('k'), true, 'the first commit landed')
+  } finally {
+    await close()
+  }
+})
+
+test('a commit a master answers "no such reservation" at the first try goes the PutStart way', async () => {
+  const {client, close} = await withCommitFault(async (_real, reqs) => notFound(reqs))
+  try {
+    const res = await client.batchPut([{key: 'a', value: Buffer.from('x')}, {key: 'b', value: Buffer.from('y')}])
+    assert.equal(res.map((r) => (r.ok ? 'ok' : r.code)), ['ok', 'ok'])
+    assert.is(client.coalescingStats.putStart!.calls, 2)
+    assert.is((await client.get('b')).toString(), 'y')
+  } finally {
+    await close()
+  }
 })
 
 test.run()

@@ -698,6 +698,10 @@ export class MooncakeClient extends EventEmitter {
         const res = await this.rpc(this.calls.putCommitMany(commits), deadline, 'BatchPutCommit')
         // Committing again is safe (an object committed already is recognised): one retry after a transport failure.
         const again = retryable(res, ['UNAVAILABLE', 'RPC_FAIL'])
+        // These may have landed: a master that no longer knows them (a new leader that has not
+        // got the object back yet) must not send them down the PutStart path, which would find
+        // our own object and call it someone else's.
+        const uncertain = new Set(again)
         if (again.length > 0) {
           this.opts.metrics?.recordRetry('put', (res[again[0]] as {code: string}).code)
           const second = await this.rpc(this.calls.putCommitMany(again.map((j) => commits[j])), deadline, 'BatchPutCommit')
@@ -709,12 +713,12 @@ export class MooncakeClient extends EventEmitter {
           const c = commits[j]
           if (!r) out[mine[k]] = {ok: false, code: 'INTERNAL_ERROR', message: 'the master answered a batch with too few results'}
           else if (!r.ok) {
-            if (r.code === 'OBJECT_NOT_FOUND' || r.code === 'SEGMENT_NOT_FOUND') {
-              // The reservation is gone (a new leader, an unmounted segment, expiry): stop placing
-              // there, and put this value again the usual way.
-              pool.forget(c.reservationId)
-              rest.push(mine[k])
-            } else out[mine[k]] = r
+            const gone = r.code === 'OBJECT_NOT_FOUND' || r.code === 'SEGMENT_NOT_FOUND'
+            // The reservation is gone (a new leader, an unmounted segment, expiry): stop placing
+            // there, and put this value again the usual way unless an earlier commit may have landed.
+            if (gone) pool.forget(c.reservationId)
+            if (gone && !uncertain.has(j)) rest.push(mine[k])
+            else out[mine[k]] = r
           } else {
             out[mine[k]] = {ok: true, value: {key: c.key, size: c.size, replicas: 1, requestedReplicas: 1, checksum: c.checksum!}}
             this.opts.metrics?.recordValueSize('put', c.size)
@@ -994,13 +998,24 @@ export class MooncakeClient extends EventEmitter {
    * finish (large value, no memory replica, failed or corrupt read, lease over) takes the
    * single-key path, which tries the other replicas.
    */
-  private async batchGetPipelined(keys: readonly string[], options: GetOptions): Promise<ItemResult<Buffer>[]> {
-    const n = keys.length
-    const out: ItemResult<Buffer>[] = new Array(n)
+  private batchGetPipelined(keys: readonly string[], options: GetOptions): Promise<ItemResult<Buffer>[]> {
+    return this.batchRead<Buffer>(keys.length, (i) => checkKey(keys[i]), (part, dp, out, slow) => this.getChunk(keys, part, options, dp, out, slow))
+  }
+
+  /**
+   * A batch read: items that fail `check` get their error; the rest are read by `readChunk` in
+   * pipelined chunks, then whatever it left to the single-key path (`slow`) is awaited.
+   */
+  private async batchRead<T>(
+    n: number,
+    check: (i: number) => void,
+    readChunk: (part: number[], dp: DataPath, out: ItemResult<T>[], slow: Promise<void>[]) => Promise<void>,
+  ): Promise<ItemResult<T>[]> {
+    const out: ItemResult<T>[] = new Array(n)
     const fast: number[] = []
     for (let i = 0; i < n; i++) {
       try {
-        checkKey(keys[i])
+        check(i)
         fast.push(i)
       } catch (err) {
         out[i] = errorResult(err)
@@ -1009,7 +1024,7 @@ export class MooncakeClient extends EventEmitter {
     const slow: Promise<void>[] = []
     if (fast.length > 0) {
       const dp = await this.dataPath()
-      await this.pipelineChunks(fast, (part) => this.getChunk(keys, part, options, dp, out, slow))
+      await this.pipelineChunks(fast, (part) => readChunk(part, dp, out, slow))
     }
     await Promise.all(slow)
     return out
@@ -1143,30 +1158,17 @@ export class MooncakeClient extends EventEmitter {
    */
   batchGetInto(items: ReadonlyArray<{key: string; dest: Uint8Array}>, options: GetOptions = {}): Promise<ItemResult<number>[]> {
     if (this._state !== 'ready') return settleAll(items.map((x) => this.getInto(x.key, x.dest, options)))
-    return this.run('batchGet', async () => {
-      const n = items.length
-      const out: ItemResult<number>[] = new Array(n)
-      const keys: string[] = new Array(n)
-      const fast: number[] = []
-      for (let i = 0; i < n; i++) {
-        const item = items[i]
-        keys[i] = item?.key
-        try {
-          checkKey(item?.key)
-          if (!(item.dest instanceof Uint8Array)) throw new MooncakeError('INVALID_PARAMS', `dest of ${item.key} must be a Uint8Array`)
-          fast.push(i)
-        } catch (err) {
-          out[i] = errorResult(err)
-        }
-      }
-      const slow: Promise<void>[] = []
-      if (fast.length > 0) {
-        const dp = await this.dataPath()
-        await this.pipelineChunks(fast, (part) => this.getChunkInto(items, keys, part, options, dp, out, slow))
-      }
-      await Promise.all(slow)
-      return out
-    })
+    const keys = items.map((x) => x?.key)
+    return this.run('batchGet', () =>
+      this.batchRead<number>(
+        items.length,
+        (i) => {
+          checkKey(keys[i])
+          if (!(items[i].dest instanceof Uint8Array)) throw new MooncakeError('INVALID_PARAMS', `dest of ${keys[i]} must be a Uint8Array`)
+        },
+        (part, dp, out, slow) => this.getChunkInto(items, keys, part, options, dp, out, slow),
+      ),
+    )
   }
 
   private async getChunkInto(

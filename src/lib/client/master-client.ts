@@ -447,8 +447,10 @@ class GrpcMasterClient implements MasterClient {
   }
 
   async batchPutCommit(reqs: PutCommitRequest[]): Promise<ItemResult<void>[]> {
-    const generic = async () => codec.decodeVoidItems(await this.call('BatchPutCommit', {items: reqs.map(codec.encodePutCommitRequest)}, true))
-    return this.#batchCall('BatchPutCommit', reqs, PUT_COMMIT_WIRE, generic, true)
+    // Not repeated here after a transport failure: the client's put retries its commits itself,
+    // knowing then that they may have landed (a repeat is safe; what it answers needs that knowledge).
+    const generic = async () => codec.decodeVoidItems(await this.call('BatchPutCommit', {items: reqs.map(codec.encodePutCommitRequest)}, false))
+    return this.#batchCall('BatchPutCommit', reqs, PUT_COMMIT_WIRE, generic, false)
   }
 
   async releaseSpace(req: ReleaseSpaceRequest): Promise<void> {

@@ -140,17 +140,7 @@ export class RangeAllocator {
     const block = this.findBlock(need)
     if (block < 0) return -1
     this.removeFree(block)
-    const rest = this.sz[block] - need
-    if (rest > 0) {
-      const tail = this.newNode(this.off[block] + need, rest)
-      const after = this.nextP[block]
-      this.prevP[tail] = block
-      this.nextP[tail] = after
-      if (after >= 0) this.prevP[after] = tail
-      this.nextP[block] = tail
-      this.sz[block] = need
-      this.insertFree(tail)
-    }
+    if (this.sz[block] > need) this.insertFree(this.cutTail(block, need))
     this.state[block] = ST_USED
     this.used += need
     this.allocations += 1
@@ -186,13 +176,7 @@ export class RangeAllocator {
     if (!(at > 0 && at < this.sz[handle]) || at % this.alignment !== 0) {
       throw new RangeError(`allocator: cannot split ${this.sz[handle]} bytes at ${at}`)
     }
-    const tail = this.newNode(this.off[handle] + at, this.sz[handle] - at)
-    const after = this.nextP[handle]
-    this.prevP[tail] = handle
-    this.nextP[tail] = after
-    if (after >= 0) this.prevP[after] = tail
-    this.nextP[handle] = tail
-    this.sz[handle] = at
+    const tail = this.cutTail(handle, at)
     this.state[tail] = ST_USED
     this.allocations += 1
     return tail
@@ -339,6 +323,18 @@ export class RangeAllocator {
     if (q >= 0) this.prevB[q] = p
     this.state[n] = ST_USED
     this.freeBlocks -= 1
+  }
+
+  /** Cuts block `n` at `at` bytes: `n` keeps the head; returns the new node of the tail, linked after it. */
+  private cutTail(n: number, at: number): number {
+    const tail = this.newNode(this.off[n] + at, this.sz[n] - at)
+    const after = this.nextP[n]
+    this.prevP[tail] = n
+    this.nextP[tail] = after
+    if (after >= 0) this.prevP[after] = tail
+    this.nextP[n] = tail
+    this.sz[n] = at
+    return tail
   }
 
   private unlinkPhysical(n: number): void {

@@ -539,7 +539,7 @@ export class MasterService implements MasterCalls {
     const now = this.clock.now()
     let existing = this.lookup(req.key)
     if (existing !== undefined) {
-      if (r !== undefined && this.isCommitted(existing, r, req)) return
+      if (this.isCommitted(existing, r, req)) return
       if (this.hasComplete(existing)) fail('OBJECT_ALREADY_EXISTS', `key ${JSON.stringify(req.key)} exists`)
       if (existing.start + this.options.putStartDiscardTimeoutMs >= now - this.epoch) {
         fail('OBJECT_ALREADY_EXISTS', `key ${JSON.stringify(req.key)} is being written`)
@@ -563,12 +563,18 @@ export class MasterService implements MasterCalls {
     if (r.pieces.length === 0) this.reservations.delete(r.id)
   }
 
-  /** Whether `o` is what this commit would create (a repeated commit by the same writer). */
-  private isCommitted(o: Obj, r: Reservation, req: PutCommitRequest): boolean {
-    return (
-      o.memState === TIER_COMPLETE && o.seg === r.seg.idx && o.more === null && o.size === req.size &&
-      r.seg.allocator !== null && r.seg.allocator.offsetOf(o.h) === req.offset && this.mayEndFinished(o, req.clientId)
-    )
+  /**
+   * Whether `o` is what this commit would create: a repeated commit by the same writer. Also when
+   * the reservation is unknown here, as on a new leader that learnt the first commit from the
+   * replication log while its answer was lost: same writer, place, size and checksum.
+   */
+  private isCommitted(o: Obj, r: Reservation | undefined, req: PutCommitRequest): boolean {
+    if (o.memState !== TIER_COMPLETE || o.seg < 0 || o.more !== null || o.size !== req.size) return false
+    const seg = this.segs[o.seg]
+    if (seg.allocator === null || seg.allocator.offsetOf(o.h) !== req.offset) return false
+    if (r !== undefined && r.seg !== seg) return false
+    const checksum = (o.flags & F_CHECKSUM) !== 0 ? o.checksum >>> 0 : undefined
+    return checksum === req.checksum && this.mayEndFinished(o, req.clientId)
   }
 
   /** Takes [offset, offset + size) out of the reservation's pieces as an allocation of its own. */

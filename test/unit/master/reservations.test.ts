@@ -94,7 +94,22 @@ test('commit: an existing key fails alone and keeps its range; a repeated commit
   assert.equal(codes(svc.batchPutCommit([first])), ['ok'])
   // Anyone else, or another place, is a different object.
   assert.equal(codes(svc.batchPutCommit([{...first, clientId: 'd'}, {...first, offset: base + 3 * KiB}])), ['OBJECT_ALREADY_EXISTS', 'OBJECT_ALREADY_EXISTS'])
-  // The ranges of the refused keys are still reserved and usable.
+  // A new leader knows the object (from the log) but not the reservation: the writer's retry of
+  // the same commit still succeeds; anything else about it differing is another object.
+  svc.releaseSpace({clientId: 'c', reservationId: id})
+  assert.equal(codes(svc.batchPutCommit([first])), ['ok'])
+  assert.equal(codes(svc.batchPutCommit([{...first, checksum: 2}, {...first, size: KiB + 8}])), ['OBJECT_ALREADY_EXISTS', 'OBJECT_ALREADY_EXISTS'])
+  assert.is(svc.getReplicaList('new').checksum, 1)
+})
+
+test('commit: the ranges of refused keys stay reserved and usable', () => {
+  const {svc} = setup()
+  mount(svc, 's', MiB)
+  put(svc, 'taken', 10)
+  const r = svc.reserveSpace({clientId: 'c', size: 16 * KiB})
+  const base = r.memory.offset
+  const id = r.reservationId
+  assert.equal(codes(svc.batchPutCommit([{clientId: 'c', reservationId: id, key: 'new', offset: base, size: KiB}, {clientId: 'c', reservationId: id, key: 'taken', offset: base + KiB, size: KiB}])), ['ok', 'OBJECT_ALREADY_EXISTS'])
   assert.equal(codes(svc.batchPutCommit([{clientId: 'c', reservationId: id, key: 'later', offset: base + KiB, size: 2 * KiB}])), ['ok'])
   assert.is(svc.getReplicaList('new').version < svc.getReplicaList('later').version, true)
 })

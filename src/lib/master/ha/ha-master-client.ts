@@ -24,7 +24,8 @@ const IDEMPOTENT: Record<Method, boolean | ((args: unknown[]) => boolean)> = {
   batchPutRevoke: false,
   // A repeated reservation only holds space until it expires; the caller falls back to PutStart instead.
   reserveSpace: false,
-  batchPutCommit: true,
+  // The client retries commits itself: it must know which ones may have landed (see putReserved).
+  batchPutCommit: false,
   releaseSpace: true,
   upsertStart: false,
   upsertEnd: false,
