@@ -105,6 +105,20 @@ t('an existing key fails alone; a replicated or soft-pinned put takes PutStart; 
   assert.match(bad.message, /reserveBytes/)
 })
 
+t('a batchPut of more unregistered bytes than the staging pool holds completes (it never waits for staging while holding some)', async (ctx) => {
+  for (const reserveBytes of [0, MiB]) {
+    const client = await MooncakeClient.connect({masterAddress: ctx.master.ready.address, transport: 'tcp', timeoutMs: 20_000, stagingBytes: 8 * MiB, reserveBytes})
+    const items = Array.from({length: 100}, (_, i) => ({key: `staged/${reserveBytes}/${i}`, value: Buffer.alloc(512 * KiB, i)}))
+    const res = await client.batchPut(items)
+    assert.equal(res.filter((r) => !r.ok), [], `reserveBytes ${reserveBytes}`)
+    const back = await client.get(items[77]!.key)
+    assert.is(back[0], 77)
+    assert.is(back.length, 512 * KiB)
+    await client.removeByRegex('^staged/', {force: true})
+    await client.close()
+  }
+})
+
 t("a reservation's grant covers its range only: the owner refuses writes outside it", async (ctx) => {
   const r = await ctx.direct.reserveSpace({clientId: 'grant-test', size: 64 * KiB})
   assert.ok(r.memory.grant !== undefined && r.memory.grant.length > 0, 'the owners require grants')

@@ -510,13 +510,12 @@ export class MooncakeClient extends EventEmitter {
     } catch (err) {
       return fillError(out, part, err)
     }
-    // Every replica of every started item, in one transfer.
-    const requests: TransferRequest[] = []
+    // Every replica of every started item, in as few transfers as staging allows.
+    const writes: ValueWrite[] = []
     const owner: number[] = []
     const crcs: number[] = new Array(m)
     const locs: MemoryLocation[][] = new Array(m)
     const failed: Array<ItemResult<never> | undefined> = new Array(m)
-    const leases: StagingLease[] = []
     for (let k = 0; k < m; k++) {
       const st = starts[k]
       if (!st || !st.ok) {
@@ -530,33 +529,19 @@ export class MooncakeClient extends EventEmitter {
         failed[k] = {ok: false, code: 'NO_AVAILABLE_HANDLE', message: `the master placed no memory replica for ${reqs[k].key}`}
         continue
       }
-      let view = items[part[k]].value
-      if (!dp.isRegistered(view)) {
-        const got = this.staging(dp).acquire(view.length)
-        const lease = got instanceof Promise ? await got : got
-        lease.view.set(view)
-        leases.push(lease)
-        view = lease.view
-      }
       // The engine computes the checksum while it writes the first replica.
       for (let r = 0; r < l.length; r++) {
-        const loc = l[r]
-        requests.push({op: 'write', local: view, remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset, grant: loc.grant}, crc: r === 0})
+        writes.push({value: items[part[k]].value, remote: remoteOf(l[r]), crc: r === 0})
         owner.push(k)
       }
     }
-    if (requests.length > 0) {
-      let results: TransferItemResult[]
-      try {
-        results = await this.transfer(dp, requests, deadline)
-        for (let j = 0; j < results.length; j++) if (requests[j].crc) crcs[owner[j]] = results[j].crc ?? dp.crc32c(requests[j].local)
-      } finally {
-        for (const lease of leases) this.stagingPool?.release(lease)
-      }
+    if (writes.length > 0) {
+      const results = await this.writeValues(dp, writes, deadline)
       for (let j = 0; j < results.length; j++) {
         const r = results[j]
         const k = owner[j]
-        if (!r.ok && !failed[k]) failed[k] = {ok: false, code: 'TRANSFER_FAIL', message: `writing to segment ${requests[j].remote.segment} failed: ${r.code}: ${r.message}`}
+        if (r.ok && writes[j].crc) crcs[k] = r.crc!
+        if (!r.ok && !failed[k]) failed[k] = {ok: false, code: 'TRANSFER_FAIL', message: `writing to segment ${writes[j].remote.segment} failed: ${r.code}: ${r.message}`}
       }
     }
     const revokes: Array<{clientId: string; key: string}> = []
@@ -612,6 +597,64 @@ export class MooncakeClient extends EventEmitter {
     if (revoking) await revoking
   }
 
+  /**
+   * Writes values (several writes of one value in a row share its staging copy) in as few
+   * transfers as staging room allows; one result per write, with the value's CRC32C where `crc`
+   * is set. Values not in registered memory are copied into staging leases, and a write never
+   * waits for staging room while holding leases: it first sends what it has and gives them back
+   * (chunks in flight at once, each waiting for the others' leases, would otherwise wait forever).
+   */
+  private async writeValues(dp: DataPath, writes: readonly ValueWrite[], deadline: number): Promise<TransferItemResult[]> {
+    const results: TransferItemResult[] = new Array(writes.length)
+    let batch: TransferRequest[] = []
+    let at: number[] = []
+    let leases: StagingLease[] = []
+    const flush = async (): Promise<void> => {
+      if (batch.length === 0) return
+      const sent = batch
+      const where = at
+      const held = leases
+      batch = []
+      at = []
+      leases = []
+      try {
+        const res = await this.transfer(dp, sent, deadline)
+        for (let j = 0; j < res.length; j++) {
+          const r = res[j]
+          const w = writes[where[j]]
+          results[where[j]] = r.ok && w.crc && r.crc === undefined ? {...r, crc: dp.crc32c(w.value)} : r
+        }
+      } finally {
+        for (const lease of held) this.stagingPool?.release(lease)
+      }
+    }
+    let lastValue: Uint8Array | undefined
+    let lastView: Uint8Array | undefined
+    for (let w = 0; w < writes.length; w++) {
+      const {value, remote, crc} = writes[w]
+      let view = value
+      if (value === lastValue) view = lastView!
+      else if (!dp.isRegistered(value)) {
+        const pool = this.staging(dp)
+        let lease = pool.acquireNow(value.length)
+        if (lease === undefined) {
+          await flush()
+          const got = pool.acquire(value.length)
+          lease = got instanceof Promise ? await got : got
+        }
+        lease.view.set(value)
+        leases.push(lease)
+        view = lease.view
+      }
+      lastValue = value
+      lastView = view
+      batch.push({op: 'write', local: view, remote, crc})
+      at.push(w)
+    }
+    await flush()
+    return results
+  }
+
   /** The reservations puts of `config` may take space from (only the default placement, one replica). */
   private reservationPool(config: ReplicateConfig): ReservationPool | undefined {
     if (this.opts.reserveBytes === 0 || config.replicaNum !== 1 || config.withSoftPin === true) return undefined
@@ -659,30 +702,13 @@ export class MooncakeClient extends EventEmitter {
     }
     const m = mine.length
     if (m === 0) return rest
-    const requests: TransferRequest[] = new Array(m)
-    const leases: StagingLease[] = []
-    for (let k = 0; k < m; k++) {
-      let view = items[mine[k]].value
-      if (!dp.isRegistered(view)) {
-        const got = this.staging(dp).acquire(view.length)
-        const lease = got instanceof Promise ? await got : got
-        lease.view.set(view)
-        leases.push(lease)
-        view = lease.view
-      }
-      const loc = places[k].location
-      requests[k] = {op: 'write', local: view, remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset, grant: loc.grant}, crc: true}
-    }
+    const writes: ValueWrite[] = new Array(m)
+    for (let k = 0; k < m; k++) writes[k] = {value: items[mine[k]].value, remote: remoteOf(places[k].location), crc: true}
     const {clientId} = this.opts
     const commits: PutCommitRequest[] = []
     const committing: number[] = []
     try {
-      let results: TransferItemResult[]
-      try {
-        results = await this.transfer(dp, requests, deadline)
-      } finally {
-        for (const lease of leases) this.stagingPool?.release(lease)
-      }
+      const results = await this.writeValues(dp, writes, deadline)
       for (let k = 0; k < m; k++) {
         const r = results[k]
         const item = items[mine[k]]
@@ -690,7 +716,7 @@ export class MooncakeClient extends EventEmitter {
           out[mine[k]] = {ok: false, code: 'TRANSFER_FAIL', message: `writing to segment ${places[k].location.segment} failed: ${r.code}: ${r.message}`}
           continue
         }
-        const checksum = r.crc ?? dp.crc32c(requests[k].local)
+        const checksum = r.crc!
         commits.push({clientId, reservationId: places[k].reservationId, key: item.key, offset: places[k].location.offset, size: item.value.length, checksum})
         committing.push(k)
       }
@@ -1095,10 +1121,7 @@ export class MooncakeClient extends EventEmitter {
   ): Promise<number[]> {
     const {take, sources, infos, sentAt} = chunk
     const requests: TransferRequest[] = new Array(take.length)
-    for (let j = 0; j < take.length; j++) {
-      const loc = sources[j]
-      requests[j] = {op: 'read', local: views[j], remote: {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset, grant: loc.grant}, crc: true}
-    }
+    for (let j = 0; j < take.length; j++) requests[j] = {op: 'read', local: views[j], remote: remoteOf(sources[j]), crc: true}
     const results = await this.transfer(dp, requests, deadline)
     const now = Date.now()
     const good: number[] = []
@@ -1667,6 +1690,18 @@ class ByteBudget {
       head.resolve()
     }
   }
+}
+
+/** One write of writeValues: `value` to `remote`, its CRC32C computed on the way if `crc`. */
+interface ValueWrite {
+  value: Uint8Array
+  remote: TransferRequest['remote']
+  crc: boolean
+}
+
+/** Where a transfer writes or reads, from a replica's location. */
+function remoteOf(loc: MemoryLocation): TransferRequest['remote'] {
+  return {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset, grant: loc.grant}
 }
 
 function errorResult(err: unknown): {ok: false; code: MooncakeError['code']; message: string} {

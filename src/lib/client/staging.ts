@@ -63,16 +63,17 @@ export class StagingPool {
 
   /** Leases `length` bytes (<= maxLease), waiting for space when the pool is full. */
   acquire(length: number): Promise<StagingLease> | StagingLease {
+    return this.acquireNow(length) ?? new Promise<StagingLease>((resolve, reject) => this.waiters.push({length, resolve, reject}))
+  }
+
+  /** A lease of `length` bytes if one is free now (and nobody waits for one), else undefined. */
+  acquireNow(length: number): StagingLease | undefined {
     if (this.closed) throw new MooncakeError('UNAVAILABLE_IN_CURRENT_STATUS', 'the client is closed')
     if (length <= 0 || length > this.regionSize) {
       throw new MooncakeError('INVALID_PARAMS', `staging lease of ${length} bytes is outside 1..${this.regionSize}`)
     }
     this.ensure()
-    if (this.waiters.length === 0) {
-      const lease = this.tryAcquire(length)
-      if (lease) return lease
-    }
-    return new Promise<StagingLease>((resolve, reject) => this.waiters.push({length, resolve, reject}))
+    return this.waiters.length === 0 ? this.tryAcquire(length) : undefined
   }
 
   release(lease: StagingLease): void {
