@@ -161,7 +161,13 @@ t('batchGetInto: values land in the callers\' buffers (registered or not); too s
     const loose = Buffer.alloc(64 * 1024) // not registered: read through staging
     const bigDest = Buffer.alloc(8 * MiB)
     const items = values.map((_, i) => ({key: `into/${i}`, dest: i === 5 ? loose : arena.subarray(i * 65536, (i + 1) * 65536)}))
-    items.push({key: 'into/big', dest: bigDest}, {key: 'into/missing', dest: Buffer.alloc(8)}, {key: 'into/39', dest: Buffer.alloc(10)}, {key: '', dest: Buffer.alloc(8)})
+    items.push(
+      {key: 'into/big', dest: bigDest},
+      {key: 'into/missing', dest: Buffer.alloc(8)},
+      {key: 'into/39', dest: Buffer.alloc(10)},
+      {key: '', dest: Buffer.alloc(8)},
+      {key: 'into/1', dest: 'not a buffer' as never},
+    )
     const got = await client.batchGetInto(items)
     for (let i = 0; i < values.length; i++) {
       const r = got[i]!
@@ -173,7 +179,7 @@ t('batchGetInto: values land in the callers\' buffers (registered or not); too s
     assert.is(sha(bigDest.subarray(0, 6 * MiB)), sha(big))
     assert.equal(
       got.slice(41).map((r) => (r.ok ? 'ok' : r.code)),
-      ['OBJECT_NOT_FOUND', 'BUFFER_OVERFLOW', 'INVALID_PARAMS'],
+      ['OBJECT_NOT_FOUND', 'BUFFER_OVERFLOW', 'INVALID_PARAMS', 'INVALID_PARAMS'],
     )
     await client.unregisterLocalMemory(arena)
   }

@@ -672,7 +672,7 @@ export class MooncakeClient extends EventEmitter {
   }
 
   /**
-   * Puts the items of a chunk into reserved space: every value written in one transfer, then one
+   * Puts the items of a chunk into reserved space: the values written (writeValues), then one
    * BatchPutCommit. Returns the items it found no reserved space for, or whose reservation the
    * master no longer has (they take PutStart).
    */
@@ -953,11 +953,15 @@ export class MooncakeClient extends EventEmitter {
   getInto(key: string, dest: Uint8Array, options: GetOptions = {}): Promise<number> {
     return this.run('get', async () => {
       checkKey(key)
-      const dp = await this.dataPath()
-      return this.readValue(key, dp, options, (size) => {
-        if (size > dest.length) throw new MooncakeError('BUFFER_OVERFLOW', `the value of ${key} holds ${size} bytes; the buffer only ${dest.length}`)
-        return new BufferSink(dest.subarray(0, size), this.staging(dp), dp)
-      })
+      return this.readInto(key, dest, await this.dataPath(), options)
+    })
+  }
+
+  /** readValue into `dest` (in place when it is registered, through staging otherwise). */
+  private readInto(key: string, dest: Uint8Array, dp: DataPath, options: GetOptions): Promise<number> {
+    return this.readValue(key, dp, options, (size) => {
+      if (size > dest.length) throw tooSmall(key, size, dest)
+      return new BufferSink(dest.subarray(0, size), this.staging(dp), dp)
     })
   }
 
@@ -1075,7 +1079,7 @@ export class MooncakeClient extends EventEmitter {
     deadline: number,
     out: ItemResult<unknown>[],
     slowRead: (i: number) => void,
-  ): Promise<{take: number[]; sources: MemoryLocation[]; infos: GetReplicaListResult[]; sentAt: number}> {
+  ): Promise<ChunkSources> {
     const names = part.map((i) => keys[i])
     const sentAt = Date.now()
     const take: number[] = []
@@ -1115,7 +1119,7 @@ export class MooncakeClient extends EventEmitter {
   private async chunkRead(
     dp: DataPath,
     deadline: number,
-    chunk: {take: number[]; sources: MemoryLocation[]; infos: GetReplicaListResult[]; sentAt: number},
+    chunk: ChunkSources,
     views: Uint8Array[],
     slowRead: (i: number) => void,
   ): Promise<number[]> {
@@ -1207,27 +1211,21 @@ export class MooncakeClient extends EventEmitter {
     // An item of the batch operation (already counted), not an operation of its own.
     const slowRead = (i: number) =>
       void slow.push(
-        this.run('batchGet item', () =>
-          this.readValue(keys[i], dp, options, (size) => {
-            const dest = items[i].dest
-            if (size > dest.length) throw new MooncakeError('BUFFER_OVERFLOW', `the value of ${keys[i]} holds ${size} bytes; the buffer only ${dest.length}`)
-            return new BufferSink(dest.subarray(0, size), this.staging(dp), dp)
-          }),
-        ).then(
+        this.run('batchGet item', () => this.readInto(keys[i], items[i].dest, dp, options)).then(
           (size) => void (out[i] = {ok: true, value: size}),
           (err) => void (out[i] = errorResult(err)),
         ),
       )
     const found = await this.chunkSources(keys, part, deadline, out, slowRead)
     // Registered destinations are read into in place; the others (and too small ones) go one by one.
-    const chunk = {take: [] as number[], sources: [] as MemoryLocation[], infos: [] as GetReplicaListResult[], sentAt: found.sentAt}
+    const chunk: ChunkSources = {take: [], sources: [], infos: [], sentAt: found.sentAt}
     const views: Uint8Array[] = []
     for (let j = 0; j < found.take.length; j++) {
       const i = found.take[j]
       const size = found.infos[j].size
       const dest = items[i].dest
       if (size > dest.length) {
-        out[i] = {ok: false, code: 'BUFFER_OVERFLOW', message: `the value of ${keys[i]} holds ${size} bytes; the buffer only ${dest.length}`}
+        out[i] = errorResult(tooSmall(keys[i], size, dest))
         continue
       }
       const view = dest.subarray(0, size)
@@ -1702,6 +1700,19 @@ interface ValueWrite {
 /** Where a transfer writes or reads, from a replica's location. */
 function remoteOf(loc: MemoryLocation): TransferRequest['remote'] {
   return {segment: loc.segment, endpoints: loc.endpoints, hostId: loc.hostId, offset: loc.offset, grant: loc.grant}
+}
+
+function tooSmall(key: string, size: number, dest: Uint8Array): MooncakeError {
+  return new MooncakeError('BUFFER_OVERFLOW', `the value of ${key} holds ${size} bytes; the buffer only ${dest.length}`)
+}
+
+/** The values of a batch-read chunk the fast path reads: their items, best replicas and replica lists. */
+interface ChunkSources {
+  take: number[]
+  sources: MemoryLocation[]
+  infos: GetReplicaListResult[]
+  /** When the replica lists were asked for (their leases count from then). */
+  sentAt: number
 }
 
 function errorResult(err: unknown): {ok: false; code: MooncakeError['code']; message: string} {

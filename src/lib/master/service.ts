@@ -185,6 +185,16 @@ function isNonEmptyString(v: unknown): v is string {
   return typeof v === 'string' && v.length > 0
 }
 
+function validateSize(size: number): void {
+  if (!Number.isSafeInteger(size) || size < 1) fail('INVALID_PARAMS', `size must be a positive integer, not ${size}`)
+}
+
+function validateChecksum(checksum: number | undefined): void {
+  if (checksum !== undefined && !(Number.isInteger(checksum) && checksum >= 0 && checksum <= 0xffffffff)) {
+    fail('INVALID_PARAMS', `checksum must be an unsigned 32-bit integer, not ${checksum}`)
+  }
+}
+
 function validateKey(key: unknown): asserts key is string {
   if (typeof key !== 'string' || key.length === 0) fail('INVALID_PARAMS', 'key must be a non-empty string')
   if (key.length > MAX_KEY_BYTES || (key.length * 3 > MAX_KEY_BYTES && Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES)) {
@@ -478,7 +488,7 @@ export class MasterService implements MasterCalls {
   reserveSpace(req: ReserveSpaceRequest): ReserveSpaceResult {
     if (req === null || typeof req !== 'object') fail('INVALID_PARAMS', 'request missing')
     if (!isNonEmptyString(req.clientId)) fail('INVALID_PARAMS', 'clientId must be non-empty')
-    if (!Number.isSafeInteger(req.size) || req.size < 1) fail('INVALID_PARAMS', `size must be a positive integer, not ${req.size}`)
+    validateSize(req.size)
     const least = req.minSize ?? req.size
     if (!Number.isSafeInteger(least) || least < 1 || least > req.size) fail('INVALID_PARAMS', `minSize must be from 1 to size, not ${least}`)
     if (this.reservations.size >= MAX_RESERVATIONS) fail('NO_AVAILABLE_HANDLE', `${MAX_RESERVATIONS} reservations are open; commit or release some first`)
@@ -530,11 +540,9 @@ export class MasterService implements MasterCalls {
     if (req === null || typeof req !== 'object') fail('INVALID_PARAMS', 'request missing')
     if (!isNonEmptyString(req.clientId)) fail('INVALID_PARAMS', 'clientId must be non-empty')
     validateKey(req.key)
-    if (!Number.isSafeInteger(req.size) || req.size < 1) fail('INVALID_PARAMS', `size must be a positive integer, not ${req.size}`)
+    validateSize(req.size)
     if (!Number.isSafeInteger(req.offset) || req.offset < 0) fail('INVALID_PARAMS', `offset must be a non-negative integer, not ${req.offset}`)
-    if (req.checksum !== undefined && !(Number.isInteger(req.checksum) && req.checksum >= 0 && req.checksum <= 0xffffffff)) {
-      fail('INVALID_PARAMS', `checksum must be an unsigned 32-bit integer, not ${req.checksum}`)
-    }
+    validateChecksum(req.checksum)
     const r = this.reservations.get(req.reservationId)
     const now = this.clock.now()
     let existing = this.lookup(req.key)
@@ -549,7 +557,7 @@ export class MasterService implements MasterCalls {
     if (r.clientId !== req.clientId) fail('ILLEGAL_CLIENT', 'not the holder of this reservation')
     const a = r.seg.allocator
     if (a === null || this.segs[r.seg.idx] !== r.seg) {
-      this.reservations.delete(r.id)
+      this.dropReservation(r)
       fail('SEGMENT_NOT_FOUND', `the segment of reservation ${r.id} was unmounted`)
     }
     const handle = this.carve(r, a, req.offset, a.alignedSize(req.size))
@@ -617,7 +625,7 @@ export class MasterService implements MasterCalls {
     if (!isNonEmptyString(req.clientId)) fail('INVALID_PARAMS', 'clientId must be non-empty')
     if (typeof req.requestId !== 'string') fail('INVALID_PARAMS', 'requestId must be a string')
     validateKey(req.key)
-    if (!Number.isSafeInteger(req.size) || req.size < 1) fail('INVALID_PARAMS', `size must be a positive integer, not ${req.size}`)
+    validateSize(req.size)
     const cfg = req.config ?? {}
     const replicaNum = cfg.replicaNum ?? 1
     if (!Number.isSafeInteger(replicaNum) || replicaNum < 1) fail('INVALID_PARAMS', `replicaNum must be >= 1, not ${replicaNum}`)
@@ -793,9 +801,7 @@ export class MasterService implements MasterCalls {
   private end(req: PutEndRequest): void {
     if (req === null || typeof req !== 'object') fail('INVALID_PARAMS', 'request missing')
     if (typeof req.key !== 'string') fail('INVALID_PARAMS', 'key must be a string')
-    if (req.checksum !== undefined && !(Number.isInteger(req.checksum) && req.checksum >= 0 && req.checksum <= 0xffffffff)) {
-      fail('INVALID_PARAMS', `checksum must be an unsigned 32-bit integer, not ${req.checksum}`)
-    }
+    validateChecksum(req.checksum)
     const target = this.target(req.target)
     const o = this.lookupWriting(req.key)
     if (o === undefined) fail('OBJECT_NOT_FOUND', `no put of ${JSON.stringify(req.key)} in progress`)

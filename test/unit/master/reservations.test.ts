@@ -67,8 +67,10 @@ test('commit: ranges must be free, aligned and inside the reservation; the holde
   ])
   // None of the refused ones left anything behind; the rest of the range is still free to commit.
   assert.equal(svc.batchExistKey(['overlap', 'outside', 'misaligned', 'before', 'thief', 'nope']), [false, false, false, false, false, false])
+  throwsCode(() => svc.releaseSpace({clientId: 'other', reservationId: id}), 'ILLEGAL_CLIENT')
   assert.equal(codes(svc.batchPutCommit([{clientId: 'c', reservationId: id, key: 'y', offset: base + 8 * KiB, size: 8 * KiB}])), ['ok'])
-  throwsCode(() => svc.releaseSpace({clientId: 'other', reservationId: id}), 'OBJECT_NOT_FOUND')
+  // Used up: the reservation is gone by itself.
+  throwsCode(() => svc.releaseSpace({clientId: 'c', reservationId: id}), 'OBJECT_NOT_FOUND')
 })
 
 test('commit: an existing key fails alone and keeps its range; a repeated commit succeeds again', () => {
