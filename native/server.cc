@@ -328,6 +328,8 @@ void Server::StartLinger(Conn& c) {
   c.carry.shrink_to_fit();
   c.bodyLeft = 0;
   c.bodySeg.reset();
+  // What the peer still sends is to be read at once, however little.
+  if (c.lowatRaised) c.lowatRaised = SetRecvLowWater(c.fd, 1);
 }
 
 Server::Next Server::Linger(Conn& c) {
@@ -617,8 +619,13 @@ Server::Step Server::ContinueBody(Conn& c, Io& io) {
     }
     if (r == 0) return Step::kClose;
     if (errno == EINTR) continue;
-    return errno == EAGAIN || errno == EWOULDBLOCK ? Step::kPending : Step::kClose;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return Step::kClose;
+    // Woken once the rest of a large body is here (see kRecvLowWaterCap); lowered with what is
+    // left, or the last bytes of a body would never reach the mark.
+    if (c.bodyDst && (c.bodyLeft >= Io::kDirect || c.lowatRaised)) c.lowatRaised = SetRecvLowWater(c.fd, c.bodyLeft);
+    return Step::kPending;
   }
+  if (c.lowatRaised) c.lowatRaised = SetRecvLowWater(c.fd, 1);
   if (c.bodyDst) {
     // Every byte is in segment memory: only now is the WRITE acknowledged.
     io.bytesWritten += c.bodyLen;

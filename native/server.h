@@ -109,6 +109,8 @@ class Server {
     uint64_t bodyLeft = 0, bodyLen = 0, bodyId = 0;
     uint8_t* bodyDst = nullptr;
     std::shared_ptr<Segment> bodySeg;  // keeps the segment mapped while its body arrives
+    // The receive low-water mark is raised while a large body arrives (see ContinueBody).
+    bool lowatRaised = false;
     // After a fatal frame: the answer is out, our side is shut down (FIN), and the peer's
     // remaining input is read and dropped (bounded) before close, so no reset drops the answer.
     bool lingering = false;

@@ -10,6 +10,7 @@
 #endif
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -85,6 +86,11 @@ std::string FormatEndpoint(const sockaddr* sa) {
 }
 
 void SetNonBlocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+bool SetRecvLowWater(int fd, uint64_t wanted) {
+  const int mark = int(std::max<uint64_t>(1, std::min<uint64_t>(wanted, kRecvLowWaterCap)));
+  return setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &mark, sizeof mark) == 0 && mark > 1;
+}
 
 void TuneDataSocket(int fd) {
   int one = 1;

@@ -369,6 +369,28 @@ test('a WRITE body that arrives in pieces across many turns is acknowledged once
   conn.close()
 })
 
+test('a WRITE body larger than the receive low-water cap, sent in pauses, is acknowledged, and the next lone header is served', async () => {
+  // The owner waits for most of a large body before it wakes (SO_RCVLOWAT, at most 1 MiB);
+  // the mark must follow what is left of the body, then drop back for the next header.
+  const conn = await RawConn.open(open.ready.endpoints[0])
+  await conn.handshake()
+  const body = pseudoRandom(MiB + 200 * 1024, 12)
+  const pause = () => new Promise((r) => setTimeout(r, 50))
+  conn.write(Buffer.concat([encodeRequest({op: 2, id: 81n, offset: 0n, length: BigInt(body.length), segment: 'seg'}), body.subarray(0, 100 * 1024)]))
+  await pause()
+  conn.write(body.subarray(100 * 1024, body.length - 50 * 1024))
+  await pause()
+  conn.write(body.subarray(body.length - 50 * 1024))
+  const w = await conn.response()
+  assert.equal([w.status, w.id], [0, 81n])
+  await pause()
+  conn.write(encodeRequest({op: 1, id: 82n, offset: 0n, length: BigInt(body.length), segment: 'seg'}))
+  const r = await conn.response()
+  assert.equal([r.status, r.id], [0, 82n])
+  assert.ok(r.payload.equals(body))
+  conn.close()
+})
+
 test('the error for a malformed frame arrives even when the client keeps sending after it', async () => {
   // Without a drain before close, the unread bytes make the kernel reset the connection, which
   // can discard the queued INVALID_PARAMS (docs/reliability.md, finding 3).
