@@ -58,14 +58,29 @@ test('a used-up reservation is released once its placements settle; the next one
   assert.equal(asked.map((r) => r.size), [256 * KiB, 512 * KiB])
   assert.is(asked[1]!.preferAllocInSameNode, true)
   assert.equal(released, [], 'the first still has a placement in flight')
-  pool.settle(first)
+  pool.settle(first, true)
   await Promise.resolve()
   assert.equal(released, [first.reservationId])
   // Growth stops at reserveBytes; a value larger than that gets a reservation of its own size.
-  for (let i = 0; i < 6; i++) pool.settle((await pool.place(600 * KiB, false))!)
+  for (let i = 0; i < 6; i++) pool.settle((await pool.place(600 * KiB, false))!, true)
   assert.is(Math.max(...asked.map((r) => r.size)), 2 * MiB)
   await pool.place(3 * MiB, false)
   assert.is(asked.at(-1)!.size, 3 * MiB)
+})
+
+test('a reservation used up by committed placements is not released (the master dropped it with the last commit); one with an abandoned placement is', async () => {
+  const {pool, released} = fakeMaster()
+  const full = [(await pool.place(128 * KiB, false))!, pool.tryPlace(128 * KiB)!]
+  assert.is(full[0]!.reservationId, full[1]!.reservationId)
+  const next = (await pool.place(512 * KiB, false))!
+  for (const p of full) pool.settle(p, true)
+  await Promise.resolve()
+  assert.equal(released, [], 'every byte of the first was committed')
+  const last = (await pool.place(64 * KiB, false))!
+  assert.is(last.reservationId, 3)
+  pool.settle(next, false)
+  await Promise.resolve()
+  assert.equal(released, [next.reservationId], 'its range was abandoned: the master must get it back')
 })
 
 test('a master that cannot reserve: undefined (use PutStart) for retryAfterMs, then asked again', async () => {
@@ -81,7 +96,7 @@ test('a master that cannot reserve: undefined (use PutStart) for retryAfterMs, t
 test('an idle reservation is released when it stops taking placements; close() releases the rest', async () => {
   const {pool, released} = fakeMaster({lifeMs: 20})
   const p = (await pool.place(10, false))!
-  pool.settle(p)
+  pool.settle(p, false)
   await new Promise((r) => setTimeout(r, 60))
   assert.equal(released, [p.reservationId])
   const q = (await pool.place(10, false))!

@@ -754,7 +754,7 @@ export class MooncakeClient extends EventEmitter {
     } catch (err) {
       for (let k = 0; k < m; k++) if (out[mine[k]] === undefined && !rest.includes(mine[k])) out[mine[k]] = errorResult(err)
     } finally {
-      for (const p of places) pool.settle(p)
+      for (let k = 0; k < m; k++) pool.settle(places[k], out[mine[k]]?.ok === true)
     }
     return rest
   }

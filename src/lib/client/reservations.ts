@@ -37,6 +37,9 @@ interface Reservation {
   useUntil: number
   /** Placements taken and not yet settled. */
   open: number
+  /** Placements taken, and of them those settled as committed. */
+  taken: number
+  committed: number
   retired: boolean
 }
 
@@ -89,11 +92,15 @@ export class ReservationPool {
     return r === undefined || this.#now() < this.#refusedUntil ? undefined : this.#take(r, size)
   }
 
-  /** The placement was committed, or will never be (its range goes back to the master with the rest). */
-  settle(p: ReservedPlacement): void {
+  /**
+   * The placement was committed (`committed`), or will never be: its range goes back to the
+   * master with the rest.
+   */
+  settle(p: ReservedPlacement, committed: boolean): void {
     const r = this.#byId.get(p.reservationId)
     if (r === undefined) return
     r.open--
+    if (committed) r.committed++
     if (r.retired && r.open === 0) this.#release(r)
   }
 
@@ -120,6 +127,7 @@ export class ReservationPool {
     const offset = r.cursor
     r.cursor += need
     r.open++
+    r.taken++
     const m = r.result.memory
     return {reservationId: r.result.reservationId, location: {segment: m.segment, endpoints: m.endpoints, hostId: m.hostId, offset, length: size, grant: m.grant}}
   }
@@ -141,7 +149,7 @@ export class ReservationPool {
     }
     // Half the grant's remaining life (by the master's clock, as seen when asked), at most MAX_USE_MS.
     const life = Math.min(MAX_USE_MS, (result.expiresAt - asked) / 2)
-    const r: Reservation = {result, cursor: result.memory.offset, end: result.memory.offset + result.memory.length, useUntil: asked + life, open: 0, retired: false}
+    const r: Reservation = {result, cursor: result.memory.offset, end: result.memory.offset + result.memory.length, useUntil: asked + life, open: 0, taken: 0, committed: 0, retired: false}
     this.#byId.set(result.reservationId, r)
     if (this.#current !== undefined) this.#retire(this.#current)
     this.#current = r
@@ -163,6 +171,9 @@ export class ReservationPool {
 
   #release(r: Reservation): void {
     this.#byId.delete(r.result.reservationId)
+    // Every byte committed: the master dropped it with the last commit, and a release would only
+    // come back OBJECT_NOT_FOUND (one RPC and one counted error per reservation used up).
+    if (r.cursor === r.end && r.committed === r.taken) return
     // Best effort: the master frees it by itself after put_start_release_timeout otherwise.
     this.#o.release(r.result.reservationId).catch(() => {})
   }
