@@ -1,5 +1,6 @@
 #include "client.h"
 
+
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -181,6 +182,7 @@ Client::Peer* Client::PickPeerLocked() {
 }
 
 void Client::WorkerLoop() {
+  if (opt_.batchScheduling) RunAsBatchThread();
   std::vector<SliceTask> group;
   while (true) {
     Peer* p = nullptr;

@@ -32,6 +32,7 @@ struct ClientOptions {
   int connectTimeoutMs = 5000;
   int cooldownMs = 1000;
   int idleTimeoutMs = 30000;
+  bool batchScheduling = true;  // see RunAsBatchThread
 };
 
 enum Transport : uint8_t { kTransportAuto = 0, kTransportTcp = 1, kTransportMemcpy = 2 };

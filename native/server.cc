@@ -1,5 +1,6 @@
 #include "server.h"
 
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -285,6 +286,7 @@ void Server::SweepIdle() {
 }
 
 void Server::WorkerLoop() {
+  if (opt_.batchScheduling) RunAsBatchThread();
   epoll_event ev;
   while (!stopping_) {
     int n = epoll_wait(epfd_, &ev, 1, 250);

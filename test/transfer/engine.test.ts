@@ -30,6 +30,9 @@ test('options: defaults and validation', () => {
   assert.is(code(() => resolveTransferOptions({port: 70000})), 'INVALID_PARAMS')
   assert.is(code(() => resolveTransferOptions({lanesPerPeer: 0})), 'INVALID_PARAMS')
   assert.ok(resolveTransferOptions({listenHosts: ['::1', '127.0.0.2']}))
+  assert.is(o.batchScheduling, true)
+  assert.is(code(() => resolveTransferOptions({batchScheduling: 'no' as unknown as boolean})), 'INVALID_PARAMS')
+  assert.is(code(() => resolveTransferOptions({sweepOnStart: 0 as unknown as boolean})), 'INVALID_PARAMS')
 })
 
 test('state machine: created -> running -> closing -> closed', async () => {

@@ -88,6 +88,7 @@ export class TransferEngine {
         ioTimeoutMs: o.ioTimeoutMs,
         connectTimeoutMs: o.connectTimeoutMs,
         cooldownMs: o.cooldownMs,
+        batchScheduling: o.batchScheduling,
       }),
     )
     try {

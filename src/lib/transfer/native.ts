@@ -21,6 +21,7 @@ export interface NativeEngineOptions {
   ioTimeoutMs: number
   connectTimeoutMs: number
   cooldownMs: number
+  batchScheduling: boolean
 }
 
 /**
