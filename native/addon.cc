@@ -220,9 +220,7 @@ Napi::Value EngineCreate(const Napi::CallbackInfo& info) {
   eo.client.connectTimeoutMs = int(Int(o.Get("connectTimeoutMs"), 5000));
   eo.client.cooldownMs = int(Int(o.Get("cooldownMs"), 1000));
   eo.client.idleTimeoutMs = int(Int(o.Get("idleTimeoutMs"), 60000)) / 2;
-  const bool batchScheduling = !o.Get("batchScheduling").IsBoolean() || o.Get("batchScheduling").As<Napi::Boolean>().Value();
-  eo.client.batchScheduling = batchScheduling;
-  eo.server.batchScheduling = batchScheduling;
+  eo.client.batchScheduling = !o.Get("batchScheduling").IsBoolean() || o.Get("batchScheduling").As<Napi::Boolean>().Value();
   Instance* in = Inst(env);
   uint32_t id = in->nextEngine++;
   in->engines[id] = std::make_unique<Engine>(std::move(eo));

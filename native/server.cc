@@ -286,7 +286,6 @@ void Server::SweepIdle() {
 }
 
 void Server::WorkerLoop() {
-  if (opt_.batchScheduling) RunAsBatchThread();
   epoll_event ev;
   while (!stopping_) {
     int n = epoll_wait(epfd_, &ev, 1, 250);

@@ -39,7 +39,6 @@ struct ServerOptions {
   int idleTimeoutMs = 60000;
   int threads = 4;
   int ioTimeoutMs = 30000;
-  bool batchScheduling = true;  // see RunAsBatchThread
 };
 
 struct ListenerStats {

@@ -80,9 +80,9 @@ export interface TransferEngineOptions {
    */
   sweepOnStart?: boolean
   /**
-   * Run the engine's threads under SCHED_BATCH, so that when woken they do not preempt the
-   * application's threads (the event loop that submits) but take an idle CPU or wait their turn.
-   * Turn off only if the engine's latency matters more than the application's.
+   * Run the client threads (clientThreads) under SCHED_BATCH, so that when woken they do not
+   * preempt the application's threads (the event loop that submits) but take an idle CPU or
+   * wait their turn. Turn off only if the engine's latency matters more than the application's.
    * @default true
    */
   batchScheduling?: boolean
