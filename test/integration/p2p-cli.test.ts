@@ -140,6 +140,10 @@ test('register serves files; list, get (file and directory), errors and exit cod
   assert.is(noEtcd, 2)
   const badSize = await run(['p2p', 'register', 'x', path.join(dir, 'single.bin'), '--shard-size', 'lots'])
   assert.is(badSize.code, 2)
+  // Out of range: a usage error naming the flag, even with etcd unreachable.
+  const tooSmall = await run(['p2p', 'register', 'x', path.join(dir, 'single.bin'), '--shard-size', '1KiB', '--etcd', '127.0.0.1:1'])
+  assert.is(tooSmall.code, 2, tooSmall.stderr)
+  assert.match(tooSmall.stderr, /^mooncake: USAGE: --shard-size 1KiB is out of range: use 4KiB to 64MiB\n$/)
 
   // Unregister from another process: acknowledged, and the serving process exits 0.
   const unreg = await run(['p2p', 'unregister', 'cli/model', '--json'])
