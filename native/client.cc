@@ -1,6 +1,5 @@
 #include "client.h"
 
-
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>

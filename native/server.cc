@@ -1,6 +1,5 @@
 #include "server.h"
 
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
