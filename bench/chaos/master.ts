@@ -83,6 +83,7 @@ const master = await startMasterServer({
   ...opts,
   service,
   onError: (e) => process.stderr.write(`[master error] ${String((e as Error)?.stack ?? e)}\n`),
+  onNotice: (m) => process.stderr.write(`[master notice] ${m}\n`),
 })
 if (recording) {
   // Installed after the server: the replication layer set its own onMutation (the log) first.

@@ -32,6 +32,7 @@ With --etcd the master joins the HA election of --cluster-id. Binding another ad
     const server = await startMasterServer({
       ...options,
       onError: (err) => this.logger.error(`background work failed: ${err instanceof Error ? err.message : String(err)}`),
+      onNotice: (message) => this.logger.warn(message),
     })
     this.onCleanup(() => server.close())
     const http = server.httpAddress ? ` (http ${server.httpAddress})` : ''

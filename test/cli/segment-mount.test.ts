@@ -96,6 +96,18 @@ test('`segment unmount NAME` by an operator makes the mount process exit 0', asy
   assert.match(seg.stderr(), /unmounted by an operator/)
 })
 
+test('the master logs a segment dropped because its owner went silent (SIGKILL, past --client-ttl)', async () => {
+  const master = await startServer(['master', '--port', '0', '--metrics-port', '0', '--client-ttl', '1s'], {readyTimeoutMs: 30_000})
+  const seg = await startServer(['segment', 'mount', '--master', addressFromReady(master.ready), '--size', '4MiB', '--name', 'seg-silent'], {readyTimeoutMs: 30_000})
+  seg.child.kill('SIGKILL')
+  await seg.exited
+  const deadline = Date.now() + 15_000
+  while (!/segment "seg-silent" unmounted/.test(master.stderr()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+  assert.match(master.stderr(), / WARN +client \S+ sent no ping for \d+ ms \(client TTL 1000 ms\): segment "seg-silent" unmounted, their replicas dropped/)
+  master.child.kill('SIGTERM')
+  assert.is((await master.exited).code, 0)
+})
+
 test('a name held by another live owner: SEGMENT_ALREADY_EXISTS, exit 1', async () => {
   const seg = await mount('--size', '4MiB', '--name', 'seg-dup')
   try {

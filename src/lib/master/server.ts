@@ -42,6 +42,8 @@ export interface StartMasterOptions extends Partial<MasterServerOptions> {
   httpRoutes?: Record<string, HttpRoute>
   /** Receives errors of background work (a failing tick). @default a process warning, at most every 10 s */
   onError?: (err: unknown) => void
+  /** Receives events an operator should see (segments dropped when their owner went silent). @default none */
+  onNotice?: (message: string) => void
 }
 
 export interface RunningMaster {
@@ -127,6 +129,7 @@ export async function startMasterServer(options: StartMasterOptions = {}): Promi
   validate(o)
   const service = options.service ?? new MasterService(serviceOptions(o), {clock: options.clock ?? systemClock, version: packageVersion(), mintGrant: grantMinter})
   const onError = options.onError ?? rateLimitedWarning()
+  if (options.onNotice !== undefined) service.onNotice = options.onNotice
   // Disk tier: disk-only objects of an earlier run come back before anything is served (docs/disk-tier.md).
   if (service.disk !== undefined) await service.disk.restore(service)
   // HA election + replication log (--etcd) or journal (--data-dir): installed before metrics wrap the service.

@@ -250,6 +250,8 @@ export class MasterService implements MasterCalls {
   readonly disk: MasterDiskTier | undefined
   /** Mutation hook (journal / replication log, issue 5). */
   onMutation?: (m: Mutation) => void
+  /** Events an operator should see in the log: segments dropped because their owner went silent. */
+  onNotice?: (message: string) => void
   /**
    * A tick arriving more than this long after the previous one means the master itself stalled:
    * the gap counts as event-loop lag (client deadlines are extended by it).
@@ -345,7 +347,7 @@ export class MasterService implements MasterCalls {
   /** Forgets every object, segment and client, as a new service would (a deposed leader, before it follows the log). */
   resetState(): void {
     const fresh = new MasterService(this.options, {clock: this.clock, mintGrant: this.mintGrant, version: this.version, random: this.random, wallClock: this.wallNow})
-    const keep = new Set(['options', 'onMutation', 'maxTickGapMs', 'clock', 'mintGrant', 'version', 'random', 'wallNow'])
+    const keep = new Set(['options', 'onMutation', 'onNotice', 'maxTickGapMs', 'clock', 'mintGrant', 'version', 'random', 'wallNow'])
     for (const k of Object.keys(fresh)) if (!keep.has(k)) (this as unknown as Record<string, unknown>)[k] = (fresh as unknown as Record<string, unknown>)[k]
   }
 
@@ -1285,8 +1287,15 @@ export class MasterService implements MasterCalls {
   private expireClient(c: ClientRecord, now: number): void {
     this.clients.delete(c.id)
     this.m.expiredClients += 1
+    const names = [...c.segments].map((s) => s.name)
     for (const seg of [...c.segments]) this.unmountNow(seg, 'expired', now, false)
     if (this.disk !== undefined) this.requeueDiskTasks(c.id)
+    if (names.length > 0) {
+      this.onNotice?.(
+        `client ${c.id} sent no ping for ${now - c.lastPingAt} ms (client TTL ${this.options.clientTtlMs} ms): ` +
+          `segment${names.length > 1 ? 's' : ''} ${names.map((n) => JSON.stringify(n)).join(', ')} unmounted, their replicas dropped`,
+      )
+    }
   }
 
   // --- misc ------------------------------------------------------------------------------------

@@ -145,6 +145,8 @@ test('drain with no lease completes at the next tick', () => {
 
 test('a client silent for clientTtl is dead: its segments are unmounted (late Ping: NEED_REMOUNT)', () => {
   const {svc, clock} = setup({clientTtlMs: 1000})
+  const notices: string[] = []
+  svc.onNotice = (m) => notices.push(m)
   mount(svc, 'a', MiB, {clientId: 'alive'})
   mount(svc, 'b', MiB, {clientId: 'silent'})
   put(svc, 'on-b', KiB, {preferredSegments: ['b']})
@@ -163,6 +165,8 @@ test('a client silent for clientTtl is dead: its segments are unmounted (late Pi
   assert.is(svc.ping({clientId: 'silent'}).status, 'NEED_REMOUNT')
   assert.is(svc.metrics().expiredClients, 1)
   assert.is(svc.stats().clients, 2)
+  // The operator is told which segment went, and why.
+  assert.equal(notices, ['client silent sent no ping for 1100 ms (client TTL 1000 ms): segment "b" unmounted, their replicas dropped'])
 })
 
 test("the master's own stall does not kill clients: loop lag extends deadlines", () => {

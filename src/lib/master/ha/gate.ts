@@ -92,6 +92,7 @@ export function expirePending(host: GateHost, now: number): number {
   for (const name of p.names()) {
     const seg = p.take(name)!
     host.emit({type: 'segmentUnmounted', name, id: seg.segment.id, clientId: seg.clientId, reason: 'expired'})
+    host.service.onNotice?.(`segment ${JSON.stringify(name)} of client ${seg.clientId} was not re-mounted in time after the restore: its ${seg.items.length} replica(s) dropped`)
     n++
   }
   return n
