@@ -29,7 +29,7 @@ The master's other settings (lease TTL, eviction, ...) come from their MOONCAKE_
     if (this.settings.etcd) this.logger.warn('up runs without etcd: --etcd / MOONCAKE_ETCD ignored')
     const options = resolveMasterOptions(this.configInput, this.resolved)
     const {startEmbedded} = await import('../lib/client/embedded.js')
-    const store = await this.deadline.race(startEmbedded({...options, etcd: undefined, size}))
+    const store = await this.deadline.race(startEmbedded({...options, etcd: undefined, size, onNotice: (message) => this.logger.warn(message)}))
     this.onCleanup(() => store.close())
     const {owner} = store
     const endpoint = owner.endpoints[0] ?? ''

@@ -25,6 +25,8 @@ export interface EmbeddedOptions extends Partial<MasterServerOptions> {
    * @default true when the HTTP port is on (metricsPort >= 0)
    */
   segmentMetrics?: boolean
+  /** Receives the master's notices (segments of other owners dropped when they went silent). @default none */
+  onNotice?: (message: string) => void
 }
 
 export interface EmbeddedStore {
@@ -42,7 +44,7 @@ export interface EmbeddedStore {
 
 /** Starts a master (gRPC + HTTP) and one segment owner in this process. */
 export async function startEmbedded(options: EmbeddedOptions = {}): Promise<EmbeddedStore> {
-  const {size = 2 ** 30, segmentName, dataPort = 0, pingIntervalMs, segmentMetrics: withMetrics, ...serverOptions} = options
+  const {size = 2 ** 30, segmentName, dataPort = 0, pingIntervalMs, segmentMetrics: withMetrics, onNotice, ...serverOptions} = options
   const defined = Object.fromEntries(Object.entries(serverOptions).filter(([, v]) => v !== undefined)) as Partial<MasterServerOptions>
   const service = new MasterService(defined, {mintGrant: grantMinter})
   // A second path rather than one /metrics: the master's registry lives in the server.
@@ -50,7 +52,7 @@ export async function startEmbedded(options: EmbeddedOptions = {}): Promise<Embe
   const httpRoutes = segmentMetrics && {
     '/metrics/segment': async () => ({status: 200, contentType: segmentMetrics.contentType, body: await segmentMetrics.text()}),
   }
-  const master = await startMasterServer({...defined, service, ...(httpRoutes ? {httpRoutes} : {})})
+  const master = await startMasterServer({...defined, service, ...(httpRoutes ? {httpRoutes} : {}), ...(onNotice ? {onNotice} : {})})
   let owner: SegmentOwner
   try {
     owner = await SegmentOwner.start({
