@@ -84,9 +84,15 @@ export function attachPending(host: GateHost, name: string): void {
   }
 }
 
-/** Drops pending segments whose owners did not come back in time (reason 'expired'). */
-export function expirePending(host: GateHost, now: number): number {
+/**
+ * Drops pending segments whose owners did not come back in time (reason 'expired'). `stalledMs`:
+ * how long this master itself could not serve since the last call (a late timer): owners could
+ * not re-mount meanwhile, so the deadline moves by that much first, as client deadlines do in
+ * MasterService.tick.
+ */
+export function expirePending(host: GateHost, now: number, stalledMs = 0): number {
   const p = host.pending
+  if (p !== undefined && stalledMs > 0) p.expiresAt += stalledMs
   if (p === undefined || p.size === 0 || now < p.expiresAt) return 0
   let n = 0
   for (const name of p.names()) {

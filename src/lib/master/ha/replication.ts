@@ -23,6 +23,9 @@ import {Journal, type JournalOptions, type RecoveryReport} from './journal.js'
 import {type Role, RoleMachine} from './role.js'
 import {EtcdSession} from './session.js'
 
+/** How often restored segments whose owners have not re-mounted are checked for expiry. */
+const EXPIRY_PERIOD_MS = 250
+
 export interface ReplicationOptions {
   /** etcd endpoints: HA mode. */
   etcd?: string[]
@@ -134,13 +137,18 @@ abstract class Base implements Replication, GateHost {
     const ids = image.maxIds()
     this.service.raiseIdFloors(ids.version + 1, ids.replicaId + 1)
     this.service.restoreObjects(undefined, diskOnly)
+    let last = Date.now()
     this.expiry ??= setInterval(() => {
+      const now = Date.now()
+      // A timer much later than its period means this process stalled (load, GC).
+      const late = now - last - EXPIRY_PERIOD_MS
+      last = now
       try {
-        expirePending(this, Date.now())
+        expirePending(this, now, late > EXPIRY_PERIOD_MS ? late : 0)
       } catch (err) {
         this.options.onError?.(err)
       }
-    }, 250).unref()
+    }, EXPIRY_PERIOD_MS).unref()
   }
 
   protected stopExpiry(): void {
