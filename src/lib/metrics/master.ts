@@ -10,12 +10,13 @@
  */
 import {performance} from 'node:perf_hooks'
 
-import {collectDefaultMetrics, Counter, Gauge, Histogram, Registry} from 'prom-client'
+import {collectDefaultMetrics, Counter, Gauge, Registry} from 'prom-client'
 
 import {isMooncakeError, MooncakeError} from '../errors.js'
 import type {ItemResult, MasterCalls, MasterStats, PutCommitRequest, PutStartRequest, PutStartResult, SegmentInfo} from '../master/api.js'
 import type {RegexScanChunk, RegexScanOptions} from '../master/regex-scan.js'
 import type {MasterService, MasterServiceMetrics} from '../master/service.js'
+import {FastHistogram} from './fast-histogram.js'
 
 /** Buckets of master_value_size_bytes, as the original: 4K, 64K, 256K, 1M, 4M, 16M, 64M. */
 export const VALUE_SIZE_BUCKETS = [4096, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216, 67_108_864]
@@ -100,8 +101,8 @@ export interface MasterMetricsOptions {
  */
 export class MasterMetrics {
   readonly registry = new Registry()
-  readonly valueSize: Histogram
-  readonly rpcDuration: Histogram<'method'>
+  readonly valueSize: FastHistogram
+  readonly rpcDuration: FastHistogram<'method'>
   readonly rpcErrors: Counter<'method' | 'code'>
   readonly putStartAllocFailures: Counter
   readonly putStartPartialAllocations: Counter
@@ -172,13 +173,14 @@ export class MasterMetrics {
       },
     })
 
-    this.valueSize = new Histogram({
+    // FastHistogram: observed per committed key and per RPC (fast-histogram.ts).
+    this.valueSize = new FastHistogram({
       name: 'master_value_size_bytes',
       help: 'Sizes of values accepted by PutStart',
       buckets: VALUE_SIZE_BUCKETS,
       registers,
     })
-    this.rpcDuration = new Histogram({
+    this.rpcDuration = new FastHistogram({
       name: 'master_rpc_duration_seconds',
       help: 'Time the master spent in an RPC (service time, without gRPC decoding)',
       labelNames: ['method'],
