@@ -5,7 +5,7 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../../cli/base-command.js'
 import {P2P_PEER_FLAGS} from '../../cli/flags.js'
 import {MooncakeError} from '../../lib/errors.js'
-import {MAX_SHARD_SIZE_LIMIT, MIN_SHARD_SIZE} from '../../lib/p2p/shards.js'
+import {MAX_SHARD_SIZE_LIMIT, MIN_SHARD_SIZE, shardSizeInRange} from '../../lib/p2p/shards.js'
 import {formatBytes, parseSize} from '../../lib/units.js'
 
 export default class P2PRegister extends BaseCommand<typeof P2PRegister> {
@@ -33,7 +33,7 @@ Prints one ready line on stdout when it serves (a JSON object with --json). Need
     const [name, ...files] = (await this.parse(P2PRegister)).argv as string[]
     const maxShardSize = parseSize(this.flags['shard-size'])
     // Checked before etcd is reached: a bad flag is a usage error, whatever the cluster's state.
-    if (maxShardSize < MIN_SHARD_SIZE || maxShardSize > MAX_SHARD_SIZE_LIMIT) {
+    if (!shardSizeInRange(maxShardSize)) {
       throw new MooncakeError('USAGE', `--shard-size ${this.flags['shard-size']} is out of range: use ${MIN_SHARD_SIZE / 1024}KiB to ${MAX_SHARD_SIZE_LIMIT / 2 ** 20}MiB`)
     }
     let stopReason: ((why: string) => void) | undefined

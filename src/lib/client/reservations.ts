@@ -37,9 +37,8 @@ interface Reservation {
   useUntil: number
   /** Placements taken and not yet settled. */
   open: number
-  /** Placements taken, and of them those settled as committed. */
-  taken: number
-  committed: number
+  /** Placements settled without a commit: their ranges are still the master's to free. */
+  abandoned: number
   retired: boolean
 }
 
@@ -100,7 +99,7 @@ export class ReservationPool {
     const r = this.#byId.get(p.reservationId)
     if (r === undefined) return
     r.open--
-    if (committed) r.committed++
+    if (!committed) r.abandoned++
     if (r.retired && r.open === 0) this.#release(r)
   }
 
@@ -127,7 +126,6 @@ export class ReservationPool {
     const offset = r.cursor
     r.cursor += need
     r.open++
-    r.taken++
     const m = r.result.memory
     return {reservationId: r.result.reservationId, location: {segment: m.segment, endpoints: m.endpoints, hostId: m.hostId, offset, length: size, grant: m.grant}}
   }
@@ -149,7 +147,7 @@ export class ReservationPool {
     }
     // Half the grant's remaining life (by the master's clock, as seen when asked), at most MAX_USE_MS.
     const life = Math.min(MAX_USE_MS, (result.expiresAt - asked) / 2)
-    const r: Reservation = {result, cursor: result.memory.offset, end: result.memory.offset + result.memory.length, useUntil: asked + life, open: 0, taken: 0, committed: 0, retired: false}
+    const r: Reservation = {result, cursor: result.memory.offset, end: result.memory.offset + result.memory.length, useUntil: asked + life, open: 0, abandoned: 0, retired: false}
     this.#byId.set(result.reservationId, r)
     if (this.#current !== undefined) this.#retire(this.#current)
     this.#current = r
@@ -173,7 +171,7 @@ export class ReservationPool {
     this.#byId.delete(r.result.reservationId)
     // Every byte committed: the master dropped it with the last commit, and a release would only
     // come back OBJECT_NOT_FOUND (one RPC and one counted error per reservation used up).
-    if (r.cursor === r.end && r.committed === r.taken) return
+    if (r.cursor === r.end && r.abandoned === 0) return
     // Best effort: the master frees it by itself after put_start_release_timeout otherwise.
     this.#o.release(r.result.reservationId).catch(() => {})
   }

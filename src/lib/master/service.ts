@@ -176,6 +176,20 @@ function itemOf<T>(fn: () => T): ItemResult<T> {
   }
 }
 
+/** itemOf for a batch of calls without a result, looping without a closure per item (hot batch calls). */
+function voidItems<R>(reqs: readonly R[], run: (req: R) => void): ItemResult<void>[] {
+  const out: ItemResult<void>[] = new Array(reqs.length)
+  for (let i = 0; i < reqs.length; i++) {
+    try {
+      run(reqs[i]!)
+      out[i] = {ok: true, value: undefined}
+    } catch (err) {
+      out[i] = itemFailure(err)
+    }
+  }
+  return out
+}
+
 function itemFailure(err: unknown): ItemResult<never> {
   if (isMooncakeError(err)) return {ok: false, code: err.code, message: err.message}
   return {ok: false, code: 'INTERNAL_ERROR', message: err instanceof Error ? err.message : String(err)}
@@ -451,7 +465,7 @@ export class MasterService implements MasterCalls {
     this.revoke(req)
   }
 
-  // The two hot batch calls loop without a closure per item (itemOf): the same results.
+  // The hot batch calls loop without a closure per item (itemOf, voidItems): the same results.
   batchPutStart(reqs: PutStartRequest[]): ItemResult<PutStartResult>[] {
     const out: ItemResult<PutStartResult>[] = new Array(reqs.length)
     for (let i = 0; i < reqs.length; i++) {
@@ -465,16 +479,7 @@ export class MasterService implements MasterCalls {
   }
 
   batchPutEnd(reqs: PutEndRequest[]): ItemResult<void>[] {
-    const out: ItemResult<void>[] = new Array(reqs.length)
-    for (let i = 0; i < reqs.length; i++) {
-      try {
-        this.end(reqs[i]!)
-        out[i] = {ok: true, value: undefined}
-      } catch (err) {
-        out[i] = itemFailure(err)
-      }
-    }
-    return out
+    return voidItems(reqs, (r) => this.end(r))
   }
 
   batchPutRevoke(reqs: PutRevokeRequest[]): ItemResult<void>[] {
@@ -517,16 +522,7 @@ export class MasterService implements MasterCalls {
    * commit of the same object by its writer (a lost reply) succeeds again.
    */
   batchPutCommit(reqs: PutCommitRequest[]): ItemResult<void>[] {
-    const out: ItemResult<void>[] = new Array(reqs.length)
-    for (let i = 0; i < reqs.length; i++) {
-      try {
-        this.commitReserved(reqs[i]!)
-        out[i] = {ok: true, value: undefined}
-      } catch (err) {
-        out[i] = itemFailure(err)
-      }
-    }
-    return out
+    return voidItems(reqs, (r) => this.commitReserved(r))
   }
 
   /** Frees what is left of a reservation (what was committed stays). */

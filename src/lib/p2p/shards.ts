@@ -25,8 +25,13 @@ export function layoutShards(sizeList: readonly number[], maxShardSize: number):
   return shards
 }
 
+/** Whether a shard size is one a payload may have (MIN_SHARD_SIZE to MAX_SHARD_SIZE_LIMIT bytes). */
+export function shardSizeInRange(maxShardSize: number): boolean {
+  return Number.isSafeInteger(maxShardSize) && maxShardSize >= MIN_SHARD_SIZE && maxShardSize <= MAX_SHARD_SIZE_LIMIT
+}
+
 export function validateShardSize(maxShardSize: number): void {
-  if (!Number.isSafeInteger(maxShardSize) || maxShardSize < MIN_SHARD_SIZE || maxShardSize > MAX_SHARD_SIZE_LIMIT) {
+  if (!shardSizeInRange(maxShardSize)) {
     throw new MooncakeError(
       'INVALID_PARAMS',
       `maxShardSize ${maxShardSize} is out of range: use ${MIN_SHARD_SIZE} bytes to ${MAX_SHARD_SIZE_LIMIT / 2 ** 20} MiB`,
