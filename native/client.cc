@@ -28,7 +28,9 @@ Client::~Client() { Stop(); }
 
 void Client::Start() {
   started_ = true;
-  for (int i = 0; i < opt_.threads; i++) workers_.emplace_back([this] { WorkerLoop(); });
+  copyLanes_ = std::max(1, std::min<int>(opt_.lanesPerPeer, int(std::thread::hardware_concurrency())));
+  for (int i = 0; i < opt_.threads; i++) sleepers_.push_back(std::make_unique<Sleeper>());
+  for (int i = 0; i < opt_.threads; i++) workers_.emplace_back([this, me = sleepers_[i].get()] { WorkerLoop(me); });
 }
 
 void Client::Stop() {
@@ -45,7 +47,7 @@ void Client::Stop() {
     std::lock_guard<std::mutex> lock(fdMu_);
     for (int fd : activeFds_) shutdown(fd, SHUT_RDWR);
   }
-  cv_.notify_all();
+  WakeAll();
   for (SliceTask& t : dropped) {
     Fail(*t.batch, t.req, kTransferFail, "the transfer engine was closed");
     FinishSlice(t);
@@ -129,6 +131,8 @@ Result Client::Submit(const std::vector<std::vector<std::string>>& peers, std::v
   }
   batches_++;
 
+  int64_t lanes = 0;
+  std::vector<Sleeper*> woken;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < peers.size(); i++) {
@@ -148,6 +152,8 @@ Result Client::Submit(const std::vector<std::vector<std::string>>& peers, std::v
         it = peers_.emplace(key, std::move(p)).first;
       }
       b->peers.push_back(it->second.get());
+      // Lanes already busy are not counted: their threads take the new slices when they finish.
+      lanes += std::max(0, LanesLocked(it->second.get(), transport) - it->second->active);
     }
     for (uint32_t i = 0; i < b->reqs.size(); i++) {
       const RequestSpec& r = b->reqs[i];
@@ -155,24 +161,46 @@ Result Client::Submit(const std::vector<std::vector<std::string>>& peers, std::v
       for (uint64_t off = 0; off < r.length; off += sliceSize)
         p->queue.push_back(SliceTask{b, i, off, std::min<uint64_t>(sliceSize, r.length - off)});
     }
+    // Wake only the workers that can take a group: small slices go up to kMinGroup to a group, a
+    // group holds at most kGroupBytes (a large slice goes alone), and each peer has its free lanes.
+    // Waking every idle thread costs each a futex round trip and a fight over mu_ (9 % of the
+    // submitting thread's time for 256-request batches of 4 KiB).
+    const int64_t groups = std::max((slices + int64_t(kMinGroup) - 1) / int64_t(kMinGroup), int64_t((bytes + kGroupBytes - 1) / kGroupBytes));
+    woken = TakeIdleLocked(std::min<int64_t>(std::max<int64_t>(1, groups), lanes));
   }
-  // Wake only the workers that can take a group: small slices go up to kMinGroup to a group, a
-  // group holds at most kGroupBytes (a large slice goes alone), and each peer has lanesPerPeer
-  // lanes. Waking every idle thread costs each a futex round trip and a fight over mu_ (9 % of
-  // the submitting thread's time for 256-request batches of 4 KiB).
-  const int64_t groups = std::max((slices + int64_t(kMinGroup) - 1) / int64_t(kMinGroup), int64_t((bytes + kGroupBytes - 1) / kGroupBytes));
-  const int64_t wake = std::min<int64_t>({int64_t(opt_.threads), std::max<int64_t>(1, groups), int64_t(opt_.lanesPerPeer) * int64_t(peers.size())});
-  if (wake >= opt_.threads) cv_.notify_all();
-  else
-    for (int64_t i = 0; i < wake; i++) cv_.notify_one();
+  Wake(woken);
   return Result::Ok();
+}
+
+std::vector<Client::Sleeper*> Client::TakeIdleLocked(int64_t n) {
+  std::vector<Sleeper*> taken;
+  while (n-- > 0 && !idle_.empty()) {
+    Sleeper* s = idle_.back();
+    idle_.pop_back();
+    s->woken = true;
+    taken.push_back(s);
+  }
+  return taken;
+}
+
+void Client::Wake(const std::vector<Sleeper*>& taken) {
+  for (Sleeper* s : taken) s->cv.notify_one();
+}
+
+void Client::WakeAll() {
+  std::vector<Sleeper*> taken;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    taken = TakeIdleLocked(int64_t(idle_.size()));
+  }
+  Wake(taken);
 }
 
 Client::Peer* Client::PickPeerLocked() {
   const size_t n = peerList_.size();
   for (size_t k = 0; k < n; k++) {
     Peer* p = peerList_[(peerRr_ + k) % n];
-    if (!p->queue.empty() && p->active < opt_.lanesPerPeer) {
+    if (!p->queue.empty() && p->active < LanesLocked(p, p->queue.front().batch->transport)) {
       peerRr_ = (peerRr_ + k + 1) % n;
       return p;
     }
@@ -180,7 +208,11 @@ Client::Peer* Client::PickPeerLocked() {
   return nullptr;
 }
 
-void Client::WorkerLoop() {
+int Client::LanesLocked(const Peer* p, uint8_t transport) const {
+  return p->copies && transport != kTransportTcp ? copyLanes_ : opt_.lanesPerPeer;
+}
+
+void Client::WorkerLoop(Sleeper* me) {
   if (opt_.batchScheduling) RunAsBatchThread();
   std::vector<SliceTask> group;
   while (true) {
@@ -188,11 +220,16 @@ void Client::WorkerLoop() {
     group.clear();
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || (p = PickPeerLocked()) != nullptr; });
+      while (!stopping_ && (p = PickPeerLocked()) == nullptr) {
+        me->woken = false;
+        idle_.push_back(me);
+        me->cv.wait(lock, [&] { return me->woken || stopping_; });
+        if (!me->woken) idle_.erase(std::find(idle_.begin(), idle_.end(), me));
+      }
       if (stopping_) return;
       // A group: consecutive slices of one batch to this peer, sent back to back on one lane
       // (pipelined). Small slices are spread over the free lanes; a large slice goes alone.
-      const size_t lanes = size_t(std::max(1, opt_.lanesPerPeer - p->active));
+      const size_t lanes = size_t(std::max(1, LanesLocked(p, p->queue.front().batch->transport) - p->active));
       // Small batches stay on one lane: each extra lane costs thread wake-ups on both sides,
       // which only pay off once there is enough work to share.
       const size_t queued = p->queue.size();
@@ -207,12 +244,19 @@ void Client::WorkerLoop() {
       }
       p->active++;
     }
-    RunGroup(p, group);
+    const GroupPath path = RunGroup(p, group);
+    bool moreLanes = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       p->active--;
+      if (path != GroupPath::kNone && group[0].batch->transport != kTransportTcp) {
+        moreLanes = p->copies && path == GroupPath::kTcp;
+        p->copies = path == GroupPath::kCopied;
+      }
     }
-    cv_.notify_one();
+    // This thread takes the peer's next group itself; others are woken only when the peer's lanes
+    // grew (its copies turned into TCP transfers). Submit wakes as many as new work needs.
+    if (moreLanes) WakeAll();
     for (const SliceTask& t : group) FinishSlice(t);
   }
 }
@@ -242,7 +286,7 @@ void Client::FinishSlice(const SliceTask& t) {
   b.done(std::move(results));
 }
 
-void Client::RunGroup(Peer* p, std::vector<SliceTask>& group) {
+Client::GroupPath Client::RunGroup(Peer* p, std::vector<SliceTask>& group) {
   Batch& b = *group[0].batch;
   std::vector<const SliceTask*> tcp;
   tcp.reserve(group.size());
@@ -253,6 +297,7 @@ void Client::RunGroup(Peer* p, std::vector<SliceTask>& group) {
   GroupGrant lastGrant;
   bool checkedLive = false;
   std::vector<const SliceTask*> copied;  // memcpy slices, confirmed by a liveness check after the copies
+  bool anyCopied = false;
   auto confirmCopies = [&] {
     // An owner that vanished during the copies may not have seen a write: report it.
     if (!copied.empty() && !seg->Live())
@@ -312,6 +357,7 @@ void Client::RunGroup(Peer* p, std::vector<SliceTask>& group) {
         memcpy(theirs, mine, t.len);
       }
       copied.push_back(&t);
+      anyCopied = true;
       continue;
     }
     if (b.transport == kTransportMemcpy) {
@@ -336,7 +382,11 @@ void Client::RunGroup(Peer* p, std::vector<SliceTask>& group) {
     tcp.push_back(&t);
   }
   confirmCopies();
-  if (!tcp.empty()) RunTcpGroup(p, tcp);
+  if (!tcp.empty()) {
+    RunTcpGroup(p, tcp);
+    return GroupPath::kTcp;
+  }
+  return anyCopied ? GroupPath::kCopied : GroupPath::kNone;
 }
 
 std::shared_ptr<Client::ShmAttach> Client::AttachFor(Peer* p, const std::string& segment, int64_t deadline,

@@ -134,6 +134,9 @@ class Client {
     std::vector<Endpoint> eps;
     std::deque<SliceTask> queue;
     int active = 0;
+    // The last group of an 'auto' batch was copied in memory: CPU-bound work, worth at most one
+    // worker per core (more only adds wake-ups and context switches).
+    bool copies = false;
     uint32_t rr = 0;
     std::map<std::string, std::shared_ptr<ShmAttach>> attaches;
   };
@@ -169,9 +172,17 @@ class Client {
   static constexpr size_t kMinGroup = 64;
   static constexpr uint64_t kGroupBytes = 1u << 20;
 
-  void WorkerLoop();
+  // A worker's own wake-up: woken is set (under mu_) by whoever took it off the idle stack.
+  struct Sleeper {
+    std::condition_variable cv;
+    bool woken = false;
+  };
+  void WorkerLoop(Sleeper* me);
   Peer* PickPeerLocked();
-  void RunGroup(Peer* p, std::vector<SliceTask>& group);
+  // Workers that may run groups of `p` at once when its next slice is of a batch of `transport`.
+  int LanesLocked(const Peer* p, uint8_t transport) const;
+  enum class GroupPath { kNone, kCopied, kTcp };
+  GroupPath RunGroup(Peer* p, std::vector<SliceTask>& group);
   void RunTcpGroup(Peer* p, std::vector<const SliceTask*>& todo);
   // 1: checks passed, copy; 0: refused (the failure is recorded).
   int PrepareMemcpySlice(Peer* p, const std::shared_ptr<Segment>& seg, const std::shared_ptr<ShmAttach>& a,
@@ -192,8 +203,16 @@ class Client {
   void TrackFd(int fd, bool add);
 
   ClientOptions opt_;
+  int copyLanes_ = 1;  // min(lanesPerPeer, cores)
   std::mutex mu_;  // peers, queues, endpoints, attaches map
-  std::condition_variable cv_;
+  // Idle workers, most recently idle last: new work wakes the one that slept least (its cache
+  // and CPU are still warm; the oldest sleeper, which a shared condition variable wakes, is not).
+  std::vector<std::unique_ptr<Sleeper>> sleepers_;
+  std::vector<Sleeper*> idle_;
+  // Takes up to `n` idle workers off the stack (under mu_); WakeAll/Wake notify them after unlocking.
+  std::vector<Sleeper*> TakeIdleLocked(int64_t n);
+  static void Wake(const std::vector<Sleeper*>& taken);
+  void WakeAll();
   std::map<std::string, std::unique_ptr<Peer>> peers_;
   std::vector<Peer*> peerList_;
   size_t peerRr_ = 0;

@@ -185,6 +185,59 @@ test('many concurrent batches, mixed reads and writes, over both paths', async (
   }
 })
 
+test('a stream of one-slice batches keeps every worker fed while a peer flips between copies and TCP', async () => {
+  // Copies to a same-host peer use at most one worker per core, TCP transfers lanesPerPeer, and
+  // idle workers are woken one by one (the most recently idle first). A lost wake-up leaves a
+  // batch queued with every worker asleep: it never settles (with one caller, nothing else comes
+  // to wake a worker). Auto reads of a segment the owner does not have go to TCP (the
+  // authoritative answer), turning the peer's copies into TCP transfers and back.
+  const peer = owner.ready.endpoints
+  const kinds = ['auto', 'auto', 'tcp', 'missing'] as const
+  for (const {callers, total} of [{callers: 12, total: 1200}, {callers: 1, total: 120}]) {
+    let next = 0
+    const seen = {memcpy: 0, tcp: 0, missing: 0}
+    const caller = async (c: number): Promise<void> => {
+      while (next < total) {
+        const i = next++
+        const kind = kinds[i % kinds.length]
+        const [r] = await engine.submit(
+          [{op: 'read', local: dst, localOffset: c * 256 * 1024, peer, offset: (i % 100) * 4096, length: 64 * 1024 + (i % 7), ...(kind === 'missing' ? {segment: 'nope'} : {segment: 'seg', grant})}],
+          {transport: kind === 'tcp' ? 'tcp' : 'auto', timeoutMs: 20_000},
+        )
+        if (kind === 'missing') {
+          assert.equal(r.ok ? 'ok' : r.code, 'SEGMENT_NOT_FOUND', `request ${i}`)
+          seen.missing++
+        } else {
+          assert.equal(r, {ok: true, via: kind === 'tcp' ? 'tcp' : 'memcpy'}, `request ${i}`)
+          seen[kind === 'tcp' ? 'tcp' : 'memcpy']++
+        }
+      }
+    }
+    let timer: NodeJS.Timeout | undefined
+    const stalled = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${callers} caller(s) stalled after ${next} requests`)), 20_000)
+    })
+    // The first failure stops every caller (none may still run when the next test starts).
+    const running = Array.from({length: callers}, (_, c) =>
+      caller(c).catch((err) => {
+        next = Infinity
+        throw err
+      }),
+    )
+    try {
+      await Promise.race([Promise.all(running), stalled])
+    } catch (err) {
+      next = Infinity
+      // Stalled callers never settle; the others must before the next test starts.
+      if (!String(err).includes('stalled')) await Promise.allSettled(running)
+      throw err
+    } finally {
+      clearTimeout(timer)
+    }
+    assert.equal(seen, {memcpy: total / 2, tcp: total / 4, missing: total / 4}, `${callers} caller(s)`)
+  }
+})
+
 test('unregister waits for the batches in flight and refuses new ones meanwhile', async () => {
   const buf = Buffer.alloc(128 * MiB)
   engine.registerLocalMemory(buf)
