@@ -10,7 +10,9 @@
  * (comma-separated bytes) narrows the single-key sizes.
  *
  * A master and a segment owner run as separate node processes; the client (this process)
- * runs 1, 8 or 64 concurrent callers. Values are pre-generated in registered memory and gets
+ * runs 1, 8 or 64 concurrent callers. Each measured put/get round (700 ms a phase) follows a
+ * discarded one of the same size and callers (500 ms a phase; none with --quick): throughput is
+ * the steady rate of warm processes, as redis-server's is. Values are pre-generated in registered memory and gets
  * land in registered buffers (zero copy, as an inference engine would use it). 4 KiB values are
  * also measured through batchPut/batchGet/batchGetInto. Redis: Debian redis-server on loopback with
  * persistence off, driven by redis-benchmark at the same value sizes; for 1 MiB and more also over
@@ -43,6 +45,8 @@ const NO_RESERVE = flag('no-reserve')
 const SIZES = BATCH_ONLY ? [] : (process.env.BENCH_SIZES ?? '4096,65536,1048576,16777216').split(',').map(Number)
 const CONCURRENCY = [1, 8, 64]
 const PHASE_MS = QUICK ? 300 : 700
+/** A discarded put and get round before each measured one (none with --quick). */
+const WARMUP_MS = QUICK ? 0 : 500
 const SEGMENT_SIZE = 3 * 1024 * MiB
 /** Most bytes one put phase stores before the pool is cleared. */
 const PUT_BUDGET = 1536 * MiB
@@ -76,6 +80,50 @@ function row(system: Row['system'], op: string, size: number, concurrency: numbe
   return {system, op, size, concurrency, opsPerSec: ops / seconds, gbPerSec: (ops * size) / seconds / 1e9, p50Ms: pct(lat, 50), p99Ms: pct(lat, 99), ...extra}
 }
 
+/** A put phase of `size`-byte values (at most PUT_BUDGET bytes), a get phase over the keys it stored, then removeAll. */
+async function putGetPhases(client: MooncakeClient, transport: TransportMode, size: number, conc: number, prefix: string, source: Buffer, dests: Buffer[], phaseMs: number): Promise<[Row, Row]> {
+  const maxKeys = Math.max(conc, Math.floor(PUT_BUDGET / size))
+  const spread = Math.max(1, Math.floor((source.length - size) / 4096))
+  let next = 0
+  const putLat: number[] = []
+  const t0 = performance.now()
+  const deadline = t0 + phaseMs
+  await Promise.all(
+    Array.from({length: conc}, async () => {
+      while (performance.now() < deadline && next < maxKeys) {
+        const i = next++
+        const off = (i % spread) * 4096
+        const s = performance.now()
+        await client.put(prefix + i, source.subarray(off, off + size))
+        putLat.push(performance.now() - s)
+      }
+    }),
+  )
+  const putSec = (performance.now() - t0) / 1000
+  const stored = next
+  const put = row('mooncake', 'put', size, conc, stored, putSec, putLat, {transport, keys: stored})
+  let done = 0
+  const getLat: number[] = []
+  const g0 = performance.now()
+  const gDeadline = g0 + phaseMs
+  await Promise.all(
+    Array.from({length: conc}, async (_, c) => {
+      const dest = dests[c]
+      let i = c
+      while (performance.now() < gDeadline) {
+        const s = performance.now()
+        await client.getInto(prefix + (i % stored), dest)
+        getLat.push(performance.now() - s)
+        i += conc
+        done++
+      }
+    }),
+  )
+  const get = row('mooncake', 'get', size, conc, done, (performance.now() - g0) / 1000, getLat, {transport, keys: Math.min(done, stored)})
+  await client.removeAll({force: true})
+  return [put, get]
+}
+
 async function benchMooncake(address: string, transport: TransportMode, source: Buffer, dests: Buffer[]): Promise<Row[]> {
   const client = await MooncakeClient.connect({masterAddress: address, transport, timeoutMs: 60_000, ...(NO_RESERVE ? {reserveBytes: 0} : {})})
   const rows: Row[] = []
@@ -84,50 +132,13 @@ async function benchMooncake(address: string, transport: TransportMode, source: 
     for (const d of dests) await client.registerLocalMemory(d)
     for (const size of SIZES) {
       for (const conc of CONCURRENCY) {
-        const prefix = `b/${transport}/${size}/${conc}/`
-        const maxKeys = Math.max(conc, Math.floor(PUT_BUDGET / size))
-        const spread = Math.max(1, Math.floor((source.length - size) / 4096))
-        // put phase
-        let next = 0
-        const putLat: number[] = []
-        const t0 = performance.now()
-        const deadline = t0 + PHASE_MS
-        await Promise.all(
-          Array.from({length: conc}, async () => {
-            while (performance.now() < deadline && next < maxKeys) {
-              const i = next++
-              const off = (i % spread) * 4096
-              const s = performance.now()
-              await client.put(prefix + i, source.subarray(off, off + size))
-              putLat.push(performance.now() - s)
-            }
-          }),
-        )
-        const putSec = (performance.now() - t0) / 1000
-        const stored = next
-        rows.push(row('mooncake', 'put', size, conc, stored, putSec, putLat, {transport, keys: stored}))
-        // get phase
-        let done = 0
-        const getLat: number[] = []
-        const g0 = performance.now()
-        const gDeadline = g0 + PHASE_MS
-        await Promise.all(
-          Array.from({length: conc}, async (_, c) => {
-            const dest = dests[c]
-            let i = c
-            while (performance.now() < gDeadline) {
-              const s = performance.now()
-              await client.getInto(prefix + (i % stored), dest)
-              getLat.push(performance.now() - s)
-              i += conc
-              done++
-            }
-          }),
-        )
-        rows.push(row('mooncake', 'get', size, conc, done, (performance.now() - g0) / 1000, getLat, {transport, keys: Math.min(done, stored)}))
-        await client.removeAll({force: true})
-        const last = rows.slice(-2)
-        log(`mooncake ${transport} ${fmtSize(size)} c=${conc}: put ${fmtOps(last[0].opsPerSec)} (${last[0].gbPerSec.toFixed(2)} GB/s), get ${fmtOps(last[1].opsPerSec)} (${last[1].gbPerSec.toFixed(2)} GB/s)`)
+        // A discarded round first: V8 compiles the put and get paths of the client and the master
+        // for their shape of work (a fresh process needs a few thousand operations before it runs
+        // at its steady rate), and every page they touch is mapped.
+        if (WARMUP_MS > 0) await putGetPhases(client, transport, size, conc, `w/${transport}/${size}/${conc}/`, source, dests, WARMUP_MS)
+        const [put, get] = await putGetPhases(client, transport, size, conc, `b/${transport}/${size}/${conc}/`, source, dests, PHASE_MS)
+        rows.push(put, get)
+        log(`mooncake ${transport} ${fmtSize(size)} c=${conc}: put ${fmtOps(put.opsPerSec)} (${put.gbPerSec.toFixed(2)} GB/s), get ${fmtOps(get.opsPerSec)} (${get.gbPerSec.toFixed(2)} GB/s)`)
       }
     }
     // 4 KiB through batchPut / batchGet: 8 callers, 256 keys per batch
