@@ -12,12 +12,14 @@
  * A master and a segment owner run as separate node processes; the client (this process)
  * runs 1, 8 or 64 concurrent callers. Each measured put/get round (700 ms a phase) follows a
  * discarded one of the same size and callers (500 ms a phase; none with --quick): throughput is
- * the steady rate of warm processes, as redis-server's is. Values are pre-generated in registered memory and gets
- * land in registered buffers (zero copy, as an inference engine would use it). 4 KiB values are
+ * the steady rate of warm processes, as redis-server's is. Values are pre-generated in registered
+ * memory and gets land in registered buffers (zero copy, as an inference engine would use it). 4 KiB values are
  * also measured through batchPut/batchGet/batchGetInto. Redis: Debian redis-server on loopback with
  * persistence off, driven by redis-benchmark at the same value sizes; for 1 MiB and more also over
  * as many distinct keys as the store's phases use (`-r`; without it every request hits one key,
- * cache-resident). Targets compare with Redis' best row either way.
+ * cache-resident). Targets compare with Redis' best row either way; a second table sets 8-caller
+ * rows of 1 MiB and more against Redis over the same key pattern (the store's gets are also run
+ * on one key for it).
  */
 import {execFileSync, spawn} from 'node:child_process'
 import {randomFillSync} from 'node:crypto'
@@ -80,8 +82,11 @@ function row(system: Row['system'], op: string, size: number, concurrency: numbe
   return {system, op, size, concurrency, opsPerSec: ops / seconds, gbPerSec: (ops * size) / seconds / 1e9, p50Ms: pct(lat, 50), p99Ms: pct(lat, 99), ...extra}
 }
 
-/** A put phase of `size`-byte values (at most PUT_BUDGET bytes), a get phase over the keys it stored, then removeAll. */
-async function putGetPhases(client: MooncakeClient, transport: TransportMode, size: number, conc: number, prefix: string, source: Buffer, dests: Buffer[], phaseMs: number): Promise<[Row, Row]> {
+/**
+ * A put phase of `size`-byte values (at most PUT_BUDGET bytes), a get phase over the keys it
+ * stored (and with `oneKey` one over its first key only), then removeAll.
+ */
+async function putGetPhases(client: MooncakeClient, transport: TransportMode, size: number, conc: number, prefix: string, source: Buffer, dests: Buffer[], phaseMs: number, oneKey = false): Promise<Row[]> {
   const maxKeys = Math.max(conc, Math.floor(PUT_BUDGET / size))
   const spread = Math.max(1, Math.floor((source.length - size) / 4096))
   let next = 0
@@ -120,8 +125,29 @@ async function putGetPhases(client: MooncakeClient, transport: TransportMode, si
     }),
   )
   const get = row('mooncake', 'get', size, conc, done, (performance.now() - g0) / 1000, getLat, {transport, keys: Math.min(done, stored)})
+  const rows = [put, get]
+  if (oneKey) rows.push(await oneKeyGets(client, transport, size, conc, prefix + 0, dests, phaseMs))
   await client.removeAll({force: true})
-  return [put, get]
+  return rows
+}
+
+/** Every caller reads the same key, as redis-benchmark without -r does (a like-for-like row; not a target). */
+async function oneKeyGets(client: MooncakeClient, transport: TransportMode, size: number, conc: number, key: string, dests: Buffer[], phaseMs: number): Promise<Row> {
+  let done = 0
+  const lat: number[] = []
+  const t0 = performance.now()
+  const deadline = t0 + phaseMs
+  await Promise.all(
+    Array.from({length: conc}, async (_, c) => {
+      while (performance.now() < deadline) {
+        const s = performance.now()
+        await client.getInto(key, dests[c])
+        lat.push(performance.now() - s)
+        done++
+      }
+    }),
+  )
+  return row('mooncake', 'get', size, conc, done, (performance.now() - t0) / 1000, lat, {transport, keys: 1})
 }
 
 async function benchMooncake(address: string, transport: TransportMode, source: Buffer, dests: Buffer[]): Promise<Row[]> {
@@ -136,8 +162,9 @@ async function benchMooncake(address: string, transport: TransportMode, source: 
         // for their shape of work (a fresh process needs a few thousand operations before it runs
         // at its steady rate), and every page they touch is mapped.
         if (WARMUP_MS > 0) await putGetPhases(client, transport, size, conc, `w/${transport}/${size}/${conc}/`, source, dests, WARMUP_MS)
-        const [put, get] = await putGetPhases(client, transport, size, conc, `b/${transport}/${size}/${conc}/`, source, dests, PHASE_MS)
-        rows.push(put, get)
+        const measured = await putGetPhases(client, transport, size, conc, `b/${transport}/${size}/${conc}/`, source, dests, PHASE_MS, size >= MiB && conc === 8)
+        rows.push(...measured)
+        const [put, get] = measured
         log(`mooncake ${transport} ${fmtSize(size)} c=${conc}: put ${fmtOps(put.opsPerSec)} (${put.gbPerSec.toFixed(2)} GB/s), get ${fmtOps(get.opsPerSec)} (${get.gbPerSec.toFixed(2)} GB/s)`)
       }
     }
@@ -301,8 +328,9 @@ function targets(rows: Row[]): Target[] {
   for (const size of [MiB, 16 * MiB]) {
     for (const op of ['put', 'get']) {
       const redisBest = best(rows, 'redis', op, size)
-      add(`${fmtSize(size)} ${op}, 8 clients, tcp vs Redis best`, best(rows, 'mooncake', op, size, (r) => r.transport === 'tcp' && r.concurrency === 8), redisBest, 1)
-      add(`${fmtSize(size)} ${op}, 8 clients, same-host vs 2x Redis best`, best(rows, 'mooncake', op, size, (r) => r.transport === 'auto' && r.concurrency === 8), redisBest, 2)
+      const ours = (transport: TransportMode) => best(rows, 'mooncake', op, size, (r) => r.transport === transport && r.concurrency === 8 && r.keys !== 1)
+      add(`${fmtSize(size)} ${op}, 8 clients, tcp vs Redis best`, ours('tcp'), redisBest, 1)
+      add(`${fmtSize(size)} ${op}, 8 clients, same-host vs 2x Redis best`, ours('auto'), redisBest, 2)
     }
   }
   // The 4 KiB target names no transport: both are reported, 'auto' (same host) being the default.
@@ -315,7 +343,38 @@ function targets(rows: Row[]): Target[] {
   return out
 }
 
-function printTable(rows: Row[], goals: Target[]): void {
+interface Comparison {
+  name: string
+  ours: number
+  redis: number
+  ratio: number
+}
+
+/**
+ * The 8-caller rows of 1 MiB and more against Redis over the same key pattern: one key against
+ * redis-benchmark without -r, distinct keys against its -r rows. For reading the targets (which
+ * take Redis' best row whatever its pattern), not targets themselves.
+ */
+function likeForLike(rows: Row[]): Comparison[] {
+  const out: Comparison[] = []
+  for (const size of [MiB, 16 * MiB]) {
+    for (const op of ['put', 'get']) {
+      for (const pattern of ['one key', 'distinct keys'] as const) {
+        const match = (r: Row) => (pattern === 'one key' ? r.keys === 1 : (r.keys ?? 1) > 1)
+        const redis = best(rows, 'redis', op, size, match)
+        for (const transport of ['tcp', 'auto'] as const) {
+          const ours = best(rows, 'mooncake', op, size, (r) => r.transport === transport && r.concurrency === 8 && match(r))
+          if (!ours || !redis) continue
+          const where = transport === 'tcp' ? 'tcp' : 'same-host'
+          out.push({name: `${fmtSize(size)} ${op}, 8 clients, ${where}, ${pattern} (ours ${ours.keys}, Redis ${redis.keys})`, ours: ours.opsPerSec, redis: redis.opsPerSec, ratio: ours.opsPerSec / redis.opsPerSec})
+        }
+      }
+    }
+  }
+  return out
+}
+
+function printTable(rows: Row[], goals: Target[], same: Comparison[]): void {
   const lines: string[] = []
   lines.push('| system | transport | op | value | callers | pipeline | keys | ops/s | GB/s | p50 ms | p99 ms |')
   lines.push('|---|---|---|---|---|---|---|---|---|---|---|')
@@ -328,6 +387,12 @@ function printTable(rows: Row[], goals: Target[]): void {
   lines.push('| target | mooncake ops/s | redis ops/s | ratio | wanted | met |')
   lines.push('|---|---|---|---|---|---|')
   for (const g of goals) lines.push(`| ${g.name} | ${Math.round(g.ours)} | ${Math.round(g.redis)} | ${g.ratio.toFixed(2)} | >= ${g.want} | ${g.ok ? 'yes' : 'NO'} |`)
+  if (same.length > 0) {
+    lines.push('')
+    lines.push('| same key pattern as Redis (not targets) | mooncake ops/s | redis ops/s | ratio |')
+    lines.push('|---|---|---|---|')
+    for (const c of same) lines.push(`| ${c.name} | ${Math.round(c.ours)} | ${Math.round(c.redis)} | ${c.ratio.toFixed(2)} |`)
+  }
   console.log(lines.join('\n'))
 }
 
@@ -347,10 +412,11 @@ async function main(): Promise<void> {
   }
   if (!flag('no-redis')) rows.push(...(await benchRedis()))
   const goals = targets(rows)
+  const same = likeForLike(rows)
   const seconds = (Date.now() - started) / 1000
-  if (JSON_OUT) console.log(JSON.stringify({seconds, rows, targets: goals}))
+  if (JSON_OUT) console.log(JSON.stringify({seconds, rows, targets: goals, sameKeyPattern: same}))
   else {
-    printTable(rows, goals)
+    printTable(rows, goals, same)
     console.log(`\n(${seconds.toFixed(0)} s)`)
   }
 }
