@@ -7,6 +7,7 @@
         "native/auth.cc",
         "native/client.cc",
         "native/crc32c.cc",
+        "native/crc32c_fold.cc",
         "native/grant.cc",
         "native/local_memory.cc",
         "native/segment.cc",

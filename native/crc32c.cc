@@ -5,6 +5,8 @@
 
 #include <cstring>
 
+#include "crc32c_fold.h"
+
 #if defined(__x86_64__)
 #include <nmmintrin.h>
 #endif
@@ -51,7 +53,11 @@ uint32_t Software(uint32_t crc, const uint8_t* p, size_t len) {
 }
 
 #if defined(__x86_64__)
+// From this many bytes the folding path (crc32c_fold.cc) takes the whole 256-byte blocks.
+constexpr size_t kFoldMin = 1024;
+
 __attribute__((target("sse4.2"))) uint32_t Hardware(uint32_t crc, const uint8_t* p, size_t len) {
+  if (len >= kFoldMin && FoldAvailable()) crc = FoldCrc(crc, &p, &len);
   uint64_t c = crc;
   while (len && (reinterpret_cast<uintptr_t>(p) & 7)) {
     c = _mm_crc32_u8(uint32_t(c), *p++);
@@ -94,6 +100,11 @@ __attribute__((target("sse4.2"))) uint32_t Hardware(uint32_t crc, const uint8_t*
 // (the destination is not read back soon, and its lines need not be fetched first).
 template <bool Cold>
 __attribute__((target("sse4.2"))) uint32_t HardwareCopy(uint32_t crc, uint8_t* dst, const uint8_t* src, size_t len) {
+  if (len >= kFoldMin && FoldAvailable()) {
+    crc = FoldCopyCrc(crc, &dst, &src, &len, Cold);
+    memcpy(dst, src, len);
+    return Hardware(crc, dst, len);
+  }
   uint64_t c = crc;
   constexpr size_t kBlock = 8 * 1024;
   while (len >= 3 * kBlock) {
