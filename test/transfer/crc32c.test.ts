@@ -23,9 +23,10 @@ test('known vectors', () => {
   assert.type(crc32cHardware(), 'boolean')
 })
 
-test('matches the bitwise reference on sizes around every code path (alignment, 3-way 24 KiB blocks, 256-byte folding from 1 KiB)', () => {
+test('matches the bitwise reference on sizes around every code path (alignment, 3-way 24 KiB blocks, 256-byte folding from 16 KiB)', () => {
   const data = randomBytes(80_000)
-  const folding = [1023, 1024, 1025, 1279, 1280, 1281, 1024 + 256 * 7 + 255].flatMap((length) => [[0, length], [61, length]])
+  const K16 = 16 * 1024
+  const folding = [K16 - 1, K16, K16 + 1, K16 + 255, K16 + 256, K16 + 257, K16 + 256 * 7 + 255].flatMap((length) => [[0, length], [61, length]])
   for (const [offset, length] of [[0, 1], [1, 7], [3, 8], [5, 4096], [0, 24_576], [7, 24_577], [1, 49_153], [0, 80_000], [13, 79_987], ...folding]) {
     const view = data.subarray(offset, offset + length)
     assert.is(crc32c(data, 0, offset, length), reference(view), `${offset}+${length}`)
