@@ -31,7 +31,7 @@ test('groups and single calls of one tick share a batch; results are per item an
   assert.is(s, 50)
 })
 
-test('whole groups fill batches up to maxBatchSize; a larger group goes alone; later calls wait for a slot', async () => {
+test('whole groups fill batches up to maxBatchSize; a larger group goes alone', async () => {
   const {c, batches} = make()
   const big = Array.from({length: 8}, (_, i) => i)
   const out = await Promise.all([c.callMany([1, 2, 3, 4]), c.callMany([5, 6, 7]), c.callMany(big), c.callMany([])])
@@ -54,6 +54,36 @@ test('a failed batch RPC answers every item of a group with its error (no reject
   } catch (err) {
     assert.is((err as MooncakeError).code, 'UNAVAILABLE')
   }
+})
+
+test('single calls wait for a slot (maxInFlight); groups leave at once, without the waiting single calls', async () => {
+  const sent: string[] = []
+  const held: Array<() => void> = []
+  const hold = <T>(label: string, value: T): Promise<T> => {
+    sent.push(label)
+    return new Promise<T>((resolve) => held.push(() => resolve(value)))
+  }
+  const c = new Coalescer<number, number>({
+    batch: (items) => hold(`batch ${items.join(',')}`, items.map((x): ItemResult<number> => ({ok: true, value: x}))),
+    single: (x) => hold(`single ${x}`, x),
+    maxInFlight: 1,
+    maxBatchSize: 16,
+  })
+  const first = c.call(1)
+  await new Promise((r) => setImmediate(r))
+  const waiting = [c.call(2), c.call(3)]
+  const group = c.callMany([4, 5])
+  await new Promise((r) => setImmediate(r))
+  assert.equal(sent, ['single 1', 'batch 4,5'], 'the group did not wait behind the single call in flight')
+  held[1]()
+  assert.equal(await group, [{ok: true, value: 4}, {ok: true, value: 5}])
+  assert.equal(sent, ['single 1', 'batch 4,5'], 'the single calls still wait for the slot')
+  held[0]()
+  assert.is(await first, 1)
+  await new Promise((r) => setImmediate(r))
+  assert.equal(sent, ['single 1', 'batch 4,5', 'batch 2,3'])
+  held[2]()
+  assert.equal(await Promise.all(waiting), [2, 3])
 })
 
 test('a group of one item still travels as a batch (ItemResult semantics)', async () => {

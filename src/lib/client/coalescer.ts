@@ -1,8 +1,10 @@
 /**
  * Auto-batching of single-key calls (the idea of ioredis' auto-pipelining): calls issued in the
- * same tick are sent as one batch RPC. At most `maxInFlight` batches of one kind are in flight;
- * calls made meanwhile accumulate and leave together when a batch returns, so under load the
- * batches grow and the RPC rate stays far below grpc-js' ~5k unary calls/s.
+ * same tick are sent as one batch RPC. At most `maxInFlight` batches of single calls of one kind
+ * are in flight; calls made meanwhile accumulate and leave together when a batch returns, so under
+ * load the batches grow and the RPC rate stays far below grpc-js' ~5k unary calls/s. Groups
+ * (callMany, the chunks of batch calls) take the queued single calls along but do not wait for
+ * that limit: their callers bound their own depth.
  */
 import type {ItemResult} from '../master/api.js'
 import {MooncakeError, toMooncakeError} from '../errors.js'
@@ -35,6 +37,7 @@ export class Coalescer<I, R> {
   private queue: Array<Entry<I, R>> = []
   private scheduled = false
   private inFlight = 0
+  private groupsQueued = 0
 
   constructor(private readonly options: CoalescerOptions<I, R>) {}
 
@@ -53,6 +56,7 @@ export class Coalescer<I, R> {
 
   private enqueue(e: Entry<I, R>): void {
     this.queue.push(e)
+    if (e.items) this.groupsQueued++
     if (!this.scheduled) {
       this.scheduled = true
       process.nextTick(() => {
@@ -63,22 +67,33 @@ export class Coalescer<I, R> {
   }
 
   private flush(): void {
-    while (this.queue.length > 0 && this.inFlight < this.options.maxInFlight) {
-      // Whole entries, up to maxBatchSize items (an entry larger than that goes alone).
+    while (this.queue.length > 0) {
+      // Groups (callMany: chunks of a batch call, whose caller bounds how many it has in flight)
+      // never wait for the single calls' batches: at the limit they leave alone.
+      const atLimit = this.inFlight >= this.options.maxInFlight
+      if (atLimit && this.groupsQueued === 0) return
+      const take: Array<Entry<I, R>> = []
+      const keep: Array<Entry<I, R>> = []
       let n = 0
-      let k = 0
-      while (k < this.queue.length) {
-        const c = size(this.queue[k])
-        if (k > 0 && n + c > this.options.maxBatchSize) break
-        n += c
-        k++
+      for (const e of this.queue) {
+        const c = size(e)
+        // Whole entries, up to maxBatchSize items (an entry larger than that goes alone).
+        if ((atLimit && !e.items) || (take.length > 0 && n + c > this.options.maxBatchSize)) keep.push(e)
+        else {
+          take.push(e)
+          n += c
+        }
       }
-      const group = k === this.queue.length ? this.queue : this.queue.slice(0, k)
-      this.queue = group === this.queue ? [] : this.queue.slice(k)
-      this.inFlight++
+      this.queue = keep
+      let groups = 0
+      for (const e of take) if (e.items) groups++
+      this.groupsQueued -= groups
+      // Only batches of single calls count against maxInFlight.
+      const counted = groups === 0
+      if (counted) this.inFlight++
       this.options.onBatch?.(n)
-      void this.send(group, n).finally(() => {
-        this.inFlight--
+      void this.send(take, n).finally(() => {
+        if (counted) this.inFlight--
         this.flush()
       })
     }
