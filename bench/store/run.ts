@@ -107,47 +107,36 @@ async function putGetPhases(client: MooncakeClient, transport: TransportMode, si
   const putSec = (performance.now() - t0) / 1000
   const stored = next
   const put = row('mooncake', 'put', size, conc, stored, putSec, putLat, {transport, keys: stored})
-  let done = 0
-  const getLat: number[] = []
-  const g0 = performance.now()
-  const gDeadline = g0 + phaseMs
-  await Promise.all(
-    Array.from({length: conc}, async (_, c) => {
-      const dest = dests[c]
-      let i = c
-      while (performance.now() < gDeadline) {
-        const s = performance.now()
-        await client.getInto(prefix + (i % stored), dest)
-        getLat.push(performance.now() - s)
-        i += conc
-        done++
-      }
-    }),
-  )
-  const get = row('mooncake', 'get', size, conc, done, (performance.now() - g0) / 1000, getLat, {transport, keys: Math.min(done, stored)})
+  // Caller c reads keys c, c + conc, c + 2 conc, ... of those stored.
+  const gets = await timedGets(client, conc, dests, phaseMs, (c, n) => prefix + ((c + n * conc) % stored))
+  const get = row('mooncake', 'get', size, conc, gets.done, gets.seconds, gets.lat, {transport, keys: Math.min(gets.done, stored)})
   const rows = [put, get]
-  if (oneKey) rows.push(await oneKeyGets(client, transport, size, conc, prefix + 0, dests, phaseMs))
+  if (oneKey) {
+    // Every caller reads the first key, as redis-benchmark without -r does (a like-for-like row; not a target).
+    const same = await timedGets(client, conc, dests, phaseMs, () => prefix + 0)
+    rows.push(row('mooncake', 'get', size, conc, same.done, same.seconds, same.lat, {transport, keys: 1}))
+  }
   await client.removeAll({force: true})
   return rows
 }
 
-/** Every caller reads the same key, as redis-benchmark without -r does (a like-for-like row; not a target). */
-async function oneKeyGets(client: MooncakeClient, transport: TransportMode, size: number, conc: number, key: string, dests: Buffer[], phaseMs: number): Promise<Row> {
+/** `conc` callers getting into their registered buffers for `phaseMs`; keyAt(caller, n): the caller's n-th key. */
+async function timedGets(client: MooncakeClient, conc: number, dests: Buffer[], phaseMs: number, keyAt: (caller: number, n: number) => string): Promise<{done: number; seconds: number; lat: number[]}> {
   let done = 0
   const lat: number[] = []
   const t0 = performance.now()
   const deadline = t0 + phaseMs
   await Promise.all(
     Array.from({length: conc}, async (_, c) => {
-      while (performance.now() < deadline) {
+      for (let n = 0; performance.now() < deadline; n++) {
         const s = performance.now()
-        await client.getInto(key, dests[c])
+        await client.getInto(keyAt(c, n), dests[c])
         lat.push(performance.now() - s)
         done++
       }
     }),
   )
-  return row('mooncake', 'get', size, conc, done, (performance.now() - t0) / 1000, lat, {transport, keys: 1})
+  return {done, seconds: (performance.now() - t0) / 1000, lat}
 }
 
 async function benchMooncake(address: string, transport: TransportMode, source: Buffer, dests: Buffer[]): Promise<Row[]> {
