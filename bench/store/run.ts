@@ -298,12 +298,17 @@ function best(rows: Row[], system: Row['system'], op: string, size: number, filt
   return rows.filter((r) => r.system === system && r.op === op && r.size === size && filter(r)).sort((a, b) => b.opsPerSec - a.opsPerSec)[0]
 }
 
-interface Target {
+/** One row of ours against one of Redis. */
+interface Comparison {
   name: string
   ours: number
   redis: number
-  want: number
   ratio: number
+}
+
+/** A comparison the issue sets a wanted ratio for. */
+interface Target extends Comparison {
+  want: number
   ok: boolean
 }
 
@@ -330,13 +335,6 @@ function targets(rows: Row[]): Target[] {
     }
   }
   return out
-}
-
-interface Comparison {
-  name: string
-  ours: number
-  redis: number
-  ratio: number
 }
 
 /**

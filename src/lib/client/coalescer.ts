@@ -37,7 +37,6 @@ export class Coalescer<I, R> {
   private queue: Array<Entry<I, R>> = []
   private scheduled = false
   private inFlight = 0
-  private groupsQueued = 0
 
   constructor(private readonly options: CoalescerOptions<I, R>) {}
 
@@ -56,7 +55,6 @@ export class Coalescer<I, R> {
 
   private enqueue(e: Entry<I, R>): void {
     this.queue.push(e)
-    if (e.items) this.groupsQueued++
     if (!this.scheduled) {
       this.scheduled = true
       process.nextTick(() => {
@@ -71,7 +69,7 @@ export class Coalescer<I, R> {
       // Groups (callMany: chunks of a batch call, whose caller bounds how many it has in flight)
       // never wait for the single calls' batches: at the limit they leave alone.
       const atLimit = this.inFlight >= this.options.maxInFlight
-      if (atLimit && this.groupsQueued === 0) return
+      if (atLimit && !this.queue.some((e) => e.items)) return
       const take: Array<Entry<I, R>> = []
       const keep: Array<Entry<I, R>> = []
       let n = 0
@@ -85,11 +83,8 @@ export class Coalescer<I, R> {
         }
       }
       this.queue = keep
-      let groups = 0
-      for (const e of take) if (e.items) groups++
-      this.groupsQueued -= groups
       // Only batches of single calls count against maxInFlight.
-      const counted = groups === 0
+      const counted = !take.some((e) => e.items)
       if (counted) this.inFlight++
       this.options.onBatch?.(n)
       void this.send(take, n).finally(() => {
